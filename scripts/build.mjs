@@ -1,0 +1,58 @@
+// Builds the package: AssemblyScript -> build/cdquant.wasm, then esbuild bundles the
+// TypeScript (library, CLI, worker; with --tests also test/*.test.ts -> build/test/).
+import { readFile, readdir, mkdir, rm } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import asc from 'assemblyscript/asc';
+import * as esbuild from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const at = (p) => join(root, p);
+const withTests = process.argv.includes('--tests');
+
+await mkdir(at('build'), { recursive: true });
+const { error, stderr } = await asc.main(
+  ['assembly/index.ts', '--config', 'asconfig.json', '--target', 'release'],
+  { stdout: process.stdout, stderr: process.stderr },
+);
+if (error) {
+  console.error(stderr?.toString?.() ?? '');
+  console.error('AssemblyScript build failed:', error.message);
+  process.exit(1);
+}
+
+// The wasm travels inside the JS as base64 too, so runtimes without file access
+// (edge workers, data: URLs, single-file bundles) load the very same bytes.
+const wasmInline = {
+  name: 'cdquant-wasm-inline',
+  setup(build) {
+    build.onResolve({ filter: /^virtual:cdquant-wasm$/ }, () => ({ path: 'cdquant-wasm', namespace: 'cdquant-wasm' }));
+    build.onLoad({ filter: /.*/, namespace: 'cdquant-wasm' }, async () => ({
+      contents: `export const wasmBase64 = ${JSON.stringify((await readFile(at('build/cdquant.wasm'))).toString('base64'))};`,
+      loader: 'js',
+    }));
+  },
+};
+
+const common = { bundle: true, format: 'esm', target: 'es2022', sourcemap: 'linked', plugins: [wasmInline], logLevel: 'warning' };
+await esbuild.build({
+  ...common,
+  entryPoints: { index: at('src/index.ts'), worker: at('src/worker.ts') },
+  outdir: at('build'),
+  platform: 'neutral',
+  mainFields: ['module', 'main'],
+});
+await esbuild.build({
+  ...common,
+  entryPoints: { cli: at('src/cli.ts') },
+  outdir: at('build'),
+  platform: 'node',
+  packages: 'external',
+  banner: { js: '#!/usr/bin/env node' },
+});
+
+if (withTests) {
+  await rm(at('build/test'), { recursive: true, force: true });
+  const tests = (await readdir(at('test'))).filter((f) => f.endsWith('.test.ts')).map((f) => at(`test/${f}`));
+  await esbuild.build({ ...common, entryPoints: tests, outdir: at('build/test'), platform: 'node', packages: 'external' });
+}

@@ -1,0 +1,2 @@
+export * from './errors.js';
+export { Kernel, setWasmSource } from './kernel.js';
