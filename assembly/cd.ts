@@ -1,1 +1,439 @@
-// (filled in below)
+// CDQuant's greedy coordinate descent (CD), block coordinate descent (BCD) and the scale
+// refit between CD rounds, on a band of rows with fixed grids.
+//
+// State per row: q (dequantized values), codes, and g = H (q - w). Every row is solved on its
+// own; band-level work (the initial g = E H, refit products) goes through gemmSub, whose
+// per-element arithmetic does not depend on the band, so any split gives the same bits.
+
+import { gemmSub } from './linalg';
+import { dequantCode } from './grid';
+
+// @ts-ignore: decorator
+@inline function f32At(base: usize, i: i32): f32 {
+  return load<f32>(base + (<usize>i << 2));
+}
+// @ts-ignore: decorator
+@inline function f32Set(base: usize, i: i32, v: f32): void {
+  store<f32>(base + (<usize>i << 2), v);
+}
+
+/** g = (q - w) H for a band: g [rows x cols] is overwritten. scratch: rows*cols floats. */
+export function gradientBand(g: usize, w: usize, q: usize, rows: i32, cols: i32, h: usize, scratch: usize): void {
+  const total = <usize>rows * <usize>cols;
+  for (let i: usize = 0; i < total; i++) store<f32>(scratch + (i << 2), load<f32>(w + (i << 2)) - load<f32>(q + (i << 2)));
+  memory.fill(g, 0, total << 2);
+  gemmSub(g, cols, scratch, cols, h, cols, rows, cols, cols); // g = -(w - q) H
+}
+
+/** Per-row expanded grid: scale and zero of every column (colScale/colZero [cols]). */
+function expandGrid(r: i32, cols: i32, groups: i32, colGroup: usize, scales: usize, zeros: usize, colScale: usize, colZero: usize): void {
+  const base = <usize>r * <usize>groups;
+  for (let j = 0; j < cols; j++) {
+    const go = (base + <usize>load<i32>(colGroup + (<usize>j << 2))) << 2;
+    f32Set(colScale, j, load<f32>(scales + go));
+    f32Set(colZero, j, load<f32>(zeros + go));
+  }
+}
+
+// The winner of the last pass: (index, gain); index -1 when no move lowers the loss.
+let passIndex: i32 = -1;
+
+/**
+ * One fused pass over a row: optionally g += delta * H[moved, :] (H is symmetric), then for
+ * every coordinate the best grid value nearest q_i - g_i / H_ii and its gain
+ * -(2 d g_i + d^2 H_ii); keeps the largest positive gain, ties to the lowest index.
+ */
+function cdPass(
+  cols: i32, q: usize, g: usize, hdiag: usize, hRow: usize, delta: f32,
+  colScale: usize, colZero: usize, maxq: f32,
+): void {
+  const vDelta = f32x4.splat(delta);
+  const vMaxq = f32x4.splat(maxq);
+  const vZero = f32x4.splat(0);
+  const vTwo = f32x4.splat(2);
+  let bestGain = f32x4.splat(0);
+  let bestIdx = i32x4.splat(-1);
+  let idx = i32x4(0, 1, 2, 3);
+  const four = i32x4.splat(4);
+  let j = 0;
+  for (; j + 4 <= cols; j += 4) {
+    const o = <usize>j << 2;
+    let gv = v128.load(g + o);
+    if (hRow) {
+      gv = f32x4.add(gv, f32x4.mul(vDelta, v128.load(hRow + o)));
+      v128.store(g + o, gv);
+    }
+    const qv = v128.load(q + o);
+    const hd = v128.load(hdiag + o);
+    const s = v128.load(colScale + o);
+    const z = v128.load(colZero + o);
+    const target = f32x4.sub(qv, f32x4.div(gv, hd));
+    const code = f32x4.min(f32x4.max(f32x4.add(f32x4.nearest(f32x4.div(target, s)), z), vZero), vMaxq);
+    const d = f32x4.sub(f32x4.mul(s, f32x4.sub(code, z)), qv);
+    const gain = f32x4.neg(f32x4.add(f32x4.mul(f32x4.mul(vTwo, d), gv), f32x4.mul(f32x4.mul(d, d), hd)));
+    const better = f32x4.gt(gain, bestGain);
+    bestGain = v128.bitselect(gain, bestGain, better);
+    bestIdx = v128.bitselect(idx, bestIdx, better);
+    idx = i32x4.add(idx, four);
+  }
+  laneBest = 0;
+  laneIndex = -1;
+  considerLane(f32x4.extract_lane(bestGain, 0), i32x4.extract_lane(bestIdx, 0));
+  considerLane(f32x4.extract_lane(bestGain, 1), i32x4.extract_lane(bestIdx, 1));
+  considerLane(f32x4.extract_lane(bestGain, 2), i32x4.extract_lane(bestIdx, 2));
+  considerLane(f32x4.extract_lane(bestGain, 3), i32x4.extract_lane(bestIdx, 3));
+  let best = laneBest;
+  let bi = laneIndex;
+  for (; j < cols; j++) {
+    let gj = f32At(g, j);
+    if (hRow) {
+      gj = gj + delta * f32At(hRow, j);
+      f32Set(g, j, gj);
+    }
+    const gain = coordinateGain(f32At(q, j), gj, f32At(hdiag, j), f32At(colScale, j), f32At(colZero, j), maxq);
+    if (gain > best) {
+      best = gain;
+      bi = j;
+    }
+  }
+  passIndex = bi;
+}
+
+// Lanes hold each their own first maximum; across lanes the lowest index wins a tie.
+let laneBest: f32 = 0;
+let laneIndex: i32 = -1;
+// @ts-ignore: decorator
+@inline function considerLane(gain: f32, index: i32): void {
+  if (index >= 0 && (gain > laneBest || (gain == laneBest && index < laneIndex))) {
+    laneBest = gain;
+    laneIndex = index;
+  }
+}
+
+// The scalar twin of one SIMD lane in cdPass (same operations, same order).
+let lastCode: f32 = 0;
+let lastValue: f32 = 0;
+// @ts-ignore: decorator
+@inline function coordinateGain(qj: f32, gj: f32, hd: f32, s: f32, z: f32, maxq: f32): f32 {
+  const target = qj - gj / hd;
+  const code = min<f32>(max<f32>(nearest<f32>(target / s) + z, 0), maxq);
+  const value = s * (code - z);
+  const d = value - qj;
+  lastCode = code;
+  lastValue = value;
+  return -((2 * d) * gj + (d * d) * hd);
+}
+
+/**
+ * Greedy CD on rows [0, rows) of a band. w: targets; q/codes: start (updated in place);
+ * g: [rows x cols] gradient (from gradientBand, updated); h: [cols x cols]; hdiag [cols];
+ * moves (i32 [rows]) receives the number of moves per row. scratch: 2*cols floats.
+ */
+export function cdBand(
+  q: usize, codes: usize, g: usize, rows: i32, cols: i32, h: usize, hdiag: usize, maxq: f32,
+  groups: i32, colGroup: usize, scales: usize, zeros: usize, iters: i32, moves: usize, scratch: usize,
+): void {
+  const colScale = scratch;
+  const colZero = scratch + (<usize>cols << 2);
+  for (let r = 0; r < rows; r++) {
+    expandGrid(r, cols, groups, colGroup, scales, zeros, colScale, colZero);
+    const rowOff = <usize>r * <usize>cols;
+    const qr = q + (rowOff << 2);
+    const gr = g + (rowOff << 2);
+    let count = 0;
+    cdPass(cols, qr, gr, hdiag, 0, 0, colScale, colZero, maxq);
+    while (count < iters && passIndex >= 0) {
+      const i = passIndex;
+      coordinateGain(f32At(qr, i), f32At(gr, i), f32At(hdiag, i), f32At(colScale, i), f32At(colZero, i), maxq);
+      const delta = lastValue - f32At(qr, i);
+      f32Set(qr, i, lastValue);
+      store<u8>(codes + rowOff + <usize>i, <u8>lastCode);
+      count++;
+      if (count >= iters) {
+        // Keep g exact for the caller even though no further move is chosen.
+        const hRow = h + ((<usize>i * <usize>cols) << 2);
+        for (let j = 0; j < cols; j++) f32Set(gr, j, f32At(gr, j) + delta * f32At(hRow, j));
+        break;
+      }
+      cdPass(cols, qr, gr, hdiag, h + ((<usize>i * <usize>cols) << 2), delta, colScale, colZero, maxq);
+    }
+    store<i32>(moves + (<usize>r << 2), count);
+  }
+}
+
+/**
+ * BCD preparation, shared by all rows: blocks are k consecutive entries of `order` (the working
+ * column order: identity, or act-order's permutation; the last block may be shorter). For each, H_BB and its inverse (Gauss-Jordan in f64; a block whose pivots fail falls back to
+ * the inverse of its diagonal, so the move degrades to per-coordinate Newton targets).
+ * blocks: ceil(cols/k) * k * k floats for H_BB, the same again for the inverses.
+ */
+export function bcdPrepare(h: usize, cols: i32, k: i32, order: usize, hbb: usize, hinv: usize): void {
+  const nb = (cols + k - 1) / k;
+  const a = heap.alloc(<usize>(k * 2 * k) << 3);
+  for (let b = 0; b < nb; b++) {
+    const c0 = b * k;
+    const len = min(k, cols - c0);
+    const base = <usize>(b * k * k) << 2;
+    memory.fill(hbb + base, 0, <usize>(k * k) << 2);
+    memory.fill(hinv + base, 0, <usize>(k * k) << 2);
+    // Augmented [H_BB | I] in f64.
+    const w2 = 2 * len;
+    for (let i = 0; i < len; i++) {
+      for (let j = 0; j < len; j++) {
+        const v = load<f32>(h + ((<usize>colAt(order, c0 + i) * <usize>cols + <usize>colAt(order, c0 + j)) << 2));
+        store<f32>(hbb + base + (<usize>(i * k + j) << 2), v);
+        store<f64>(a + (<usize>(i * w2 + j) << 3), <f64>v);
+        store<f64>(a + (<usize>(i * w2 + len + j) << 3), i == j ? 1.0 : 0.0);
+      }
+    }
+    let ok = true;
+    for (let p = 0; p < len && ok; p++) {
+      const piv = load<f64>(a + (<usize>(p * w2 + p) << 3));
+      const ref = <f64>load<f32>(hbb + base + (<usize>(p * k + p) << 2));
+      if (!(piv > ref * 1e-6) || !(piv > 0)) {
+        ok = false;
+        break;
+      }
+      for (let j = 0; j < w2; j++) store<f64>(a + (<usize>(p * w2 + j) << 3), load<f64>(a + (<usize>(p * w2 + j) << 3)) / piv);
+      for (let i = 0; i < len; i++) {
+        if (i == p) continue;
+        const f = load<f64>(a + (<usize>(i * w2 + p) << 3));
+        for (let j = 0; j < w2; j++) {
+          const o = a + (<usize>(i * w2 + j) << 3);
+          store<f64>(o, load<f64>(o) - f * load<f64>(a + (<usize>(p * w2 + j) << 3)));
+        }
+      }
+    }
+    for (let i = 0; i < len; i++) {
+      for (let j = 0; j < len; j++) {
+        let v: f64 = 0;
+        if (ok) v = load<f64>(a + (<usize>(i * w2 + len + j) << 3));
+        else if (i == j) v = 1.0 / <f64>load<f32>(hbb + base + (<usize>(i * k + i) << 2));
+        store<f32>(hinv + base + (<usize>(i * k + j) << 2), <f32>v);
+      }
+    }
+  }
+  heap.free(a);
+}
+
+// @ts-ignore: decorator
+@inline function colAt(order: usize, i: i32): i32 {
+  return load<i32>(order + (<usize>i << 2));
+}
+
+/**
+ * Best move of one block of a row, from its gathered values bq, gradient bg, scales bs and
+ * zeros bz [len]: Newton target t = q_B - H_BB^-1 g_B, then every combination of the grid
+ * points just below/above t (each clamped to the grid), scored exactly by 2 d.g_B + d^T H_BB d.
+ * The first best combination wins (bit i set = coordinate i takes the point above).
+ * Writes the winning values and codes to outValues/outCodes [len]; returns the gain (-score).
+ */
+function bestBlockMove(
+  len: i32, k: i32, bq: usize, bg: usize, bs: usize, bz: usize, hbb: usize, hinv: usize,
+  maxq: f32, lo: usize, hi: usize, outValues: usize, outCodes: usize,
+): f32 {
+  for (let i = 0; i < len; i++) {
+    let step: f32 = 0;
+    for (let j = 0; j < len; j++) step += f32At(hinv, i * k + j) * f32At(bg, j);
+    const t = f32At(bq, i) - step;
+    const s = f32At(bs, i), z = f32At(bz, i);
+    const below = min<f32>(max<f32>(floor<f32>(t / s) + z, 0), maxq);
+    f32Set(lo, i, below);
+    f32Set(hi, i, min<f32>(below + 1, maxq));
+  }
+  let bestScore: f32 = Infinity;
+  const combos = 1 << len;
+  for (let m = 0; m < combos; m++) {
+    let score: f32 = 0;
+    for (let i = 0; i < len; i++) {
+      const ci = (m >> i) & 1 ? f32At(hi, i) : f32At(lo, i);
+      const di = dequantCode(ci, f32At(bs, i), f32At(bz, i)) - f32At(bq, i);
+      let hd: f32 = 0;
+      for (let j = 0; j < len; j++) {
+        const cj = (m >> j) & 1 ? f32At(hi, j) : f32At(lo, j);
+        const dj = dequantCode(cj, f32At(bs, j), f32At(bz, j)) - f32At(bq, j);
+        hd += f32At(hbb, i * k + j) * dj;
+      }
+      score += di * (2 * f32At(bg, i) + hd);
+    }
+    if (score < bestScore) {
+      bestScore = score;
+      for (let i = 0; i < len; i++) {
+        const ci = (m >> i) & 1 ? f32At(hi, i) : f32At(lo, i);
+        f32Set(outCodes, i, ci);
+        f32Set(outValues, i, dequantCode(ci, f32At(bs, i), f32At(bz, i)));
+      }
+    }
+  }
+  return -bestScore;
+}
+
+/**
+ * Greedy BCD on a band: each iteration evaluates every block's best move, applies the block
+ * with the largest positive gain (ties to the lowest block), and updates g by H[:, B] d.
+ * All blocks are re-evaluated after each move, since g changes everywhere.
+ * scratch: 2*cols + 10*k floats.
+ */
+export function bcdBand(
+  q: usize, codes: usize, g: usize, rows: i32, cols: i32, h: usize, k: i32, order: usize, hbb: usize, hinv: usize,
+  maxq: f32, groups: i32, colGroup: usize, scales: usize, zeros: usize, iters: i32, moves: usize, scratch: usize,
+): void {
+  const nb = (cols + k - 1) / k;
+  const colScale = scratch;
+  const colZero = colScale + (<usize>cols << 2);
+  const kb = <usize>k << 2;
+  const lo = colZero + (<usize>cols << 2);
+  const hi = lo + kb, vals = hi + kb, cds = vals + kb, bestVals = cds + kb, bestCodes = bestVals + kb;
+  const bq = bestCodes + kb, bg = bq + kb, bs = bg + kb, bz = bs + kb;
+  for (let r = 0; r < rows; r++) {
+    expandGrid(r, cols, groups, colGroup, scales, zeros, colScale, colZero);
+    const rowOff = <usize>r * <usize>cols;
+    const qr = q + (rowOff << 2);
+    const gr = g + (rowOff << 2);
+    let count = 0;
+    while (count < iters) {
+      let best: f32 = 0;
+      let bestBlock = -1;
+      for (let b = 0; b < nb; b++) {
+        const c0 = b * k;
+        const len = min(k, cols - c0);
+        for (let i = 0; i < len; i++) {
+          const c = colAt(order, c0 + i);
+          f32Set(bq, i, f32At(qr, c));
+          f32Set(bg, i, f32At(gr, c));
+          f32Set(bs, i, f32At(colScale, c));
+          f32Set(bz, i, f32At(colZero, c));
+        }
+        const base = <usize>(b * k * k) << 2;
+        const gain = bestBlockMove(len, k, bq, bg, bs, bz, hbb + base, hinv + base, maxq, lo, hi, vals, cds);
+        if (gain > best) {
+          best = gain;
+          bestBlock = b;
+          memory.copy(bestVals, vals, kb);
+          memory.copy(bestCodes, cds, kb);
+        }
+      }
+      if (bestBlock < 0) break;
+      const c0 = bestBlock * k;
+      const len = min(k, cols - c0);
+      for (let i = 0; i < len; i++) {
+        const c = colAt(order, c0 + i);
+        const delta = f32At(bestVals, i) - f32At(qr, c);
+        f32Set(qr, c, f32At(bestVals, i));
+        store<u8>(codes + rowOff + <usize>c, <u8>f32At(bestCodes, i));
+        if (delta != 0) {
+          const hRow = h + ((<usize>c * <usize>cols) << 2);
+          for (let j = 0; j < cols; j++) f32Set(gr, j, f32At(gr, j) + delta * f32At(hRow, j));
+        }
+      }
+      count++;
+    }
+    store<i32>(moves + (<usize>r << 2), count);
+  }
+}
+
+/**
+ * One refit round on a band (ALGORITHMS.md "Refit"): per row, group after group, the least-
+ * squares (scale, zero) for fixed codes in H's metric, kept only if scale > 0 and the loss
+ * falls; then g is recomputed for the whole band. Gradients of later groups see earlier
+ * groups' changes through GEMMs on the band's accumulated changes (negated, in dneg).
+ * q, g, scales, zeros updated in place; codes read. sym: refit the scale only.
+ * scratch: 4*rows*cols floats. accepted (i32 [rows]) counts the groups changed per row.
+ */
+export function refitBand(
+  w: usize, q: usize, codes: usize, g: usize, rows: i32, cols: i32, h: usize, maxq: f32, sym: bool,
+  groupSize: i32, groups: i32, scales: usize, zeros: usize, accepted: usize, scratch: usize,
+): void {
+  const total = <usize>rows * <usize>cols;
+  const dneg = scratch; // -(change of q) so far
+  const yq = scratch + (total << 2); // Q_G H_GG, one group at a time [rows x gs]
+  const yc = yq + (total << 2); // C_G H_GG
+  const gcur = yc + (total << 2); // current g on the group [rows x gs]
+  const gs = groupSize <= 0 || groupSize >= cols ? cols : groupSize;
+  memory.fill(dneg, 0, total << 2);
+  memory.fill(accepted, 0, <usize>rows << 2);
+  const cvals = heap.alloc(total << 2);
+  for (let i: usize = 0; i < total; i++) store<f32>(cvals + (i << 2), <f32>load<u8>(codes + i));
+  const ones = heap.alloc(<usize>cols << 2);
+  for (let gi = 0; gi < groups; gi++) {
+    const c0 = gi * gs;
+    const len = min(gs, cols - c0);
+    const hgg = h + ((<usize>c0 * <usize>cols + <usize>c0) << 2);
+    // Negated products (gemmSub from zero): yq = -(Q_G H_GG), yc = -(C_G H_GG).
+    memory.fill(yq, 0, (<usize>rows * <usize>len) << 2);
+    memory.fill(yc, 0, (<usize>rows * <usize>len) << 2);
+    gemmSub(yq, len, q + (<usize>c0 << 2), cols, hgg, cols, rows, len, len);
+    gemmSub(yc, len, cvals + (<usize>c0 << 2), cols, hgg, cols, rows, len, len);
+    for (let r = 0; r < rows; r++) {
+      memory.copy(gcur + ((<usize>r * <usize>len) << 2), g + ((<usize>r * <usize>cols + <usize>c0) << 2), <usize>len << 2);
+    }
+    if (c0 > 0) gemmSub(gcur, len, dneg, cols, h + (<usize>c0 << 2), cols, rows, len, c0);
+    // H_GG 1 and 1^T H_GG 1, shared by all rows.
+    let oneH1: f64 = 0;
+    for (let i = 0; i < len; i++) {
+      let s: f32 = 0;
+      for (let j = 0; j < len; j++) s += load<f32>(hgg + ((<usize>i * <usize>cols + <usize>j) << 2));
+      f32Set(ones, i, s);
+      oneH1 += <f64>s;
+    }
+    for (let r = 0; r < rows; r++) {
+      const go = (<usize>r * <usize>groups + <usize>gi) << 2;
+      const rq = q + ((<usize>r * <usize>cols + <usize>c0) << 2);
+      const rc = cvals + ((<usize>r * <usize>cols + <usize>c0) << 2);
+      const ryq = yq + ((<usize>r * <usize>len) << 2);
+      const ryc = yc + ((<usize>r * <usize>len) << 2);
+      const rg = gcur + ((<usize>r * <usize>len) << 2);
+      // Inner products in f64: p = H q - g (yq is negated).
+      let cHc: f64 = 0, cH1: f64 = 0, cP: f64 = 0, oneP: f64 = 0, cHq: f64 = 0, oneHq: f64 = 0, qHq: f64 = 0, qg: f64 = 0, cg: f64 = 0, oneG: f64 = 0;
+      for (let i = 0; i < len; i++) {
+        const ci = <f64>f32At(rc, i), qi = <f64>f32At(rq, i), gi2 = <f64>f32At(rg, i);
+        const hq = -<f64>f32At(ryq, i), hc = -<f64>f32At(ryc, i);
+        cHc += ci * hc; cH1 += ci * <f64>f32At(ones, i);
+        cHq += ci * hq; oneHq += hq; qHq += qi * hq;
+        cg += ci * gi2; oneG += gi2; qg += qi * gi2;
+      }
+      cP = cHq - cg;
+      oneP = oneHq - oneG;
+      const zOld = <f64>load<f32>(zeros + go);
+      let z = zOld;
+      if (!sym) {
+        // values a*c + beta (beta = -b): [cHc cH1; cH1 oneH1] [a; beta] = [cP; oneP]
+        const det = cHc * oneH1 - cH1 * cH1;
+        if (det > 1e-12 * cHc * oneH1 && det > 0) {
+          const a = (cP * oneH1 - cH1 * oneP) / det;
+          const beta = (cHc * oneP - cH1 * cP) / det;
+          if (a > 0) z = min<f64>(max<f64>(nearest<f64>(-beta / a), 0), <f64>maxq);
+        }
+      }
+      // Scale alone for v = c - z.
+      const vHv = cHc - 2 * z * cH1 + z * z * oneH1;
+      const vP = cP - z * oneP;
+      if (!(vHv > 0)) continue;
+      const a = vP / vHv;
+      if (!(a > 0)) continue;
+      const s32 = <f32>a, z32 = <f32>z;
+      // Exact change of loss for the f32 values the grid will produce.
+      let dg: f64 = 0, dHd: f64 = 0;
+      // d = v a - q; d^T H d = a^2 vHv - 2 a vHq + qHq; computed from the rounded values below.
+      const vHq = cHq - z * oneHq;
+      const vg = cg - z * oneG;
+      dg = <f64>s32 * vg - qg;
+      dHd = <f64>s32 * <f64>s32 * vHv - 2 * <f64>s32 * vHq + qHq;
+      if (!(2 * dg + dHd < 0)) continue;
+      store<f32>(scales + go, s32);
+      store<f32>(zeros + go, z32);
+      store<i32>(accepted + (<usize>r << 2), load<i32>(accepted + (<usize>r << 2)) + 1);
+      const rd = dneg + ((<usize>r * <usize>cols + <usize>c0) << 2);
+      for (let i = 0; i < len; i++) {
+        const nv = dequantCode(f32At(rc, i), s32, z32);
+        f32Set(rd, i, f32At(rq, i) - nv);
+        f32Set(rq, i, nv);
+      }
+    }
+  }
+  // g += D H with D = -dneg.
+  gemmSub(g, cols, dneg, cols, h, cols, rows, cols, cols);
+  heap.free(cvals);
+  heap.free(ones);
+}
+

@@ -1,1 +1,309 @@
-// (filled in below)
+// Dense float32 linear algebra over row-major matrices addressed by byte offsets.
+//
+// Determinism contract: every output element is produced by the same sequence of IEEE
+// operations whatever its position in a tile, band or remainder, so results never depend on
+// how rows are grouped (threads, bands) or on the engine. No fused multiply-add exists in
+// WebAssembly SIMD without relaxed-SIMD, so lanes and scalar code agree exactly.
+
+// @ts-ignore: decorator
+@inline function at(base: usize, row: i32, ld: i32, col: i32): usize {
+  return base + ((<usize>row * <usize>ld + <usize>col) << 2);
+}
+
+/** Sum of a[i]*b[i]: four lane accumulators, combined as (l0+l1)+(l2+l3), then the tail. */
+export function dot(a: usize, b: usize, n: i32): f32 {
+  let acc = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    acc = f32x4.add(acc, f32x4.mul(v128.load(a + (<usize>i << 2)), v128.load(b + (<usize>i << 2))));
+  }
+  let s: f32 = (f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1)) + (f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3));
+  for (; i < n; i++) s += load<f32>(a + (<usize>i << 2)) * load<f32>(b + (<usize>i << 2));
+  return s;
+}
+
+/** y[i] -= alpha * x[i]. Elementwise, so SIMD and scalar tails agree bit for bit. */
+export function axpySub(y: usize, x: usize, alpha: f32, n: i32): void {
+  const va = f32x4.splat(alpha);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(y + o, f32x4.sub(v128.load(y + o), f32x4.mul(va, v128.load(x + o))));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(y + o, load<f32>(y + o) - alpha * load<f32>(x + o));
+  }
+}
+
+/**
+ * C[m x n] -= A[m x k] * B[k x n] (row-major, leading dimensions lda, ldb, ldc).
+ * Per k slice, each C element gets acc = ((0 + a0*b0) + a1*b1) + ... in k order, then c - acc,
+ * in the 4x8 register tile, the 1x8 row tail, the 1x4 and the scalar column tails alike.
+ */
+export function gemmSub(c: usize, ldc: i32, a: usize, lda: i32, b: usize, ldb: i32, m: i32, n: i32, k: i32): void {
+  // k is cut into fixed slices of 128 (c -= acc once per slice, a property of k alone, never
+  // of m or of the tile), and columns into chunks of 64, so a 128 x 64 slice of B stays in L1
+  // while every row tile passes over it.
+  const kChunk = 128;
+  const chunk = 64;
+  for (let p0 = 0; p0 < k; p0 += kChunk) {
+    const kb = min(kChunk, k - p0);
+    const ap = a + (<usize>p0 << 2);
+    const bp = at(b, p0, ldb, 0);
+    for (let j0 = 0; j0 < n; j0 += chunk) {
+      const j1 = min(j0 + chunk, n);
+      let r = 0;
+      for (; r + 4 <= m; r += 4) tileRows4(c, ldc, ap, lda, bp, ldb, r, j0, j1, kb);
+      for (; r < m; r++) tileRow1(c, ldc, ap, lda, bp, ldb, r, j0, j1, kb);
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline function tileRows4(c: usize, ldc: i32, a: usize, lda: i32, b: usize, ldb: i32, r: i32, j0: i32, j1: i32, k: i32): void {
+  const a0 = at(a, r, lda, 0), a1 = at(a, r + 1, lda, 0), a2 = at(a, r + 2, lda, 0), a3 = at(a, r + 3, lda, 0);
+  const bStride = <usize>ldb << 2;
+  let j = j0;
+  for (; j + 8 <= j1; j += 8) {
+    let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+    let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+    let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+    let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+    let bp = at(b, 0, ldb, j);
+    for (let p = 0; p < k; p++) {
+      const o = <usize>p << 2;
+      const b0 = v128.load(bp), b1 = v128.load(bp, 16);
+      let x = v128.load32_splat(a0 + o);
+      c00 = f32x4.add(c00, f32x4.mul(x, b0)); c01 = f32x4.add(c01, f32x4.mul(x, b1));
+      x = v128.load32_splat(a1 + o);
+      c10 = f32x4.add(c10, f32x4.mul(x, b0)); c11 = f32x4.add(c11, f32x4.mul(x, b1));
+      x = v128.load32_splat(a2 + o);
+      c20 = f32x4.add(c20, f32x4.mul(x, b0)); c21 = f32x4.add(c21, f32x4.mul(x, b1));
+      x = v128.load32_splat(a3 + o);
+      c30 = f32x4.add(c30, f32x4.mul(x, b0)); c31 = f32x4.add(c31, f32x4.mul(x, b1));
+      bp += bStride;
+    }
+    let cp = at(c, r, ldc, j);
+    v128.store(cp, f32x4.sub(v128.load(cp), c00)); v128.store(cp, f32x4.sub(v128.load(cp, 16), c01), 16);
+    cp = at(c, r + 1, ldc, j);
+    v128.store(cp, f32x4.sub(v128.load(cp), c10)); v128.store(cp, f32x4.sub(v128.load(cp, 16), c11), 16);
+    cp = at(c, r + 2, ldc, j);
+    v128.store(cp, f32x4.sub(v128.load(cp), c20)); v128.store(cp, f32x4.sub(v128.load(cp, 16), c21), 16);
+    cp = at(c, r + 3, ldc, j);
+    v128.store(cp, f32x4.sub(v128.load(cp), c30)); v128.store(cp, f32x4.sub(v128.load(cp, 16), c31), 16);
+  }
+  if (j < j1) {
+    for (let rr = r; rr < r + 4; rr++) columnsTail(c, ldc, a, lda, b, ldb, rr, j, j1, k);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function tileRow1(c: usize, ldc: i32, a: usize, lda: i32, b: usize, ldb: i32, r: i32, j0: i32, j1: i32, k: i32): void {
+  const a0 = at(a, r, lda, 0);
+  const bStride = <usize>ldb << 2;
+  let j = j0;
+  for (; j + 8 <= j1; j += 8) {
+    let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+    let bp = at(b, 0, ldb, j);
+    for (let p = 0; p < k; p++) {
+      const x = v128.load32_splat(a0 + (<usize>p << 2));
+      c00 = f32x4.add(c00, f32x4.mul(x, v128.load(bp)));
+      c01 = f32x4.add(c01, f32x4.mul(x, v128.load(bp, 16)));
+      bp += bStride;
+    }
+    const cp = at(c, r, ldc, j);
+    v128.store(cp, f32x4.sub(v128.load(cp), c00)); v128.store(cp, f32x4.sub(v128.load(cp, 16), c01), 16);
+  }
+  if (j < j1) columnsTail(c, ldc, a, lda, b, ldb, r, j, j1, k);
+}
+
+function columnsTail(c: usize, ldc: i32, a: usize, lda: i32, b: usize, ldb: i32, r: i32, j0: i32, j1: i32, k: i32): void {
+  const a0 = at(a, r, lda, 0);
+  const bStride = <usize>ldb << 2;
+  let j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    let acc = f32x4.splat(0);
+    let bp = at(b, 0, ldb, j);
+    for (let p = 0; p < k; p++) {
+      acc = f32x4.add(acc, f32x4.mul(v128.load32_splat(a0 + (<usize>p << 2)), v128.load(bp)));
+      bp += bStride;
+    }
+    const cp = at(c, r, ldc, j);
+    v128.store(cp, f32x4.sub(v128.load(cp), acc));
+  }
+  for (; j < j1; j++) {
+    let acc: f32 = 0;
+    let bp = at(b, 0, ldb, j);
+    for (let p = 0; p < k; p++) {
+      acc += load<f32>(a0 + (<usize>p << 2)) * load<f32>(bp);
+      bp += bStride;
+    }
+    const cp = at(c, r, ldc, j);
+    store<f32>(cp, load<f32>(cp) - acc);
+  }
+}
+
+/** dst[k x m] = transpose(src[m x k]) with leading dimensions lds (src) and ldd (dst). */
+export function transpose(dst: usize, ldd: i32, src: usize, lds: i32, m: i32, k: i32): void {
+  for (let i = 0; i < m; i++) {
+    for (let p = 0; p < k; p++) store<f32>(at(dst, p, ldd, i), load<f32>(at(src, i, lds, p)));
+  }
+}
+
+/**
+ * H = H * keep + X^T X * add for X [m x n]: the streaming Hessian update. X^T X goes through
+ * gemmSub on a transposed copy (scratch: n*m floats), so its rounding is the GEMM's.
+ * scratch must hold n*m + n*n floats.
+ */
+export function hessianUpdate(h: usize, x: usize, m: i32, n: i32, keep: f32, add: f32, scratch: usize): void {
+  const xt = scratch;
+  const prod = scratch + ((<usize>n * <usize>m) << 2);
+  transpose(xt, m, x, n, m, n);
+  memory.fill(prod, 0, (<usize>n * <usize>n) << 2);
+  gemmSub(prod, n, xt, m, x, n, n, n, m); // prod = -X^T X
+  const total = n * n;
+  for (let i = 0; i < total; i++) {
+    const o = <usize>i << 2;
+    store<f32>(h + o, load<f32>(h + o) * keep - load<f32>(prod + o) * add);
+  }
+}
+
+/**
+ * In-place lower Cholesky A = L L^T of an n x n matrix (row-major, leading dimension n).
+ * Only the lower triangle is read; the strict upper triangle is zeroed. Right-looking, blocked
+ * by 64: factor the diagonal block, solve the panel, update the trailing lower part by GEMM.
+ * Returns 0 on success or (1 + the index of the failing pivot) when A is not positive definite.
+ * scratch: 64 * n floats.
+ */
+export function cholesky(a: usize, n: i32, scratch: usize): i32 {
+  const bs = 64;
+  for (let k0 = 0; k0 < n; k0 += bs) {
+    const k1 = min(k0 + bs, n);
+    const kb = k1 - k0;
+    // Diagonal block, unblocked (left-looking over the block's own columns).
+    for (let i = k0; i < k1; i++) {
+      for (let j = k0; j <= i; j++) {
+        const s = load<f32>(at(a, i, n, j)) - dot(at(a, i, n, k0), at(a, j, n, k0), j - k0);
+        if (i == j) {
+          if (!(s > 0) || !isFinite<f32>(s)) return i + 1;
+          store<f32>(at(a, i, n, i), sqrt<f32>(s));
+        } else {
+          store<f32>(at(a, i, n, j), s / load<f32>(at(a, j, n, j)));
+        }
+      }
+    }
+    // Panel below: L21 = A21 L11^-T, row by row.
+    for (let i = k1; i < n; i++) {
+      for (let j = k0; j < k1; j++) {
+        const s = load<f32>(at(a, i, n, j)) - dot(at(a, i, n, k0), at(a, j, n, k0), j - k0);
+        store<f32>(at(a, i, n, j), s / load<f32>(at(a, j, n, j)));
+      }
+    }
+    // Trailing update A22 -= L21 L21^T, lower part only, one 64-row band at a time.
+    if (k1 < n) {
+      const rest = n - k1;
+      transpose(scratch, rest, at(a, k1, n, k0), n, rest, kb); // scratch = L21^T [kb x rest]
+      for (let r0 = k1; r0 < n; r0 += bs) {
+        const r1 = min(r0 + bs, n);
+        gemmSub(at(a, r0, n, k1), n, at(a, r0, n, k0), n, scratch, rest, r1 - r0, r1 - k1, kb);
+      }
+    }
+  }
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) store<f32>(at(a, i, n, j), 0);
+  }
+  return 0;
+}
+
+/**
+ * M = L^-1 for lower-triangular L (n x n, leading dimension n), written to m (distinct from l).
+ * Row blocks of 64: M[I, I] by substitution, then M[I, :i1] = -M[I,I] * (L[I, :i1] * M[:i1, :i1]),
+ * where the GEMM for column chunk [j0, j0+64) starts at k = j0 (M is zero above its diagonal).
+ * scratch: 64 * n floats.
+ */
+export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
+  const bs = 64;
+  memory.fill(m, 0, (<usize>n * <usize>n) << 2);
+  for (let i0 = 0; i0 < n; i0 += bs) {
+    const i1 = min(i0 + bs, n);
+    const ib = i1 - i0;
+    // Diagonal block inverse by forward substitution, row by row.
+    for (let i = i0; i < i1; i++) {
+      const dinv: f32 = 1 / load<f32>(at(l, i, n, i));
+      for (let j = i0; j < i; j++) {
+        let s: f32 = 0;
+        for (let p = j; p < i; p++) s += load<f32>(at(l, i, n, p)) * load<f32>(at(m, p, n, j));
+        store<f32>(at(m, i, n, j), -s * dinv);
+      }
+      store<f32>(at(m, i, n, i), dinv);
+    }
+    if (i0 == 0) continue;
+    // T = -(L[I, :i0] * M[:i0, :i0]) into scratch [ib x i0].
+    memory.fill(scratch, 0, (<usize>ib * <usize>i0) << 2);
+    for (let j0 = 0; j0 < i0; j0 += bs) {
+      const j1 = min(j0 + bs, i0);
+      gemmSub(at(scratch, 0, i0, j0), i0, at(l, i0, n, j0), n, at(m, j0, n, j0), n, ib, j1 - j0, i0 - j0);
+    }
+    // M[I, :i0] = M[I, I] * T, each output row an ordered sum of scaled rows of T.
+    for (let i = 0; i < ib; i++) {
+      const out = at(m, i0 + i, n, 0);
+      for (let p = 0; p <= i; p++) axpySub(out, at(scratch, p, i0, 0), -load<f32>(at(m, i0 + i, n, i0 + p)), i0);
+    }
+  }
+}
+
+/**
+ * U = upper Cholesky factor of H^-1 (U^T U = H^-1), as GPTQ needs it, in two O(n^3/3) steps
+ * instead of the reference's three: with J the reversal, chol(J H J) = L gives H = R R^T for
+ * the upper R = J L J, so H^-1 = (R^-1)^T R^-1 and U = R^-1 = J L^-1 J.
+ * h is read only; u receives U; work must hold n*n + 64*n floats.
+ * Returns 0, or 1 + the failing pivot (in reversed order) if H is not positive definite.
+ */
+export function upperCholeskyOfInverse(u: usize, h: usize, n: i32, work: usize): i32 {
+  const rev = work;
+  const scratch = work + ((<usize>n * <usize>n) << 2);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) store<f32>(at(rev, i, n, j), load<f32>(at(h, n - 1 - i, n, n - 1 - j)));
+  }
+  const failed = cholesky(rev, n, scratch);
+  if (failed != 0) return failed;
+  lowerInverse(u, rev, n, scratch); // u = L^-1 (lower), reversed next
+  reverseBoth(u, n);
+  return 0;
+}
+
+/** A := J A J in place (reverse rows and columns). */
+function reverseBoth(a: usize, n: i32): void {
+  const total = n * n;
+  for (let i = 0, j = total - 1; i < j; i++, j--) {
+    const pi = a + (<usize>i << 2), pj = a + (<usize>j << 2);
+    const t = load<f32>(pi);
+    store<f32>(pi, load<f32>(pj));
+    store<f32>(pj, t);
+  }
+}
+
+/** h := (h + h^T) / 2, so row i of H is exactly its column i (CD reads columns as rows). */
+export function symmetrize(h: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      const a = at(h, i, n, j), b = at(h, j, n, i);
+      const v: f32 = (load<f32>(a) + load<f32>(b)) * 0.5;
+      store<f32>(a, v);
+      store<f32>(b, v);
+    }
+  }
+}
+
+/** GPTQ damping: h_ii += percdamp * mean(diag h); returns the amount added. */
+export function addDamping(h: usize, n: i32, percdamp: f64): f32 {
+  let sum: f64 = 0;
+  for (let i = 0; i < n; i++) sum += <f64>load<f32>(at(h, i, n, i));
+  const damp = <f32>(percdamp * (sum / <f64>n));
+  for (let i = 0; i < n; i++) {
+    const p = at(h, i, n, i);
+    store<f32>(p, load<f32>(p) + damp);
+  }
+  return damp;
+}

@@ -1,1 +1,1 @@
-// (filled in below)
+// Forward pass kernels live on the nn branch.

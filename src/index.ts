@@ -1,2 +1,5 @@
 export * from './errors.js';
 export { Kernel, setWasmSource } from './kernel.js';
+export { quantizeLayer, prepareLayer, LayerSession, mergeBands } from './layer.js';
+export type { WeightMatrix, PreparedLayer, BandResult, LayerResult } from './layer.js';
+export type { QuantizeOptions, Method, Clip, Init } from './options.js';
