@@ -8,7 +8,8 @@
 //   order. The matmul micro-kernels compute each output element in exactly this order, so a
 //   row of Y is the same whichever tile or micro-kernel produced it.
 // * No fused multiply-add (plain SIMD has none; relaxed-SIMD is off).
-// * Softmax denominators and cross-entropy are accumulated in f64 with AssemblyScript's own
+// * exp in attention and SiLU is a fixed polynomial in plain f32 operations (exp4 / exp1);
+//   softmax denominators are summed in f64; cross-entropy is f64 with AssemblyScript's own
 //   Math (compiled into this module, hence deterministic).
 //
 // Names carry an `nn_` prefix so they cannot collide with the other kernel files.
@@ -206,54 +207,204 @@ export function nn_rope(x: usize, tab: usize, T: i32, nHeads: i32, head: i32, ha
 }
 
 // ---------------------------------------------------------------------------------------
+// exp: Cephes' expf (range reduction by ln 2 in two parts, degree-6 polynomial, 2^n by
+// exponent bits), in plain f32 operations so the vector and scalar forms give the same bits
+// in every engine. Inputs are clamped to [-87, 88] (exp(-87) ~ 1.6e-38, exp(88) ~ 1.7e38),
+// which is all softmax and SiLU need. Within ~2 ulp of the true value.
+
+// @ts-ignore: decorator
+@inline const EXP_LO: f32 = -87.0;
+// @ts-ignore: decorator
+@inline const EXP_HI: f32 = 88.0;
+// @ts-ignore: decorator
+@inline const LOG2E: f32 = 1.44269504088896341;
+// @ts-ignore: decorator
+@inline const EXP_C1: f32 = 0.693359375;
+// @ts-ignore: decorator
+@inline const EXP_C2: f32 = -2.12194440e-4;
+// @ts-ignore: decorator
+@inline const EXP_P0: f32 = 1.9875691500e-4;
+// @ts-ignore: decorator
+@inline const EXP_P1: f32 = 1.3981999507e-3;
+// @ts-ignore: decorator
+@inline const EXP_P2: f32 = 8.3334519073e-3;
+// @ts-ignore: decorator
+@inline const EXP_P3: f32 = 4.1665795894e-2;
+// @ts-ignore: decorator
+@inline const EXP_P4: f32 = 1.6666665459e-1;
+// @ts-ignore: decorator
+@inline const EXP_P5: f32 = 5.0000001201e-1;
+
+@inline function exp4(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(LOG2E)));
+  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(EXP_C1)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(EXP_C2)));
+  let y = f32x4.splat(EXP_P0);
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P1));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P2));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P3));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P4));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P5));
+  y = f32x4.add(f32x4.add(f32x4.mul(y, f32x4.mul(r, r)), r), f32x4.splat(1));
+  const e = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return f32x4.mul(y, e);
+}
+
+/** exp4 on one lane: the same operations in the same order. */
+@inline function exp1(x: f32): f32 {
+  x = min<f32>(max<f32>(x, EXP_LO), EXP_HI);
+  const n = nearest<f32>(x * LOG2E);
+  let r = x - n * EXP_C1;
+  r = r - n * EXP_C2;
+  let y = EXP_P0;
+  y = y * r + EXP_P1;
+  y = y * r + EXP_P2;
+  y = y * r + EXP_P3;
+  y = y * r + EXP_P4;
+  y = y * r + EXP_P5;
+  y = (y * (r * r) + r) + <f32>1;
+  return y * reinterpret<f32>((<i32>n + 127) << 23);
+}
+
+export function nn_exp_f32(x: f32): f32 {
+  return exp1(x);
+}
+
+/** Four canonical horizontal sums at once: lane k = (a_k.0 + a_k.1) + (a_k.2 + a_k.3). */
+@inline function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const u = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 2, 4, 6), v128.shuffle<f32>(a0, a1, 1, 3, 5, 7));
+  const w = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 2, 4, 6), v128.shuffle<f32>(a2, a3, 1, 3, 5, 7));
+  return f32x4.add(v128.shuffle<f32>(u, w, 0, 2, 4, 6), v128.shuffle<f32>(u, w, 1, 3, 5, 7));
+}
+
+// ---------------------------------------------------------------------------------------
 // Causal grouped-query attention over one sequence.
 // q [T, nHeads*head], k, v [T, nKv*head] (RoPE already applied), out [T, nHeads*head].
-// Query head h reads KV head h / (nHeads / nKv). Scores (q . k) * (1/sqrt(head)); softmax
-// with max subtraction: e_j = expf(s_j - max), sum in f64, p_j = e_j * f32(1/sum);
-// out = sum_j p_j v_j accumulated in order j = 0..t.
+// Query head h reads KV head h / (nHeads / nKv). Score s_j = dot(q, k_j) * (1/sqrt(head))
+// with the canonical dot order; softmax with max subtraction: e_j = exp(s_j - max) (exp4
+// above), sum of e_j in f64 (two f64x2 accumulators, see below), p_j = e_j * f32(1/sum);
+// out = (sum over even j of p_j v_j) + (sum over odd j), each accumulated in order of j.
+// Every row's result depends only on its own q row and keys 0..t, never on T.
 
 export function nn_attention(q: usize, k: usize, v: usize, out: usize, T: i32, nHeads: i32, nKv: i32, head: i32): void {
-  const scores = heap.alloc(<usize>max<i32>(T, 4) << 2);
+  const scores = heap.alloc((<usize>T + 8) << 2);
   const group = nHeads / nKv;
   const scale: f32 = <f32>1.0 / Mathf.sqrt(<f32>head);
+  const vscale = f32x4.splat(scale);
   const qRow = <usize>(nHeads * head) << 2;
   const kRow = <usize>(nKv * head) << 2;
   const headBytes = <usize>head << 2;
   const h4 = head & ~3;
+  const h8 = head & ~7;
   for (let h = 0; h < nHeads; h++) {
     const kvOff = <usize>(h / group) * headBytes;
     const qOff = <usize>h * headBytes;
     for (let t = 0; t < T; t++) {
+      const n = t + 1;
       const qp = q + <usize>t * qRow + qOff;
-      let m: f32 = -Infinity;
-      for (let j = 0; j <= t; j++) {
+      // scores, four keys at a time
+      let vm = f32x4.splat(-Infinity);
+      let j = 0;
+      for (; j + 4 <= n; j += 4) {
+        const k0 = k + <usize>j * kRow + kvOff, k1 = k0 + kRow, k2 = k1 + kRow, k3 = k2 + kRow;
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        for (let d = 0; d < h4; d += 4) {
+          const o = <usize>d << 2;
+          const qv = v128.load(qp + o);
+          a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
+          a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
+          a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
+          a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
+        }
+        let s = hsum4(a0, a1, a2, a3);
+        if (h4 < head) {
+          s = f32x4.replace_lane(s, 0, dotTail(f32x4.extract_lane(s, 0), qp, k0, h4, head));
+          s = f32x4.replace_lane(s, 1, dotTail(f32x4.extract_lane(s, 1), qp, k1, h4, head));
+          s = f32x4.replace_lane(s, 2, dotTail(f32x4.extract_lane(s, 2), qp, k2, h4, head));
+          s = f32x4.replace_lane(s, 3, dotTail(f32x4.extract_lane(s, 3), qp, k3, h4, head));
+        }
+        s = f32x4.mul(s, vscale);
+        v128.store(scores + (<usize>j << 2), s);
+        vm = f32x4.max(vm, s);
+      }
+      let m: f32 = max<f32>(max<f32>(f32x4.extract_lane(vm, 0), f32x4.extract_lane(vm, 1)),
+        max<f32>(f32x4.extract_lane(vm, 2), f32x4.extract_lane(vm, 3)));
+      for (; j < n; j++) {
         const s = dot(qp, k + <usize>j * kRow + kvOff, head) * scale;
         store<f32>(scores + (<usize>j << 2), s);
-        if (s > m) m = s;
+        m = max<f32>(m, s);
       }
-      let sum: f64 = 0;
-      for (let j = 0; j <= t; j++) {
+      // exponentials (lanes past n are computed from stale values and never read)
+      const mv = f32x4.splat(m);
+      for (j = 0; j < n; j += 4) {
         const at = scores + (<usize>j << 2);
-        const e = Mathf.exp(load<f32>(at) - m);
-        store<f32>(at, e);
-        sum += <f64>e;
+        v128.store(at, exp4(f32x4.sub(v128.load(at), mv)));
       }
-      const inv = <f32>(1.0 / sum);
+      // zero the lanes past n, then sum in f64: s01 takes lanes 0-1 of every block of four,
+      // s23 lanes 2-3; sum = (s01.0 + s01.1) + (s23.0 + s23.1)
+      const n4up = (n + 3) & ~3;
+      for (j = n; j < n4up; j++) store<f32>(scores + (<usize>j << 2), 0);
+      let s01 = f64x2.splat(0), s23 = f64x2.splat(0);
+      for (j = 0; j < n; j += 4) {
+        const e = v128.load(scores + (<usize>j << 2));
+        s01 = f64x2.add(s01, f64x2.promote_low_f32x4(e));
+        s23 = f64x2.add(s23, f64x2.promote_low_f32x4(v128.shuffle<f32>(e, e, 2, 3, 2, 3)));
+      }
+      const sum = (f64x2.extract_lane(s01, 0) + f64x2.extract_lane(s01, 1)) +
+        (f64x2.extract_lane(s23, 0) + f64x2.extract_lane(s23, 1));
+      const inv = f32x4.splat(<f32>(1.0 / sum));
+      for (j = 0; j < n; j += 4) {
+        const at = scores + (<usize>j << 2);
+        v128.store(at, f32x4.mul(v128.load(at), inv));
+      }
+      // out = sum_j p_j v_j as (sum over even j) + (sum over odd j), each in order of j;
+      // eight, then four dims at a time, then single dims
       const op = out + <usize>t * qRow + qOff;
-      memory.fill(op, 0, headBytes);
-      for (let j = 0; j <= t; j++) {
-        const p = load<f32>(scores + (<usize>j << 2)) * inv;
-        const vp = v + <usize>j * kRow + kvOff;
-        const pv = f32x4.splat(p);
-        let d = 0;
-        for (; d < h4; d += 4) {
-          const o = <usize>d << 2;
-          v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vp + o))));
+      const vb = v + kvOff;
+      const nEven = n & ~1;
+      let d = 0;
+      for (; d < h8; d += 8) {
+        const o = <usize>d << 2;
+        let c0 = f32x4.splat(0), c1 = f32x4.splat(0), e0 = f32x4.splat(0), e1 = f32x4.splat(0);
+        for (j = 0; j < nEven; j += 2) {
+          const pv = v128.load32_splat(scores + (<usize>j << 2));
+          const pw = v128.load32_splat(scores + (<usize>j << 2) + 4);
+          const vp = vb + <usize>j * kRow + o;
+          c0 = f32x4.add(c0, f32x4.mul(pv, v128.load(vp)));
+          c1 = f32x4.add(c1, f32x4.mul(pv, v128.load(vp + 16)));
+          e0 = f32x4.add(e0, f32x4.mul(pw, v128.load(vp + kRow)));
+          e1 = f32x4.add(e1, f32x4.mul(pw, v128.load(vp + kRow + 16)));
         }
-        for (; d < head; d++) {
-          const o = <usize>d << 2;
-          store<f32>(op + o, load<f32>(op + o) + p * load<f32>(vp + o));
+        if (nEven < n) {
+          const pv = v128.load32_splat(scores + (<usize>j << 2));
+          const vp = vb + <usize>j * kRow + o;
+          c0 = f32x4.add(c0, f32x4.mul(pv, v128.load(vp)));
+          c1 = f32x4.add(c1, f32x4.mul(pv, v128.load(vp + 16)));
         }
+        v128.store(op + o, f32x4.add(c0, e0));
+        v128.store(op + o + 16, f32x4.add(c1, e1));
+      }
+      for (; d < h4; d += 4) {
+        const o = <usize>d << 2;
+        let c0 = f32x4.splat(0), e0 = f32x4.splat(0);
+        for (j = 0; j < nEven; j += 2) {
+          const vp = vb + <usize>j * kRow + o;
+          c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(scores + (<usize>j << 2)), v128.load(vp)));
+          e0 = f32x4.add(e0, f32x4.mul(v128.load32_splat(scores + (<usize>j << 2) + 4), v128.load(vp + kRow)));
+        }
+        if (nEven < n) c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(scores + (<usize>j << 2)), v128.load(vb + <usize>j * kRow + o)));
+        v128.store(op + o, f32x4.add(c0, e0));
+      }
+      for (; d < head; d++) {
+        const o = <usize>d << 2;
+        let c: f32 = 0, e: f32 = 0;
+        for (j = 0; j < nEven; j += 2) {
+          c += load<f32>(scores + (<usize>j << 2)) * load<f32>(vb + <usize>j * kRow + o);
+          e += load<f32>(scores + (<usize>j << 2) + 4) * load<f32>(vb + <usize>(j + 1) * kRow + o);
+        }
+        if (nEven < n) c += load<f32>(scores + (<usize>j << 2)) * load<f32>(vb + <usize>j * kRow + o);
+        store<f32>(op + o, c + e);
       }
     }
   }
@@ -263,12 +414,21 @@ export function nn_attention(q: usize, k: usize, v: usize, out: usize, T: i32, n
 // ---------------------------------------------------------------------------------------
 // elementwise
 
-/** out[i] = silu(g[i]) * u[i], silu(x) = x / (1 + expf(-x)). out may equal g or u. */
+/** out[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)) with exp4/exp1 above. out may
+ * equal g or u. */
 export function nn_swiglu(g: usize, u: usize, out: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
+  const n4 = n & ~3;
+  const one = f32x4.splat(1);
+  let i = 0;
+  for (; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const a = v128.load(g + o);
+    v128.store(out + o, f32x4.mul(f32x4.div(a, f32x4.add(one, exp4(f32x4.neg(a)))), v128.load(u + o)));
+  }
+  for (; i < n; i++) {
     const o = <usize>i << 2;
     const a = load<f32>(g + o);
-    store<f32>(out + o, (a / (<f32>1.0 + Mathf.exp(-a))) * load<f32>(u + o));
+    store<f32>(out + o, (a / (<f32>1.0 + exp1(-a))) * load<f32>(u + o));
   }
 }
 

@@ -456,15 +456,15 @@ test('bad inputs give typed errors', () => {
 });
 
 test('timing (printed, not asserted)', () => {
-  runner.logits(seq256); // warm up
-  const reps = 10;
-  let t0 = performance.now();
-  for (let i = 0; i < reps; i++) runner.logits(seq256);
-  const logitsMs = (performance.now() - t0) / reps;
-  t0 = performance.now();
-  for (let i = 0; i < reps; i++) runner.nll(seq256);
-  const nllMs = (performance.now() - t0) / reps;
-  console.log(`  stories260K, 256-token window: logits ${logitsMs.toFixed(2)} ms (${(256 / logitsMs * 1000).toFixed(0)} tokens/s), nll ${nllMs.toFixed(2)} ms (${(256 / nllMs * 1000).toFixed(0)} tokens/s)`);
+  const median = (f: () => unknown, reps = 15) => {
+    f(); // warm up
+    const ts: number[] = [];
+    for (let i = 0; i < reps; i++) { const t0 = performance.now(); f(); ts.push(performance.now() - t0); }
+    return ts.sort((a, b) => a - b)[reps >> 1];
+  };
+  const logitsMs = median(() => runner.logits(seq256));
+  const nllMs = median(() => runner.nll(seq256));
+  console.log(`  stories260K, 256-token window (median of 15): logits ${logitsMs.toFixed(2)} ms (${(256 / logitsMs * 1000).toFixed(0)} tokens/s), nll ${nllMs.toFixed(2)} ms (${(256 / nllMs * 1000).toFixed(0)} tokens/s)`);
 });
 
 test.run();
