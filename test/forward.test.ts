@@ -428,6 +428,80 @@ test('perplexity over 256-token windows: sane, matches f64 reference, same bits 
   assert.ok(Object.is(r2.nll, r.nll) && Object.is(r2.ppl, r.ppl), `${r2.nll} vs ${r.nll}`);
 });
 
+test('odd shapes (dims, heads, hidden not multiples of 4; MHA and MQA) match the f64 reference', () => {
+  let seed = 12345;
+  const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return (seed / 2 ** 32 - 0.5) * 0.6; };
+  const arr = (n: number, base = 0) => Float32Array.from({ length: n }, () => base + rnd());
+  for (const [dim, nHeads, nKv, hidden, vocab] of [[24, 2, 1, 30, 37], [30, 3, 3, 22, 19], [36, 3, 1, 41, 11]]) {
+    const head = dim / nHeads, kvDim = head * nKv, L = 2;
+    const per = (n: number, base = 0) => Array.from({ length: L }, () => arr(n, base));
+    const emb = arr(vocab * dim);
+    const c: Ckpt = {
+      dim, hidden, nLayers: L, nHeads, nKv, vocab, seqLen: 64, shared: false, emb,
+      attnNorm: per(dim, 1), wq: per(dim * dim), wk: per(kvDim * dim), wv: per(kvDim * dim), wo: per(dim * dim),
+      ffnNorm: per(dim, 1), w1: per(hidden * dim), w2: per(dim * hidden), w3: per(hidden * dim), finalNorm: arr(dim, 1), cls: arr(vocab * dim),
+    };
+    const r = new LlamaRunner(kernel, toModel(c));
+    try {
+      const tokens = Int32Array.from({ length: 23 }, (_, i) => (i * 7 + 3) % vocab);
+      const d = maxAbsDiff(r.logits(tokens), referenceLogits(c, tokens), vocab);
+      assert.ok(d < 1e-4, `dim ${dim} heads ${nHeads}/${nKv} hidden ${hidden}: ${d}`);
+    } finally {
+      r.free();
+    }
+  }
+});
+
+test('nn_matmul follows the documented summation order bit-exactly across tiles and tails', () => {
+  // the canonical order emulated in float32 with Math.fround (exact for + and *)
+  const f = Math.fround;
+  const canonical = (x: Float32Array, w: Float32Array, n: number) => {
+    const n4 = n & ~3;
+    const lane = [0, 0, 0, 0];
+    for (let i = 0; i < n4; i += 4) for (let l = 0; l < 4; l++) lane[l] = f(lane[l] + f(x[i + l] * w[i + l]));
+    let s = f(f(lane[0] + lane[1]) + f(lane[2] + lane[3]));
+    for (let i = n4; i < n; i++) s = f(s + f(x[i] * w[i]));
+    return s;
+  };
+  let seed = 7;
+  const rnd = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 2 ** 32 - 0.5; };
+  for (const [T, nIn, nOut] of [[9, 8195, 5], [7, 13, 9], [1, 3, 1], [5, 64, 3]]) {
+    const x = Float32Array.from({ length: T * nIn }, rnd);
+    const w = Float32Array.from({ length: nOut * nIn }, rnd);
+    const got = kernel.scoped((alloc, put) => {
+      const px = put(x), pw = put(w), py = alloc(T * nOut * 4);
+      kernel.exports.nn_matmul(px, pw, py, T, nIn, nOut);
+      return kernel.f32(py, T * nOut).slice();
+    });
+    const want = new Float32Array(T * nOut);
+    for (let t = 0; t < T; t++) for (let o = 0; o < nOut; o++) want[t * nOut + o] = canonical(x.subarray(t * nIn, (t + 1) * nIn), w.subarray(o * nIn, (o + 1) * nIn), nIn);
+    assert.ok(sameBits(got, want), `T ${T} in ${nIn} out ${nOut}`);
+  }
+});
+
+test('wasm exp is accurate; SiLU gives the same bits in vector lanes and scalar tails', () => {
+  const e = kernel.exports;
+  let worst = 0;
+  for (let x = -87; x <= 88; x += 0.0137) {
+    const got = e.nn_exp_f32(x) as number;
+    const want = Math.exp(Math.fround(x));
+    worst = Math.max(worst, Math.abs(got - want) / want);
+  }
+  console.log(`  wasm exp (f32) max relative error on [-87, 88]: ${worst.toExponential(2)}`);
+  assert.ok(worst < 4e-7, `relative error ${worst}`);
+  assert.equal(e.nn_exp_f32(0), 1);
+  const g = Float32Array.from({ length: 12 }, (_, i) => (i - 6) * 1.37);
+  const u = Float32Array.from({ length: 12 }, (_, i) => 0.5 + i * 0.01);
+  const run = (from: number) => kernel.scoped((alloc, put) => {
+    const n = 12 - from;
+    const pg = put(g.subarray(from)), pu = put(u.subarray(from)), po = alloc(n * 4);
+    e.nn_swiglu(pg, pu, po, n);
+    return kernel.f32(po, n).slice();
+  });
+  const all = run(0);
+  for (const from of [1, 2, 3]) assert.ok(sameBits(run(from), all.subarray(from)), `offset ${from}`);
+});
+
 test('bad inputs give typed errors', () => {
   const throwsCode = (fn: () => unknown, Ctor: new (m: string) => CdquantError, code: string) => {
     try { fn(); } catch (e) {
