@@ -5,11 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const env = { ...process.env, NO_COLOR: '1' };
+delete env.FORCE_COLOR;
 const run = spawnSync(process.execPath, [join(root, 'node_modules/uvu/bin.js'), 'build/test', '\\.test\\.js$'], {
   cwd: root,
   encoding: 'utf8',
   maxBuffer: 1 << 28,
-  env: { ...process.env, NO_COLOR: '1' },
+  env,
 });
 process.stdout.write(run.stdout);
 process.stderr.write(run.stderr);
