@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import asc from 'assemblyscript/asc';
 import * as esbuild from 'esbuild';
+import { spawnSync } from 'node:child_process';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const at = (p) => join(root, p);
@@ -35,12 +36,28 @@ const wasmInline = {
 };
 
 const common = { bundle: true, format: 'esm', target: 'es2022', sourcemap: 'linked', plugins: [wasmInline], logLevel: 'warning' };
+// The library, the worker (started by the pool next to the library: build/worker.js) and the
+// workerd entry are runtime-neutral ESM: no Node built-in is imported statically.
 await esbuild.build({
   ...common,
   entryPoints: { index: at('src/index.ts'), worker: at('src/worker.ts') },
   outdir: at('build'),
   platform: 'neutral',
   mainFields: ['module', 'main'],
+});
+// build/workerd.js re-exports build/index.js and hands it the wasm imported as a module.
+const keepExternal = (map) => ({
+  name: 'keep-external',
+  setup(build) {
+    build.onResolve({ filter: /.*/ }, (args) => (args.path in map ? { path: map[args.path], external: true } : undefined));
+  },
+});
+await esbuild.build({
+  ...common,
+  plugins: [keepExternal({ './index.js': './index.js', './cdquant.wasm': './cdquant.wasm' })],
+  entryPoints: { workerd: at('src/workerd.ts') },
+  outdir: at('build'),
+  platform: 'neutral',
 });
 await esbuild.build({
   ...common,
@@ -51,8 +68,26 @@ await esbuild.build({
   banner: { js: '#!/usr/bin/env node' },
 });
 
+// TypeScript declarations -> build/types.
+const tsc = spawnSync(process.execPath, [at('node_modules/typescript/bin/tsc'), '-p', at('tsconfig.json')], { cwd: root, stdio: 'inherit' });
+if (tsc.status !== 0) {
+  console.error('tsc (declarations) failed');
+  process.exit(1);
+}
+
 if (withTests) {
   await rm(at('build/test'), { recursive: true, force: true });
   const tests = (await readdir(at('test'))).filter((f) => f.endsWith('.test.ts')).map((f) => at(`test/${f}`));
   await esbuild.build({ ...common, entryPoints: tests, outdir: at('build/test'), platform: 'node', packages: 'external' });
+  // Cross-runtime entries (test/cross): 'cdquant' is the built package itself, kept external so
+  // each runtime loads the real build/index.js (or build/workerd.js) and its build/worker.js.
+  const cross = (entries, target) => esbuild.build({
+    ...common,
+    plugins: [keepExternal({ cdquant: target })],
+    entryPoints: entries,
+    outdir: at('build/test/cross'),
+    platform: 'neutral',
+  });
+  await cross({ 'entry-cli': at('test/cross/entry-cli.ts'), 'entry-browser': at('test/cross/entry-browser.ts') }, '../../index.js');
+  await cross({ 'entry-workerd': at('test/cross/entry-workerd.ts') }, '../../workerd.js');
 }

@@ -4,6 +4,8 @@
 import { AbortError, HessianError, NonFiniteError, ShapeError, assertFinite } from './errors.js';
 import { Kernel, defaultKernel } from './kernel.js';
 import { resolveOptions, type QuantizeOptions, type ResolvedOptions } from './options.js';
+import { autoThreads, checkThreads, quantizeLayerThreaded } from './pool.js';
+import { workersAvailable } from './runtime.js';
 
 export interface WeightMatrix {
   /** Row-major [rows = out, cols = in], PyTorch's layout. */
@@ -75,7 +77,8 @@ export interface LayerResult {
 const CLIP_CODE = { minmax: 0, mse: 1, owc: 2 } as const;
 const SYMMETRY_TOLERANCE = 1e-4;
 
-function validateWeights(weights: WeightMatrix): void {
+/** Throws ShapeError or NonFiniteError unless `weights` is a finite rows x cols Float32Array matrix. */
+export function validateWeights(weights: WeightMatrix): void {
   const { data, rows, cols } = weights;
   if (!(data instanceof Float32Array)) throw new ShapeError('weights.data must be a Float32Array');
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) {
@@ -415,8 +418,12 @@ export function mergeBands(prepared: PreparedLayer, rows: number, bands: BandRes
 export async function quantizeLayer(weights: WeightMatrix, hessian: Float32Array, options: QuantizeOptions = {}): Promise<LayerResult> {
   validateWeights(weights);
   if (options.signal?.aborted) throw new AbortError();
+  const threads = checkThreads(options.threads) ?? (await autoThreads(weights.rows, weights.cols));
   const kernel = await defaultKernel();
   const prepared = await prepareLayer(hessian, weights.cols, options, kernel);
+  // threads > 1: row bands on a worker pool (same bits); falls back to this thread where the
+  // runtime has no workers.
+  if (threads > 1 && workersAvailable()) return quantizeLayerThreaded(prepared, weights, threads, options);
   const session = new LayerSession(kernel, prepared);
   const bands: BandResult[] = [];
   try {

@@ -1,1 +1,121 @@
-export {};
+// Worker entry (build/worker.js): one wasm instance per worker, one prepared layer at a time,
+// row bands solved on request. Spoken to over comlink by src/pool.ts. The same bundle runs as
+// a Node worker_threads worker and as a module Web Worker (browsers, Deno, Bun).
+import { expose, transfer } from 'comlink';
+import { nodeEndpoint } from './node-endpoint.js';
+import { CdquantError, NonFiniteError, KernelError } from './errors.js';
+import { Kernel } from './kernel.js';
+import { LayerSession, type BandResult, type PreparedLayer, type WeightMatrix } from './layer.js';
+import { nodeModule } from './runtime.js';
+
+/** Test-only fault injection (see WorkerPool's `testFault`). */
+export type FaultKind = 'throw' | 'exit' | 'uncaught';
+
+/** What a call returns: errors travel as data (code + message) and are rebuilt as the same
+ * CdquantError subclass on the caller's side. */
+export type Reply<T> = { ok: true; value: T } | { ok: false; code: string; name: string; message: string };
+
+export interface WorkerApi {
+  /** Instantiates the wasm; with a lock name, holds that Web Lock for the worker's lifetime so
+   * the caller can notice the worker dying where the runtime fires no event for it. */
+  init(lockName: string | null): Promise<Reply<null>>;
+  /** Makes `prepared` (and, with shared memory, the whole weight matrix) the current layer. */
+  load(layer: number, prepared: PreparedLayer, weights: WeightMatrix | null): Reply<null>;
+  /** Solves rows [r0, r1): from the shared weights, or from `band` (rows r0..r1 only). */
+  solve(layer: number, r0: number, r1: number, band: Float32Array | null, fault: FaultKind | null): Promise<Reply<BandResult>>;
+}
+
+let kernel: Kernel | null = null;
+let session: LayerSession | null = null;
+let current = -1;
+let sharedWeights: WeightMatrix | null = null;
+const g = globalThis as any;
+
+function failure(e: unknown): Reply<never> {
+  if (e instanceof CdquantError) return { ok: false, code: e.code, name: e.name, message: e.message };
+  if (e instanceof WebAssembly.RuntimeError) return { ok: false, code: 'KERNEL_FAILED', name: 'KernelError', message: `wasm trap: ${e.message}` };
+  const err = e as Error;
+  return { ok: false, code: 'WORKER_FAILED', name: 'WorkerError', message: `${err?.name ?? 'Error'}: ${err?.message ?? String(e)}` };
+}
+
+function injectFault(kind: FaultKind, r0: number, r1: number): Promise<never> | void {
+  if (kind === 'throw') throw new NonFiniteError(`injected fault: band [${r0}, ${r1}) has a non-finite value`);
+  if (kind === 'exit') {
+    // Process-level death of this worker: no reply, no clean-up.
+    if (typeof g.Deno?.exit === 'function') g.Deno.exit(7);
+    if (typeof g.process?.exit === 'function' && typeof g.importScripts !== 'function') g.process.exit(7);
+    g.close?.();
+    return new Promise<never>(() => {});
+  }
+  setTimeout(() => {
+    throw new Error('injected uncaught error in worker');
+  }, 0);
+  return new Promise<never>(() => {});
+}
+
+const api: WorkerApi = {
+  async init(lockName) {
+    try {
+      kernel ??= await Kernel.create();
+      if (lockName && g.navigator?.locks) {
+        await new Promise<void>((held) => {
+          g.navigator.locks.request(lockName, () => {
+            held();
+            return new Promise(() => {}); // released only when this worker ends
+          });
+        });
+      }
+      return { ok: true, value: null };
+    } catch (e) {
+      return failure(e);
+    }
+  },
+
+  load(layer, prepared, weights) {
+    try {
+      if (!kernel) throw new KernelError('worker used before init');
+      session?.free();
+      session = null;
+      current = -1;
+      session = new LayerSession(kernel, prepared);
+      sharedWeights = weights;
+      current = layer;
+      return { ok: true, value: null };
+    } catch (e) {
+      return failure(e);
+    }
+  },
+
+  async solve(layer, r0, r1, band, fault) {
+    try {
+      if (!session || layer !== current) throw new KernelError(`worker has layer ${current} loaded, not ${layer}`);
+      if (fault) await injectFault(fault, r0, r1);
+      let result: BandResult;
+      if (band) {
+        const cols = band.length / (r1 - r0);
+        result = session.solveBand({ data: band, rows: r1 - r0, cols }, 0, r1 - r0);
+        result.r0 = r0;
+        result.r1 = r1;
+      } else {
+        if (!sharedWeights) throw new KernelError('no shared weights loaded');
+        result = session.solveBand(sharedWeights, r0, r1);
+      }
+      const buffers = [result.codes, result.scales, result.zeros, result.values, result.rowLoss, result.rtnRowLoss, result.moves]
+        .filter((a) => a !== null)
+        .map((a) => a!.buffer as ArrayBuffer);
+      return transfer({ ok: true, value: result }, buffers);
+    } catch (e) {
+      return failure(e);
+    }
+  },
+};
+
+if (typeof g.self === 'object' && g.self !== null && typeof g.self.postMessage === 'function') {
+  // Module Web Worker: browsers, Deno, Bun.
+  expose(api, g.self);
+} else {
+  // Node worker_threads.
+  const { parentPort } = await nodeModule<typeof import('node:worker_threads')>('node:worker_threads');
+  if (!parentPort) throw new Error('cdquant worker.js must run as a worker');
+  expose(api, nodeEndpoint(parentPort as any));
+}

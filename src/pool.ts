@@ -1,0 +1,346 @@
+// Worker pool over comlink: one wasm instance per worker, the prepared H-side arrays sent once
+// per layer per worker (in SharedArrayBuffers where the runtime allows, copied otherwise), rows
+// cut into bands that idle workers pull from a queue, results merged by mergeBands() in row
+// order, so the output is bit-identical for any number of workers. Where no worker can be
+// started (workerd), the same bands are solved on this thread.
+import { wrap, type Remote } from 'comlink';
+import { nodeEndpoint } from './node-endpoint.js';
+import { AbortError, CdquantError, OptionError, WorkerError, errorFromCode } from './errors.js';
+import { defaultKernel } from './kernel.js';
+import { LayerSession, mergeBands, prepareLayer, validateWeights, type BandResult, type LayerResult, type PreparedLayer, type WeightMatrix } from './layer.js';
+import type { QuantizeOptions } from './options.js';
+import { hardwareConcurrency, nodeModule, runtimeName, sharedMemoryAvailable, workersAvailable } from './runtime.js';
+import type { FaultKind, Reply, WorkerApi } from './worker.js';
+
+export interface PoolOptions {
+  /** Workers to start (>= 1). Default: the runtime's core count. */
+  threads?: number;
+  /** Share the prepared arrays and weights through SharedArrayBuffer (default: wherever the
+   * runtime can post one; `false` forces a copy per worker). The results are the same bits. */
+  sharedMemory?: boolean;
+  /** URL of build/worker.js. Default: `new URL('./worker.js', import.meta.url)`, the file next
+   * to the bundle that contains this code. */
+  workerUrl?: string | URL;
+  /** @internal Test hook: make the worker that solves band number `band` fail in this way. */
+  testFault?: { band: number; kind: FaultKind };
+}
+
+export interface SolveOptions {
+  signal?: AbortSignal;
+  onProgress?: QuantizeOptions['onProgress'];
+  /** Rows per band. Default: about four bands per worker, between 8 and 128 rows. */
+  bandRows?: number;
+}
+
+/** Checks a `threads` option: undefined (automatic) or an integer >= 1. */
+export function checkThreads(threads: unknown): number | undefined {
+  if (threads === undefined) return undefined;
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw new OptionError(`threads must be an integer in [1, 1024], got ${String(threads)}`);
+  }
+  return threads;
+}
+
+/** Rows per band for `threads` workers: about four bands each, so idle workers balance the
+ * load, capped at 128 rows (bounded scratch memory, timely progress and abort). */
+export function bandRowsFor(rows: number, threads: number): number {
+  return Math.max(8, Math.min(128, Math.ceil(rows / (threads * 4))));
+}
+
+/** Worker count used when `threads` is not given: the core count, but one thread (no worker
+ * start-up) for layers too small to gain from more, and never more workers than bands. */
+export async function autoThreads(rows: number, cols: number): Promise<number> {
+  if (!workersAvailable()) return 1;
+  if (rows * cols * cols < 1 << 24) return 1;
+  return Math.max(1, Math.min(await hardwareConcurrency(), Math.ceil(rows / 32)));
+}
+
+let lockSerial = 0;
+
+function defaultWorkerUrl(): URL {
+  return new URL('./worker.js', import.meta.url);
+}
+
+function unwrap<T>(reply: Reply<T>): T {
+  if (reply.ok) return reply.value;
+  throw errorFromCode(reply.code, reply.message);
+}
+
+/** One started worker: its comlink proxy and a promise that rejects when it dies. */
+class PoolWorker {
+  api!: Remote<WorkerApi>;
+  layer = -1;
+  /** Rejects with WorkerError when the worker exits, crashes or fails to start. */
+  readonly dead: Promise<never>;
+  private die!: (e: Error) => void;
+  private stopped = false;
+  private terminateImpl: () => void = () => {};
+  private refImpl: (on: boolean) => void = () => {};
+
+  constructor() {
+    this.dead = new Promise<never>((_, reject) => (this.die = reject));
+    this.dead.catch(() => {}); // observed by whoever races it
+  }
+
+  private fail(message: string): void {
+    if (!this.stopped) {
+      this.stopped = true;
+      this.die(new WorkerError(message));
+    }
+  }
+
+  static async start(url: string | URL): Promise<PoolWorker> {
+    const w = new PoolWorker();
+    const g = globalThis as any;
+    let lockName: string | null = null;
+    if (typeof g.Worker === 'function') {
+      // Browsers, Deno, Bun: a module Web Worker.
+      const worker: Worker = new g.Worker(url, { type: 'module', name: 'cdquant' });
+      w.api = wrap<WorkerApi>(worker);
+      worker.addEventListener('error', (e: ErrorEvent) => {
+        e.preventDefault?.();
+        const message = (e as any)?.error?.message ?? e?.message;
+        w.fail(`worker crashed: ${message || 'uncaught error or failed to load'}`);
+      });
+      worker.addEventListener('messageerror', () => w.fail('worker sent a message that could not be read'));
+      // Bun fires 'close' when a worker ends (process.exit in it, or a crash).
+      worker.addEventListener('close', () => w.fail('worker exited'));
+      w.terminateImpl = () => worker.terminate();
+      // Browsers and Deno fire nothing when a worker closes itself or is killed: the worker
+      // holds a Web Lock for its lifetime, and our request for it is granted when it dies.
+      if (g.navigator?.locks) lockName = `cdquant-worker-${Date.now().toString(36)}-${(lockSerial++).toString(36)}-${Math.random().toString(36).slice(2)}`;
+    } else if (runtimeName() === 'node') {
+      const { Worker } = await nodeModule<typeof import('node:worker_threads')>('node:worker_threads');
+      const worker = new Worker(url instanceof URL ? url : new URL(url));
+      w.api = wrap<WorkerApi>(nodeEndpoint(worker as any));
+      worker.on('error', (e: Error) => w.fail(`worker crashed: ${e?.message ?? String(e)}`));
+      worker.on('messageerror', () => w.fail('worker sent a message that could not be read'));
+      worker.on('exit', (code: number) => w.fail(`worker exited with code ${code}`));
+      w.terminateImpl = () => void worker.terminate();
+      w.refImpl = (on) => (on ? worker.ref() : worker.unref());
+    } else {
+      throw new WorkerError('this runtime cannot start workers');
+    }
+    w.ref(true);
+    try {
+      unwrap(await Promise.race([w.api.init(lockName), w.dead]));
+    } catch (e) {
+      w.terminate();
+      throw e;
+    } finally {
+      w.ref(false);
+    }
+    if (lockName) {
+      g.navigator.locks.request(lockName, () => w.fail('worker ended unexpectedly'));
+    }
+    return w;
+  }
+
+  /** Keeps the Node process alive while the worker has work (and lets it exit when idle). */
+  ref(on: boolean): void {
+    if (!this.stopped) this.refImpl(on);
+  }
+
+  terminate(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.terminateImpl();
+  }
+}
+
+/**
+ * A pool of workers, each with its own wasm instance. Reuse one pool across layers (a model)
+ * to pay worker start-up once; `terminate()` it when done. Where the runtime cannot start
+ * workers, every call runs on this thread with the same results.
+ */
+export class WorkerPool {
+  private readonly options: PoolOptions;
+  private workers: PoolWorker[] = [];
+  private generation = 0;
+  private size: number | undefined;
+  private layerSerial = 0;
+  private busy = false;
+
+  constructor(options: PoolOptions = {}) {
+    this.options = options;
+    this.size = checkThreads(options.threads);
+  }
+
+  /** The number of workers this pool runs (resolved from the core count if not given). */
+  async threads(): Promise<number> {
+    this.size ??= await hardwareConcurrency();
+    return this.size;
+  }
+
+  /** Whether the arrays go to workers through SharedArrayBuffer. */
+  usesSharedMemory(): boolean {
+    return this.options.sharedMemory !== false && sharedMemoryAvailable();
+  }
+
+  private async ensureWorkers(count: number): Promise<PoolWorker[]> {
+    if (this.workers.length >= count) return this.workers.slice(0, count);
+    const generation = this.generation;
+    const url = this.options.workerUrl ?? defaultWorkerUrl();
+    const settled = await Promise.allSettled(Array.from({ length: count - this.workers.length }, () => PoolWorker.start(url)));
+    const started = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failure || generation !== this.generation) {
+      // Stop whichever did start: a failed start, or the pool was terminated meanwhile.
+      for (const w of started) w.terminate();
+      throw failure ? failure.reason : new AbortError('the worker pool was terminated while starting');
+    }
+    this.workers.push(...started);
+    return this.workers.slice(0, count);
+  }
+
+  /** Stops every worker. The pool starts fresh workers if it is used again. */
+  terminate(): void {
+    this.generation++;
+    for (const w of this.workers.splice(0)) w.terminate();
+  }
+
+  /** Quantizes one layer on the pool; same arguments and result as quantizeLayer(). */
+  async quantizeLayer(weights: WeightMatrix, hessian: Float32Array, options: QuantizeOptions = {}): Promise<LayerResult> {
+    validateWeights(weights);
+    if (options.signal?.aborted) throw new AbortError();
+    const prepared = await prepareLayer(hessian, weights.cols, options, await defaultKernel());
+    const bands = await this.solveBands(prepared, weights, options);
+    return mergeBands(prepared, weights.rows, bands);
+  }
+
+  /**
+   * Solves every row of `weights` for a prepared layer, in bands pulled from a queue by idle
+   * workers. Resolves to the bands (for mergeBands); rejects with the worker's typed error,
+   * WorkerError if a worker dies, or AbortError when `signal` aborts (the workers are then
+   * terminated).
+   */
+  async solveBands(prepared: PreparedLayer, weights: WeightMatrix, options: SolveOptions = {}): Promise<BandResult[]> {
+    const { rows, cols } = weights;
+    if (cols !== prepared.cols) throw new OptionError(`weights have ${cols} columns but the layer was prepared for ${prepared.cols}`);
+    const { signal, onProgress } = options;
+    if (signal?.aborted) throw new AbortError();
+    const threads = await this.threads();
+    const bandRows = options.bandRows ?? bandRowsFor(rows, threads);
+    const queue: Array<[number, number]> = [];
+    for (let r0 = 0; r0 < rows; r0 += bandRows) queue.push([r0, Math.min(rows, r0 + bandRows)]);
+    const stage = prepared.options.method;
+    const fault = this.options.testFault;
+
+    if (!workersAvailable()) return this.solveHere(prepared, weights, queue, options);
+    if (this.busy) throw new WorkerError('this pool is already solving a layer; use one pool per concurrent call');
+    this.busy = true;
+
+    let aborted: () => void = () => {};
+    const abort = new Promise<never>((_, reject) => {
+      aborted = () => reject(new AbortError());
+    });
+    abort.catch(() => {});
+    const onAbort = () => {
+      this.terminate();
+      aborted();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    const results: BandResult[] = new Array(queue.length);
+    let rowsDone = 0;
+    let nextBand = 0;
+    let failed = false;
+    const layer = ++this.layerSerial;
+    try {
+      const workers = await Promise.race([this.ensureWorkers(Math.min(threads, queue.length)), abort]);
+      const shared = this.usesSharedMemory();
+      const sentPrepared = shared ? toShared(prepared) : prepared;
+      const sentWeights = shared ? { data: sharedCopy(weights.data), rows, cols } : null;
+
+      const run = async (w: PoolWorker) => {
+        w.ref(true);
+        try {
+          while (!failed && nextBand < queue.length) {
+            const index = nextBand++;
+            const [r0, r1] = queue[index];
+            if (w.layer !== layer) {
+              w.layer = -1;
+              unwrap(await Promise.race([w.api.load(layer, sentPrepared, sentWeights), w.dead, abort]));
+              w.layer = layer;
+            }
+            const band = sentWeights ? null : weights.data.slice(r0 * cols, r1 * cols);
+            const call = w.api.solve(layer, r0, r1, band, fault && fault.band === index ? fault.kind : null);
+            results[index] = unwrap(await Promise.race([call, w.dead, abort]));
+            rowsDone += r1 - r0;
+            if (!failed) onProgress?.({ rowsDone, rows, stage });
+          }
+        } finally {
+          w.ref(false);
+        }
+      };
+      await Promise.all(workers.map((w) => run(w).catch((e) => {
+        failed = true;
+        throw e;
+      })));
+      return results;
+    } catch (e) {
+      failed = true;
+      // A worker that died, an abort, or an unexpected failure leaves the others in an unknown
+      // state: start afresh next time. A typed error from a band leaves the workers healthy.
+      const code = e instanceof CdquantError ? e.code : 'WORKER_FAILED';
+      if (code === 'WORKER_FAILED' || code === 'ABORTED') this.terminate();
+      throw e;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      this.busy = false;
+    }
+  }
+
+  /** The single-thread path: the same bands on this thread's kernel. */
+  private async solveHere(prepared: PreparedLayer, weights: WeightMatrix, queue: Array<[number, number]>, options: SolveOptions): Promise<BandResult[]> {
+    const session = new LayerSession(await defaultKernel(), prepared);
+    const bands: BandResult[] = [];
+    let rowsDone = 0;
+    try {
+      for (const [r0, r1] of queue) {
+        if (options.signal?.aborted) throw new AbortError();
+        bands.push(session.solveBand(weights, r0, r1));
+        rowsDone += r1 - r0;
+        options.onProgress?.({ rowsDone, rows: weights.rows, stage: prepared.options.method });
+      }
+    } finally {
+      session.free();
+    }
+    return bands;
+  }
+}
+
+function sharedCopy<T extends Float32Array | Int32Array>(a: T): T {
+  const Ctor = a.constructor as { new (buffer: SharedArrayBuffer): T };
+  const out = new Ctor(new SharedArrayBuffer(a.byteLength));
+  out.set(a as any);
+  return out;
+}
+
+/** The prepared layer with its arrays in SharedArrayBuffers: posting it to N workers copies
+ * nothing. */
+function toShared(p: PreparedLayer): PreparedLayer {
+  return {
+    ...p,
+    hessian: sharedCopy(p.hessian),
+    dead: sharedCopy(p.dead),
+    perm: p.perm && sharedCopy(p.perm),
+    gptqFactor: p.gptqFactor && sharedCopy(p.gptqFactor),
+    gIdx: sharedCopy(p.gIdx),
+  };
+}
+
+/**
+ * Solves rows of a layer with `threads` workers and merges them. The same bits as the
+ * single-thread loop for any `threads`. Used by quantizeLayer() when threads > 1.
+ */
+export async function quantizeLayerThreaded(
+  prepared: PreparedLayer, weights: WeightMatrix, threads: number, options: QuantizeOptions = {},
+): Promise<LayerResult> {
+  const pool = new WorkerPool({ threads });
+  try {
+    return mergeBands(prepared, weights.rows, await pool.solveBands(prepared, weights, options));
+  } finally {
+    pool.terminate();
+  }
+}
