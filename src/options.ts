@@ -37,7 +37,9 @@ export interface QuantizeOptions {
   blockSize?: number;
   /** Refit rounds after CD/BCD (scales and zeros in H's metric, then CD again). Default 0. */
   refit?: number;
-  /** Worker threads (1 = this thread). */
+  /** Worker threads: 1 solves on this thread; more solve row bands on a worker pool (same
+   * bits). Default: the runtime's core count for layers large enough to gain from workers
+   * (rows * cols^2 >= 2^24), else 1. Runtimes without workers (workerd) always use 1. */
   threads?: number;
   signal?: AbortSignal;
   onProgress?: (progress: { rowsDone: number; rows: number; stage: string }) => void;

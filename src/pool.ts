@@ -172,6 +172,11 @@ export class WorkerPool {
     return this.size;
   }
 
+  /** Workers currently started (0 after terminate(), an abort or a crash). */
+  get liveWorkers(): number {
+    return this.workers.length;
+  }
+
   /** Whether the arrays go to workers through SharedArrayBuffer. */
   usesSharedMemory(): boolean {
     return this.options.sharedMemory !== false && sharedMemoryAvailable();
@@ -230,12 +235,14 @@ export class WorkerPool {
     if (this.busy) throw new WorkerError('this pool is already solving a layer; use one pool per concurrent call');
     this.busy = true;
 
+    let failed = false;
     let aborted: () => void = () => {};
     const abort = new Promise<never>((_, reject) => {
       aborted = () => reject(new AbortError());
     });
     abort.catch(() => {});
     const onAbort = () => {
+      failed = true;
       this.terminate();
       aborted();
     };
@@ -244,7 +251,6 @@ export class WorkerPool {
     const results: BandResult[] = new Array(queue.length);
     let rowsDone = 0;
     let nextBand = 0;
-    let failed = false;
     const layer = ++this.layerSerial;
     try {
       const workers = await Promise.race([this.ensureWorkers(Math.min(threads, queue.length)), abort]);
