@@ -2,6 +2,9 @@
 // can be checked against something trustworthy.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TORCH_CASES } from './fixtures/torch-gptq-cases.js';
 import {
   roundHalfEven, gridParams, mseGridParams, mseScores, quant, dequant, owcParams, owcScores,
   layerLoss, layerLossPerRow, rtn, gptq, gptqUnblocked, cd, bcd, refit, accumulateHessian,
@@ -261,6 +264,19 @@ test('gptq: 2-column closed form (OBS update w1 += (w0 - q0) H01 / H11)', () => 
     assertClose(res.Q[r * 2 + 1], q1, 'q1');
   }
   assert.is(res.dampUsed, 0);
+});
+
+test('gptq reproduces a float64 PyTorch fasterquant port (fixture: 33 cases, codes and g_idx equal)', () => {
+  const fx = JSON.parse(readFileSync(join(process.cwd(), 'test/fixtures/torch-gptq.json'), 'utf8'));
+  assert.is(fx.cases.length, TORCH_CASES.length);
+  TORCH_CASES.forEach((c, k) => {
+    const t = fx.cases[k];
+    assert.equal(t.opt, c.opt);
+    const P = randomProblem(c.rows, c.cols, c.n, c.seed, c.problem);
+    const res = gptq(P.W, P.H, c.rows, c.cols, c.opt);
+    assert.equal(Array.from(res.codes), t.codes, `case ${k} ${JSON.stringify(c.opt)}`);
+    assert.equal(Array.from(res.gIdx), t.gIdx, `case ${k} g_idx`);
+  });
 });
 
 test('gptq with H = identity or diagonal H equals RTN (per-channel, groups, act-order per-channel, mse)', () => {

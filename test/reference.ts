@@ -64,6 +64,8 @@
 //      refit. Scale-only step skipped if v^T H v <= 0. Accept iff a > 0, finite, and the
 //      change 2 d^T g + d^T H d < 0 (strictly). Symmetric: zero kept, scale only.
 //      One refit() call = one round: the refit pass, then CD (iters) on the new grid.
+//      g is updated incrementally through the pass (as the spec says) and then recomputed
+//      exactly as H'(q - w') before the CD that follows (differs only by rounding).
 //  A13. OWC / MSE: candidates p = 1 - i/100, i = 0..79, grid (p*xmin, p*xmax) after the
 //      min-max sym rule and the all-zero (-1, +1) rule; scale = (p*xmax - p*xmin) / maxq;
 //      asym zero = roundHalfEven(-p*xmin / scale). First strictly smallest score kept.
