@@ -381,6 +381,21 @@ test('gptq g_idx, perm and un-permutation', () => {
   assert.equal(Array.from(actOrderPerm(diagonal([1, 3, 1, 3, 2]), 5)), [1, 3, 4, 0, 2]);
 });
 
+test('gptq OWC: grids = RTN-OWC grids of the dead-zeroed W, fixed, static layout even with act-order', () => {
+  const rows = 6, cols = 32;
+  const P = randomProblem(rows, cols, 64, 17, { outliers: true, correlated: true, deadCols: 2 });
+  const Wz = Float64Array.from(P.W);
+  for (const c of P.dead) for (let r = 0; r < rows; r++) Wz[r * cols + c] = 0;
+  for (const o of [{ bits: 3, clip: 'owc' }, { bits: 3, clip: 'owc', groupSize: 8, actOrder: true }, { bits: 4, sym: true, clip: 'owc', groupSize: 8 }] as GptqOptions[]) {
+    const G = gptq(P.W, P.H, rows, cols, o);
+    const R = rtn(Wz, P.H, rows, cols, { bits: o.bits, sym: o.sym, groupSize: o.groupSize, clip: 'owc' });
+    assert.equal(Array.from(G.scales), Array.from(R.scales));
+    assert.equal(Array.from(G.zeros), Array.from(R.zeros));
+    assert.equal(Array.from(G.gIdx), Array.from(R.gIdx));
+    assertConsistent(G, rows, cols, o.bits, 'gptq owc');
+  }
+});
+
 test('gptq dead columns and an all-zero row: Q = 0 there; per-channel grid source option', () => {
   const rows = 6, cols = 24;
   const P = randomProblem(rows, cols, 48, 13, { deadCols: 3, zeroRow: true });

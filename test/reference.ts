@@ -4,6 +4,9 @@
 // quant.py that it names), without looking at src/ or assembly/. Plain, readable,
 // slow TypeScript: no wasm, no imports from src/. Everything is float64.
 //
+// Verified: GPTQ codes and g_idx equal a float64 PyTorch port of fasterquant on 33 cases
+// (test/fixtures/torch-gptq.json; regenerate with test/fixtures/torch_fasterquant64.py).
+//
 // CONVENTIONS
 // - Matrices are Float64Array, row-major. W, Q: [rows = out, cols = in]. H: [cols, cols].
 // - codes: Int32Array [rows * cols], ORIGINAL column order, values in [0, maxq].
