@@ -20,7 +20,7 @@ export function setWasmSource(source: WebAssembly.Module | BufferSource): void {
   compiled = Promise.resolve(source instanceof WebAssembly.Module ? source : WebAssembly.compile(source));
 }
 
-function decodeBase64(text: string): Uint8Array {
+function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
   const binary = atob(text);
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
