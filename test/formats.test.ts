@@ -7,6 +7,7 @@ import {
 } from '../src/formats/safetensors.js';
 import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32, f32Bits, bitsF32 } from '../src/formats/half.js';
 import { readData, rng, outcome, throwsType, sameArray } from './helpers/util.js';
+import { sha256Hex } from '../src/formats/digest.js';
 
 // ---- independent float64 references for the 16-bit roundings ----
 function roundHalfEven(q: number): number {
@@ -274,6 +275,15 @@ test('fuzz: 600 seeded byte flips in headers parse consistently or throw a Cdqua
     if (g.length >= 8 && r() < 0.5) { g[0] = g.length - 8; g[1] = g[2] = g[3] = g[4] = g[5] = g[6] = g[7] = 0; g[8] = 0x7b; }
     outcome(() => parseSafetensors(g));
   }
+});
+
+test('sha256Hex matches the data README (and a known vector)', async () => {
+  assert.is(await sha256Hex(new TextEncoder().encode('abc')), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  assert.is(await sha256Hex(readData('tok512.bin')), '037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312');
+  assert.is(await sha256Hex(readData('stories260K.bin')), 'b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696');
+  const shared = new Uint8Array(new SharedArrayBuffer(3));
+  shared.set([97, 98, 99]);
+  assert.is(await sha256Hex(shared), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
 });
 
 test.run();
