@@ -2,7 +2,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { NonFiniteError, OptionError, ShapeError } from '../src/errors.js';
-import { packGptq, unpackGptq, quantizeConfig, type GptqLayer } from '../src/formats/gptq.js';
+import { packGptq, unpackGptq, gptqTensors, quantizeConfig, type GptqLayer } from '../src/formats/gptq.js';
+import { parseSafetensors, readTensorRaw, writeSafetensors } from '../src/formats/safetensors.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/formats/half.js';
 import { rng, sameArray, throwsType } from './helpers/util.js';
 
@@ -154,6 +155,23 @@ test('invalid inputs are typed errors', () => {
   throwsType(() => packGptq(ok, 'gptq_v3' as 'gptq'), OptionError);
   const p = packGptq(ok, 'gptq');
   throwsType(() => unpackGptq({ ...p, qweight: p.qweight.subarray(1) }, ok, 'gptq'), ShapeError, /qweight/);
+});
+
+test('gptqTensors -> safetensors -> unpack round trip', () => {
+  const layer = randomLayer(rng(8), 64, 96, 3, 3, 1);
+  const bytes = writeSafetensors(gptqTensors('model.layers.0.mlp.up_proj', packGptq(layer, 'gptq')));
+  const f = parseSafetensors(bytes);
+  const t = (k: string) => f.tensors.get(`model.layers.0.mlp.up_proj.${k}`)!;
+  assert.equal([t('qweight').dtype, t('qweight').shape], ['I32', [9, 64]]);
+  assert.equal([t('qzeros').dtype, t('qzeros').shape], ['I32', [3, 6]]);
+  assert.equal([t('scales').dtype, t('scales').shape], ['F16', [3, 64]]);
+  assert.equal([t('g_idx').dtype, t('g_idx').shape], ['I32', [96]]);
+  const raw = (k: string) => readTensorRaw(f, bytes, `model.layers.0.mlp.up_proj.${k}`);
+  const back = unpackGptq(
+    { qweight: raw('qweight') as Int32Array, qzeros: raw('qzeros') as Int32Array, scales: raw('scales') as Uint16Array, g_idx: raw('g_idx') as Int32Array },
+    layer, 'gptq',
+  );
+  sameLayer(back, layer, 'through safetensors');
 });
 
 test('quantizeConfig', () => {

@@ -16,6 +16,7 @@
 // unpackGptq; stock loaders will not accept those tensors.
 import { NonFiniteError, OptionError, ShapeError } from '../errors.js';
 import { f16BitsToF32, f32ToF16Bits } from './half.js';
+import type { TensorToWrite } from './safetensors.js';
 
 export type GptqFormat = 'gptq' | 'gptq_v2';
 export const GPTQ_BITS = [2, 3, 4, 8] as const;
@@ -179,6 +180,16 @@ export function unpackGptq(
     if (!(g >= 0 && g < groups)) throw new OptionError(`unpackGptq: g_idx[${c}] = ${g} is not a group in [0, ${groups})`);
   }
   return { codes, scales, zeros, gIdx: Int32Array.from(packed.g_idx), rows, cols, bits, groups };
+}
+
+/** The four tensors of one packed layer, named as loaders expect (`<prefix>.qweight`, ...), ready for writeSafetensors. */
+export function gptqTensors(prefix: string, packed: PackedGptq): TensorToWrite[] {
+  return [
+    { name: `${prefix}.qweight`, dtype: 'I32', shape: [...packed.shapes.qweight], data: packed.qweight },
+    { name: `${prefix}.qzeros`, dtype: 'I32', shape: [...packed.shapes.qzeros], data: packed.qzeros },
+    { name: `${prefix}.scales`, dtype: 'F16', shape: [...packed.shapes.scales], data: packed.scales },
+    { name: `${prefix}.g_idx`, dtype: 'I32', shape: [...packed.shapes.g_idx], data: packed.g_idx },
+  ];
 }
 
 export interface QuantizeConfigOptions {

@@ -3,7 +3,7 @@
 // carry ropeStyle 'half'; models with 'interleaved' rows are permuted on write.
 import { FormatError, OptionError, ShapeError } from '../errors.js';
 import { LINEAR_NAMES, linearShape, type LinearName, type LlamaBlock, type LlamaConfig, type LlamaModel } from '../model/types.js';
-import { checkModelShapes } from './llama2c.js';
+import { checkModelShapes } from './model-shapes.js';
 import { permuteRopeRows } from './rope.js';
 import { parseSafetensors, readTensorF32, writeSafetensors, type SafetensorsFile, type TensorToWrite } from './safetensors.js';
 

@@ -1,8 +1,9 @@
 // llama2.c "v0" checkpoints (run.c's format): seven int32 header fields, then float32 tensors
 // stacked over layers. The format has no room for eps, theta or RoPE layout: those are fixed
 // by run.c (1e-5, 10000, adjacent pairs), so a model with other values cannot be written.
-import { FormatError, OptionError, ShapeError } from '../errors.js';
-import { LINEAR_NAMES, linearShape, type LlamaBlock, type LlamaConfig, type LlamaModel } from '../model/types.js';
+import { FormatError, OptionError } from '../errors.js';
+import type { LlamaBlock, LlamaConfig, LlamaModel } from '../model/types.js';
+import { checkModelShapes } from './model-shapes.js';
 import { readF32LE, leBytes } from './bytes.js';
 import { permuteRopeRows } from './rope.js';
 
@@ -87,26 +88,6 @@ export function readLlama2c(bytes: Uint8Array): LlamaModel {
     });
   }
   return { config, embedding, blocks, finalNorm, classifier };
-}
-
-/** Checks every array of `model` has the length its config implies (ShapeError otherwise). */
-export function checkModelShapes(model: LlamaModel): void {
-  const c = model.config;
-  const want = (what: string, a: ArrayLike<number> | undefined, n: number) => {
-    if (!a || a.length !== n) throw new ShapeError(`model: ${what} has ${a?.length ?? 'no'} values, expected ${n}`);
-  };
-  want('embedding', model.embedding, c.vocabSize * c.dim);
-  want('classifier', model.classifier, c.vocabSize * c.dim);
-  want('finalNorm', model.finalNorm, c.dim);
-  if (model.blocks.length !== c.nLayers) throw new ShapeError(`model: ${model.blocks.length} blocks, config says ${c.nLayers}`);
-  model.blocks.forEach((b, l) => {
-    want(`blocks[${l}].attnNorm`, b.attnNorm, c.dim);
-    want(`blocks[${l}].ffnNorm`, b.ffnNorm, c.dim);
-    for (const name of LINEAR_NAMES) {
-      const [r, k] = linearShape(c, name);
-      want(`blocks[${l}].${name}`, b.linear[name], r * k);
-    }
-  });
 }
 
 /**

@@ -87,6 +87,8 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
     }
     tensors.set(name, parseEntry(name, entry, dataOffset, dataLength));
   }
+  // Overlaps would let one write alias another tensor's bytes. Gaps between tensors are allowed
+  // (the reference library refuses them) since they are harmless to read.
   // Zero-length tensors occupy no bytes and may sit anywhere, even on another tensor's start.
   const spans = [...tensors.values()].filter((t) => t.byteLength > 0).sort((a, b) => a.byteOffset - b.byteOffset);
   for (let i = 1; i < spans.length; i++) {
