@@ -59,7 +59,7 @@ test('llama2.c: write reproduces the file; RoPE tables agree to float32 rounding
   for (let i = 0; i < cos.length; i++) {
     worst = Math.max(worst, Math.abs(cos[i] - dv.getFloat32(ropeAt + 4 * i, true)), Math.abs(sin[i] - dv.getFloat32(ropeAt + 4 * (cos.length + i), true)));
   }
-  assert.ok(worst < 1e-4, `RoPE tables differ by ${worst}`); // float32 pos*freq at pos ~500 loses ~3e-5
+  assert.ok(worst < 1e-5, `RoPE tables differ by ${worst}`); // PyTorch forms pos*freq in float32: ~2e-6 apart
   // untied round trip
   const untied: LlamaModel = { ...m, config: { ...m.config, tiedEmbeddings: false }, classifier: m.embedding.map((x) => x * 2) };
   const back = readLlama2c(writeLlama2c(untied));
