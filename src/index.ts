@@ -5,3 +5,4 @@ export type { WeightMatrix, PreparedLayer, BandResult, LayerResult } from './lay
 export type { QuantizeOptions, Method, Clip, Init } from './options.js';
 export { LlamaRunner, HiddenState, perplexity } from './model/forward.js';
 export type { CaptureFn, RunBlockOptions, PerplexityResult } from './model/forward.js';
+export * from './formats/index.js';
