@@ -6,3 +6,4 @@ export type { QuantizeOptions, Method, Clip, Init } from './options.js';
 export { LlamaRunner, HiddenState, perplexity } from './model/forward.js';
 export type { CaptureFn, RunBlockOptions, PerplexityResult } from './model/forward.js';
 export * from './formats/index.js';
+export { HessianAccumulator } from './hessian.js';
