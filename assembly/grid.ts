@@ -217,3 +217,14 @@ export function rowLosses(w: usize, q: usize, rows: i32, cols: i32, h: usize, ro
     store<f64>(rowLoss + (<usize>r << 3), s);
   }
 }
+
+/** out[r, c] = scale * (code - zero) with the grid of (r, gIdx[c]): the dequantized weights. */
+export function dequantizeCodes(codes: usize, rows: i32, cols: i32, scales: usize, zeros: usize, groups: i32, gIdx: usize, out: usize): void {
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const go = (<usize>r * <usize>groups + <usize>load<i32>(gIdx + (<usize>c << 2))) << 2;
+      const o = <usize>r * <usize>cols + <usize>c;
+      store<f32>(out + (o << 2), dequantCode(<f32>load<u8>(codes + o), load<f32>(scales + go), load<f32>(zeros + go)));
+    }
+  }
+}

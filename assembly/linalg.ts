@@ -153,15 +153,21 @@ export function transpose(dst: usize, ldd: i32, src: usize, lds: i32, m: i32, k:
 
 /**
  * H = H * keep + X^T X * add for X [m x n]: the streaming Hessian update. X^T X goes through
- * gemmSub on a transposed copy (scratch: n*m floats), so its rounding is the GEMM's.
- * scratch must hold n*m + n*n floats.
+ * gemmSub one 128-row slice of X at a time (transposed into scratch), which is exactly the k
+ * slicing gemmSub does itself, so the result equals one product over all m rows while the
+ * scratch stays 128*n + n*n floats whatever m is.
  */
 export function hessianUpdate(h: usize, x: usize, m: i32, n: i32, keep: f32, add: f32, scratch: usize): void {
+  const slice = 128;
   const xt = scratch;
-  const prod = scratch + ((<usize>n * <usize>m) << 2);
-  transpose(xt, m, x, n, m, n);
+  const prod = scratch + ((<usize>n * <usize>slice) << 2);
   memory.fill(prod, 0, (<usize>n * <usize>n) << 2);
-  gemmSub(prod, n, xt, m, x, n, n, n, m); // prod = -X^T X
+  for (let r0 = 0; r0 < m; r0 += slice) {
+    const rows = min(slice, m - r0);
+    const xs = x + ((<usize>r0 * <usize>n) << 2);
+    transpose(xt, rows, xs, n, rows, n);
+    gemmSub(prod, n, xt, rows, xs, n, n, n, rows); // prod -= X_s^T X_s
+  }
   const total = n * n;
   for (let i = 0; i < total; i++) {
     const o = <usize>i << 2;

@@ -210,6 +210,10 @@ export class LayerSession {
   private readonly hinv: number;
   private readonly hdiag: number;
   private readonly colGroupOriginal: number;
+  /** Columns sorted by group when groups are not consecutive columns (act-order + dynamic
+   * GPTQ groups): refit works on contiguous groups, in this order. */
+  private readonly groupOrder: Int32Array | null;
+  private readonly hGroup: number;
 
   constructor(kernel: Kernel, prepared: PreparedLayer) {
     this.k = kernel;
@@ -232,6 +236,15 @@ export class LayerSession {
     for (let i = 0; i < cols; i++) diag[i] = prepared.hessian[i * cols + i];
     this.hdiag = keep(kernel.put(diag));
     this.colGroupOriginal = keep(kernel.put(prepared.gIdx));
+    const gs = o.groupSize;
+    const contiguous = prepared.gIdx.every((g, c) => g === (gs ? Math.floor(c / gs) : 0));
+    if (!contiguous && o.refit > 0) {
+      this.groupOrder = Int32Array.from(identity).sort((a, b) => prepared.gIdx[a] - prepared.gIdx[b] || a - b);
+      this.hGroup = keep(kernel.put(permuteSquare(prepared.hessian, cols, this.groupOrder)));
+    } else {
+      this.groupOrder = null;
+      this.hGroup = this.hFix;
+    }
     if (o.method === 'bcd') {
       const blocks = Math.ceil(cols / o.blockSize) * o.blockSize * o.blockSize;
       this.hbb = keep(kernel.alloc(blocks * 4));
@@ -295,7 +308,9 @@ export class LayerSession {
             x.bcdBand(q, codes, g, rows, cols, this.hFix, o.blockSize, this.order, this.hbb, this.hinv, o.maxq, groups, this.colGroupOriginal, scales, zeros, o.iters, movesPtr, scratch);
           }
           if (round === o.refit) break;
-          x.refitBand(w0, q, codes, g, rows, cols, this.hFix, o.maxq, o.sym, o.groupSize, groups, scales, zeros, accepted, scratch);
+          this.inGroupOrder(rows, [w0, q, g], codes, false);
+          x.refitBand(w0, q, codes, g, rows, cols, this.hGroup, o.maxq, o.sym, o.groupSize, groups, scales, zeros, accepted, scratch);
+          this.inGroupOrder(rows, [w0, q, g], codes, true);
         }
         moves = k.i32(movesPtr, rows).slice();
       }
@@ -313,6 +328,16 @@ export class LayerSession {
         moves,
       };
     });
+  }
+
+  /** Permutes band matrices into (or back from) group order; a no-op when groups are contiguous. */
+  private inGroupOrder(rows: number, floats: number[], codes: number, back: boolean): void {
+    const order = this.groupOrder;
+    if (!order) return;
+    const { cols } = this.p;
+    const k = this.k;
+    for (const ptr of floats) k.f32(ptr, rows * cols).set(permuteColumns(k.f32(ptr, rows * cols), rows, cols, order, back));
+    k.u8(codes, rows * cols).set(permuteColumns(k.u8(codes, rows * cols), rows, cols, order, back));
   }
 
   /** GPTQ on the band: fixed grids up front (per-channel, static groups, OWC) or dynamic. */

@@ -1,0 +1,211 @@
+// Sequential quantization of a Llama-family model, as GPTQ does it: block after block, the
+// inputs of each linear layer are collected from the calibration set *with every earlier layer
+// already quantized*, their Hessians streamed (never all activations at once), the layers
+// quantized in the reference order (q/k/v, o, gate/up, down), and the block re-run with its
+// quantized weights to produce the next block's inputs.
+import { AbortError, OptionError } from '../errors.js';
+import { Kernel, defaultKernel } from '../kernel.js';
+import { HessianAccumulator } from '../hessian.js';
+import { quantizeLayer, type LayerResult } from '../layer.js';
+import type { QuantizeOptions } from '../options.js';
+import { LlamaRunner, type HiddenState } from './forward.js';
+import { LINEAR_NAMES, linearShape, type LinearName, type LlamaModel } from './types.js';
+
+/** The stages of a block: layers sharing one input are quantized from one Hessian. */
+export const STAGES: readonly (readonly LinearName[])[] = [
+  ['q_proj', 'k_proj', 'v_proj'],
+  ['o_proj'],
+  ['gate_proj', 'up_proj'],
+  ['down_proj'],
+];
+
+/** A quantized layer as the exporters need it (no dequantized copy). */
+export interface QuantizedLinear {
+  block: number;
+  name: LinearName;
+  rows: number;
+  cols: number;
+  codes: Uint8Array;
+  scales: Float32Array;
+  zeros: Float32Array;
+  gIdx: Int32Array;
+  loss: number;
+  rtnLoss: number;
+  seconds: number;
+  dampUsed: number | null;
+  /** Mean CD/BCD moves per row, when descent ran. */
+  movesPerRow: number | null;
+}
+
+export interface LayerProgress {
+  block: number;
+  name: LinearName;
+  /** Layers finished so far and in all. */
+  layersDone: number;
+  layers: number;
+  rowsDone: number;
+  rows: number;
+  stage: 'calibrate' | 'quantize' | 'done';
+  loss?: number;
+  rtnLoss?: number;
+  seconds?: number;
+}
+
+export interface ModelQuantizeOptions extends Omit<QuantizeOptions, 'onProgress'> {
+  onProgress?: (progress: LayerProgress) => void;
+  /** Called when a block is finished, with its layers: the place to persist progress. */
+  onBlockDone?: (block: number, layers: QuantizedLinear[]) => void | Promise<void>;
+  /** Blocks finished by an earlier, interrupted run (from onBlockDone), to skip. */
+  resume?: QuantizedLinear[][];
+  kernel?: Kernel;
+}
+
+export interface QuantizedModel {
+  /** The model with every linear layer replaced by its dequantized quantized weights. */
+  model: LlamaModel;
+  layers: QuantizedLinear[];
+}
+
+/** Dequantized weights of a quantized layer: scale * (code - zero), computed in WASM. */
+export function dequantizeLinear(kernel: Kernel, layer: Pick<QuantizedLinear, 'rows' | 'cols' | 'codes' | 'scales' | 'zeros' | 'gIdx'>): Float32Array {
+  const { rows, cols } = layer;
+  const groups = layer.scales.length / rows;
+  return kernel.scoped((alloc, put) => {
+    const codes = put(layer.codes);
+    const scales = put(layer.scales);
+    const zeros = put(layer.zeros);
+    const gIdx = put(layer.gIdx);
+    const out = alloc(rows * cols * 4);
+    kernel.exports.dequantizeCodes(codes, rows, cols, scales, zeros, groups, gIdx, out);
+    return kernel.f32(out, rows * cols).slice();
+  });
+}
+
+function summarize(block: number, name: LinearName, res: LayerResult, seconds: number): QuantizedLinear {
+  let moves = 0;
+  if (res.moves) for (const m of res.moves) moves += m;
+  return {
+    block,
+    name,
+    rows: res.rows,
+    cols: res.cols,
+    codes: res.codes,
+    scales: res.scales,
+    zeros: res.zeros,
+    gIdx: res.gIdx,
+    loss: res.loss,
+    rtnLoss: res.rtnLoss,
+    seconds,
+    dampUsed: res.dampUsed,
+    movesPerRow: res.moves ? moves / res.rows : null,
+  };
+}
+
+function cloneModel(model: LlamaModel): LlamaModel {
+  return {
+    config: { ...model.config },
+    embedding: model.embedding,
+    finalNorm: model.finalNorm,
+    classifier: model.classifier,
+    blocks: model.blocks.map((b) => ({ attnNorm: b.attnNorm, ffnNorm: b.ffnNorm, linear: { ...b.linear } })),
+  };
+}
+
+/**
+ * Quantizes every linear layer of `model` with the layer solver options, calibrating on
+ * `samples` (token windows). The input model is not modified.
+ */
+export async function quantizeModel(model: LlamaModel, samples: Int32Array[], options: ModelQuantizeOptions = {}): Promise<QuantizedModel> {
+  if (samples.length === 0) throw new OptionError('quantizeModel needs at least one calibration sample');
+  const kernel = options.kernel ?? (await defaultKernel());
+  const { onProgress, onBlockDone, resume, kernel: _k, signal, ...layerOptions } = options;
+  const out = cloneModel(model);
+  const runner = new LlamaRunner(kernel, model);
+  const layers: QuantizedLinear[] = [];
+  const total = model.config.nLayers * LINEAR_NAMES.length;
+  const states: HiddenState[] = [];
+  try {
+    for (const s of samples) states.push(runner.embed(s));
+    for (let block = 0; block < model.config.nLayers; block++) {
+      const done = resume?.[block];
+      if (done) {
+        // A finished block from an earlier run: its layers, then its quantized outputs.
+        for (const layer of done) {
+          const weights = dequantizeLinear(kernel, layer);
+          runner.setLinear(block, layer.name, weights);
+          out.blocks[block].linear[layer.name] = weights;
+          layers.push(layer);
+        }
+      } else {
+        const blockLayers: QuantizedLinear[] = [];
+        for (const stage of STAGES) {
+          if (signal?.aborted) throw new AbortError();
+          const last = stage[stage.length - 1];
+          const cols = linearShape(model.config, stage[0])[1];
+          const acc = new HessianAccumulator(cols, kernel);
+          for (const state of states) {
+            runner.runBlock(block, state, {
+              stopAfter: last,
+              capture: (name, inputs, rows) => {
+                if (name === stage[0]) acc.addWith(kernel, inputs, rows);
+              },
+            });
+          }
+          const hessian = acc.hessian();
+          for (const name of stage) {
+            const [rows] = linearShape(model.config, name);
+            const weights = { data: runner.getLinear(block, name), rows, cols };
+            const base = { block, name, layersDone: layers.length, layers: total, rows };
+            onProgress?.({ ...base, rowsDone: 0, stage: 'quantize' });
+            const t0 = performance.now();
+            const res = await quantizeLayer(weights, hessian, {
+              ...layerOptions,
+              signal,
+              onProgress: (p) => onProgress?.({ ...base, rowsDone: p.rowsDone, stage: 'quantize' }),
+            });
+            const summary = summarize(block, name, res, (performance.now() - t0) / 1000);
+            const q = res.dequantize();
+            runner.setLinear(block, name, q);
+            out.blocks[block].linear[name] = q;
+            layers.push(summary);
+            blockLayers.push(summary);
+            onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: res.loss, rtnLoss: res.rtnLoss, seconds: summary.seconds });
+          }
+        }
+        await onBlockDone?.(block, blockLayers);
+      }
+      for (const state of states) runner.runBlock(block, state);
+    }
+  } finally {
+    runner.free();
+  }
+  return { model: out, layers };
+}
+
+/** Splits a token stream into `count` windows of `seqLen` at seeded random offsets (like
+ * GPTQ's calibration loaders), or into consecutive windows when count is 0. */
+export function calibrationWindows(tokens: Int32Array, seqLen: number, count: number, seed: number): Int32Array[] {
+  if (!Number.isInteger(seqLen) || seqLen < 2) throw new OptionError(`seqlen must be an integer >= 2, got ${seqLen}`);
+  if (tokens.length < seqLen) throw new OptionError(`calibration text has ${tokens.length} tokens, fewer than one window of ${seqLen}`);
+  if (!Number.isInteger(count) || count < 0) throw new OptionError(`nsamples must be a non-negative integer, got ${count}`);
+  const windows: Int32Array[] = [];
+  if (count === 0) {
+    for (let i = 0; i + seqLen <= tokens.length; i += seqLen) windows.push(tokens.slice(i, i + seqLen));
+    return windows;
+  }
+  let state = seed >>> 0;
+  const next = () => {
+    // mulberry32: integer arithmetic only, identical in every engine.
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+  const span = tokens.length - seqLen + 1;
+  for (let i = 0; i < count; i++) {
+    const start = next() % span;
+    windows.push(tokens.slice(start, start + seqLen));
+  }
+  return windows;
+}
