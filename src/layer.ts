@@ -448,6 +448,7 @@ export async function quantizeLayer(weights: WeightMatrix, hessian: Float32Array
   const prepared = await prepareLayer(hessian, weights.cols, options, kernel);
   // threads > 1: row bands on a worker pool (same bits); falls back to this thread where the
   // runtime has no workers.
+  if (options.pool) return mergeBands(prepared, weights.rows, await options.pool.solveBands(prepared, weights, options));
   if (threads > 1 && workersAvailable()) return quantizeLayerThreaded(prepared, weights, threads, options);
   const session = new LayerSession(kernel, prepared);
   const bands: BandResult[] = [];

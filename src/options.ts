@@ -1,5 +1,6 @@
 // Layer-solver options: defaults, validation and the resolved form every solver path reads.
 import { OptionError } from './errors.js';
+import type { WorkerPool } from './pool.js';
 
 export type Method = 'rtn' | 'gptq' | 'cd' | 'bcd';
 export type Clip = 'minmax' | 'mse' | 'owc';
@@ -39,8 +40,10 @@ export interface QuantizeOptions {
   refit?: number;
   /** Worker threads: 1 solves on this thread; more solve row bands on a worker pool (same
    * bits). Default: the runtime's core count for layers large enough to gain from workers
-   * (rows * cols^2 >= 2^24), else 1. Runtimes without workers (workerd) always use 1. */
+   * (rows * cols^2 >= 2^29, e.g. 512 x 1024), else 1. Runtimes without workers (workerd) always use 1. */
   threads?: number;
+  /** A WorkerPool to solve on (reuses its workers across layers; overrides `threads`). */
+  pool?: WorkerPool;
   signal?: AbortSignal;
   onProgress?: (progress: { rowsDone: number; rows: number; stage: string }) => void;
 }

@@ -3,10 +3,10 @@
 // cut into bands that idle workers pull from a queue, results merged by mergeBands() in row
 // order, so the output is bit-identical for any number of workers. Where no worker can be
 // started (workerd), the same bands are solved on this thread.
-import { wrap, type Remote } from 'comlink';
+import { transfer, wrap, type Remote } from 'comlink';
 import { nodeEndpoint } from './node-endpoint.js';
 import { AbortError, CdquantError, OptionError, WorkerError, errorFromCode } from './errors.js';
-import { defaultKernel } from './kernel.js';
+import { defaultKernel, wasmModule } from './kernel.js';
 import { LayerSession, mergeBands, prepareLayer, validateWeights, type BandResult, type LayerResult, type PreparedLayer, type WeightMatrix } from './layer.js';
 import type { QuantizeOptions } from './options.js';
 import { hardwareConcurrency, nodeModule, runtimeName, sharedMemoryAvailable, workersAvailable } from './runtime.js';
@@ -47,11 +47,12 @@ export function bandRowsFor(rows: number, threads: number): number {
   return Math.max(8, Math.min(128, Math.ceil(rows / (threads * 4))));
 }
 
-/** Worker count used when `threads` is not given: the core count, but one thread (no worker
- * start-up) for layers too small to gain from more, and never more workers than bands. */
+/** Worker count used when `threads` is not given: the core count, but one thread for layers
+ * whose solve takes less than about a second (rows * cols^2 < 2^29, e.g. 512 x 1024), where
+ * starting workers (0.1-0.4 s) would not pay, and never more workers than bands. */
 export async function autoThreads(rows: number, cols: number): Promise<number> {
   if (!workersAvailable()) return 1;
-  if (rows * cols * cols < 1 << 24) return 1;
+  if (rows * cols * cols < 2 ** 29) return 1;
   return Math.max(1, Math.min(await hardwareConcurrency(), Math.ceil(rows / 32)));
 }
 
@@ -123,7 +124,12 @@ class PoolWorker {
     }
     w.ref(true);
     try {
-      unwrap(await Promise.race([w.api.init(lockName), w.dead]));
+      // The compiled module is posted where the runtime allows it (all tested runtimes do);
+      // otherwise the worker compiles its inlined copy.
+      const module = await wasmModule();
+      const first = w.api.init(lockName, module) as Promise<Reply<null>>;
+      const init = first.catch(() => w.api.init(lockName, null) as Promise<Reply<null>>);
+      unwrap(await Promise.race([init, w.dead]));
     } catch (e) {
       w.terminate();
       throw e;
@@ -269,8 +275,9 @@ export class WorkerPool {
               unwrap(await Promise.race([w.api.load(layer, sentPrepared, sentWeights), w.dead, abort]));
               w.layer = layer;
             }
+            // Copy path: the band's rows only, moved (not cloned again) to the worker.
             const band = sentWeights ? null : weights.data.slice(r0 * cols, r1 * cols);
-            const call = w.api.solve(layer, r0, r1, band, fault && fault.band === index ? fault.kind : null);
+            const call = w.api.solve(layer, r0, r1, band && transfer(band, [band.buffer]), fault && fault.band === index ? fault.kind : null);
             results[index] = unwrap(await Promise.race([call, w.dead, abort]));
             rowsDone += r1 - r0;
             if (!failed) onProgress?.({ rowsDone, rows, stage });

@@ -16,9 +16,10 @@ export type FaultKind = 'throw' | 'exit' | 'uncaught';
 export type Reply<T> = { ok: true; value: T } | { ok: false; code: string; name: string; message: string };
 
 export interface WorkerApi {
-  /** Instantiates the wasm; with a lock name, holds that Web Lock for the worker's lifetime so
+  /** Instantiates the wasm (the caller's compiled module when the runtime can post one: its
+   * optimized code is shared, no compile or tier-up per worker; else the inlined bytes); with a lock name, holds that Web Lock for the worker's lifetime so
    * the caller can notice the worker dying where the runtime fires no event for it. */
-  init(lockName: string | null): Promise<Reply<null>>;
+  init(lockName: string | null, module: WebAssembly.Module | null): Promise<Reply<null>>;
   /** Makes `prepared` (and, with shared memory, the whole weight matrix) the current layer. */
   load(layer: number, prepared: PreparedLayer, weights: WeightMatrix | null): Reply<null>;
   /** Solves rows [r0, r1): from the shared weights, or from `band` (rows r0..r1 only). */
@@ -54,9 +55,9 @@ function injectFault(kind: FaultKind, r0: number, r1: number): Promise<never> | 
 }
 
 const api: WorkerApi = {
-  async init(lockName) {
+  async init(lockName, module) {
     try {
-      kernel ??= await Kernel.create();
+      kernel ??= await Kernel.create(module ?? undefined);
       if (lockName && g.navigator?.locks) {
         await new Promise<void>((held) => {
           g.navigator.locks.request(lockName, () => {

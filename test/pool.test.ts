@@ -159,6 +159,20 @@ test('progress: rows done rise to the total; same bits with shared memory and wi
   }
 });
 
+test('quantizeLayer({ pool }) reuses one pool across layers of different shapes', async () => {
+  const pool = new lib.WorkerPool({ threads: 2 });
+  try {
+    for (let i = 0; i < 2; i++) {
+      same(await settles(lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, pool }), 'pool big'), inlineBig, `big ${i}`);
+      same(await settles(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool }), 'pool cd'), inlineCd, `cd ${i}`);
+      assert.is(pool.liveWorkers, 2);
+    }
+  } finally {
+    pool.terminate();
+  }
+  assert.is(pool.liveWorkers, 0);
+});
+
 test('threads option is validated; threads 1 uses no worker', async () => {
   for (const threads of [0, -1, 1.5, NaN]) {
     const e = await rejects(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, threads }), `threads ${threads}`);
