@@ -112,7 +112,7 @@ class PoolWorker {
       if (g.navigator?.locks) lockName = `cdquant-worker-${Date.now().toString(36)}-${(lockSerial++).toString(36)}-${Math.random().toString(36).slice(2)}`;
     } else if (runtimeName() === 'node') {
       const { Worker } = await nodeModule<typeof import('node:worker_threads')>('node:worker_threads');
-      const worker = new Worker(url instanceof URL ? url : new URL(url));
+      const worker = new Worker(url);
       w.api = wrap<WorkerApi>(nodeEndpoint(worker as any));
       worker.on('error', (e: Error) => w.fail(`worker crashed: ${e?.message ?? String(e)}`));
       worker.on('messageerror', () => w.fail('worker sent a message that could not be read'));
@@ -165,7 +165,7 @@ export class WorkerPool {
   private generation = 0;
   private size: number | undefined;
   private layerSerial = 0;
-  private busy = false;
+  private tail: Promise<void> = Promise.resolve();
 
   constructor(options: PoolOptions = {}) {
     this.options = options;
@@ -232,14 +232,30 @@ export class WorkerPool {
     if (signal?.aborted) throw new AbortError();
     const threads = await this.threads();
     const bandRows = options.bandRows ?? bandRowsFor(rows, threads);
+    if (!Number.isInteger(bandRows) || bandRows < 1) throw new OptionError(`bandRows must be a positive integer, got ${String(bandRows)}`);
     const queue: Array<[number, number]> = [];
     for (let r0 = 0; r0 < rows; r0 += bandRows) queue.push([r0, Math.min(rows, r0 + bandRows)]);
-    const stage = prepared.options.method;
-    const fault = this.options.testFault;
 
     if (!workersAvailable()) return this.solveHere(prepared, weights, queue, options);
-    if (this.busy) throw new WorkerError('this pool is already solving a layer; use one pool per concurrent call');
-    this.busy = true;
+    // One layer at a time per pool: concurrent calls wait their turn.
+    const previous = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((resolve) => (release = resolve));
+    try {
+      await previous;
+      if (signal?.aborted) throw new AbortError();
+      return await this.solveQueue(prepared, weights, queue, options);
+    } finally {
+      release();
+    }
+  }
+
+  private async solveQueue(prepared: PreparedLayer, weights: WeightMatrix, queue: Array<[number, number]>, options: SolveOptions): Promise<BandResult[]> {
+    const { rows, cols } = weights;
+    const { signal, onProgress } = options;
+    const threads = await this.threads();
+    const stage = prepared.options.method;
+    const fault = this.options.testFault;
 
     let failed = false;
     let aborted: () => void = () => {};
@@ -300,7 +316,6 @@ export class WorkerPool {
       throw e;
     } finally {
       signal?.removeEventListener('abort', onAbort);
-      this.busy = false;
     }
   }
 

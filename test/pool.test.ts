@@ -173,6 +173,22 @@ test('quantizeLayer({ pool }) reuses one pool across layers of different shapes'
   assert.is(pool.liveWorkers, 0);
 });
 
+test('concurrent calls on one pool wait their turn and give the same bits', async () => {
+  const pool = new lib.WorkerPool({ threads: 2 });
+  try {
+    const [a, b, c] = await settles(Promise.all([
+      lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, pool }),
+      lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool }),
+      pool.quantizeLayer(bigProblem.weights, bigProblem.hessian, big.options),
+    ]), 'concurrent');
+    same(a, inlineBig, 'first');
+    same(b, inlineCd, 'second');
+    same(c, inlineBig, 'third');
+  } finally {
+    pool.terminate();
+  }
+});
+
 test('threads option is validated; threads 1 uses no worker', async () => {
   for (const threads of [0, -1, 1.5, NaN]) {
     const e = await rejects(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, threads }), `threads ${threads}`);
