@@ -5,9 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const env = { ...process.env, NO_COLOR: '1' };
+const env = { ...process.env };
 delete env.FORCE_COLOR;
-const run = spawnSync(process.execPath, [join(root, 'node_modules/uvu/bin.js'), 'build/test', '\\.test\\.js$'], {
+const run = spawnSync(process.execPath, [join(root, 'node_modules/uvu/bin.js'), 'build/test', '\\.test\\.js$', '--no-color'], {
   cwd: root,
   encoding: 'utf8',
   maxBuffer: 1 << 28,
