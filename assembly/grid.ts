@@ -199,21 +199,46 @@ export function quantizeWith(
 }
 
 /**
- * Per-row loss (q - w)^T H (q - w) for a band of rows, through one GEMM: E [rows x cols] into
- * scratch, prod = -(E H) (scratch + rows*cols floats), loss_r = -dot(e_r, prod_r) in f64 sum.
- * scratch: 2 * rows * cols floats. Writes rowLoss (f64 [rows]).
+ * Per-row loss (q - w)^T H (q - w) for a band of rows, using the symmetry of H (half the
+ * multiply-adds of E H): with column blocks J of 128, loss_r = sum_J e_J . (2 E[:, <J] H[<J, J]
+ * + e_J H_JJ), the two products by gemmSub, the outer sum in f64 in J then j order (a property
+ * of the row alone). scratch: rows*cols + 2*rows*128 floats. Writes rowLoss (f64 [rows]).
  */
 export function rowLosses(w: usize, q: usize, rows: i32, cols: i32, h: usize, rowLoss: usize, scratch: usize): void {
   const total = <usize>rows * <usize>cols;
   const e = scratch;
-  const prod = scratch + (total << 2);
   for (let i: usize = 0; i < total; i++) store<f32>(e + (i << 2), load<f32>(q + (i << 2)) - load<f32>(w + (i << 2)));
-  memory.fill(prod, 0, total << 2);
-  gemmSub(prod, cols, e, cols, h, cols, rows, cols, cols);
-  for (let r = 0; r < rows; r++) {
-    const o = (<usize>r * <usize>cols) << 2;
-    let s: f64 = 0;
-    for (let j = 0; j < cols; j++) s -= <f64>load<f32>(e + o + (<usize>j << 2)) * <f64>load<f32>(prod + o + (<usize>j << 2));
-    store<f64>(rowLoss + (<usize>r << 3), s);
+  quadForms(e, rows, cols, cols, h, cols, rowLoss, scratch + (total << 2));
+}
+
+/**
+ * out[r] = e_r^T H e_r (f64) for the rows of E [rows x n] (leading dimension lde), H symmetric
+ * [n x n] (leading dimension ldh), through the block upper triangle of H only (see rowLosses).
+ * scratch: 2 * rows * 128 floats.
+ */
+export function quadForms(e: usize, rows: i32, n: i32, lde: i32, h: usize, ldh: i32, out: usize, scratch: usize): void {
+  const bs = 128;
+  const off = scratch; // -(E[:, <J] H[<J, J])   [rows x w]
+  const diag = scratch + ((<usize>rows * <usize>bs) << 2); // -(E_J H_JJ)
+  memory.fill(out, 0, <usize>rows << 3);
+  for (let j0 = 0; j0 < n; j0 += bs) {
+    const w = min(bs, n - j0);
+    const bytes = (<usize>rows * <usize>w) << 2;
+    memory.fill(off, 0, bytes);
+    memory.fill(diag, 0, bytes);
+    if (j0 > 0) gemmSub(off, w, e, lde, h + (<usize>j0 << 2), ldh, rows, w, j0);
+    gemmSub(diag, w, e + (<usize>j0 << 2), lde, h + ((<usize>j0 * <usize>ldh + <usize>j0) << 2), ldh, rows, w, w);
+    for (let r = 0; r < rows; r++) {
+      const er = e + ((<usize>r * <usize>lde + <usize>j0) << 2);
+      const po = off + ((<usize>r * <usize>w) << 2);
+      const pd = diag + ((<usize>r * <usize>w) << 2);
+      let s: f64 = 0;
+      for (let j = 0; j < w; j++) {
+        const o = <usize>j << 2;
+        s -= <f64>load<f32>(er + o) * (2 * <f64>load<f32>(po + o) + <f64>load<f32>(pd + o));
+      }
+      const ro = out + (<usize>r << 3);
+      store<f64>(ro, load<f64>(ro) + s);
+    }
   }
 }

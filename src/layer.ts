@@ -261,7 +261,7 @@ export class LayerSession {
       const zeros = alloc(rows * groups * 4);
       const codes = alloc(rows * cols);
       const q = alloc(rows * cols * 4);
-      const scratch = alloc(Math.max(2 * rows * cols, 4 * rows * cols, 160 * cols, rows * o.gptqBlock + o.gptqBlock) * 4);
+      const scratch = alloc(Math.max(2 * rows * cols, rows * cols + 256 * rows, 4 * rows * cols, 160 * cols, rows * o.gptqBlock + o.gptqBlock) * 4);
       const rowLoss = alloc(rows * 8);
 
       // Baseline: RTN on min-max grids of W as given.
