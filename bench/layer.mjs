@@ -211,7 +211,7 @@ for (const n of sizes) {
     row.owcChannel = r.kernel('gridParams');
     row.owcChannelLoss = r.result.loss;
     log('owc per-channel (fast)', r);
-    if (n <= 1024) {
+    if (n <= Number(arg("exact-max", "1024"))) {
       r = await repeated(k, W, H, n, { bits: 4, groupSize: -1, method: 'rtn', clip: 'owc', owcExact: true });
       row.owcExact = r.kernel('gridParams');
       row.owcExactLoss = r.result.loss;
