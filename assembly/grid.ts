@@ -345,8 +345,10 @@ export function gridParams(
     gridOwcChannelFast(w, rows, cols, h, maxq, sym, scales, zeros, shrinkIndex);
     return;
   }
-  for (let r = 0; r < rows; r++) {
-    for (let g = 0; g < groups; g++) {
+  // Groups outer, rows inner: each group's H block is reused by all the band's rows while it
+  // is in cache (every (row, group) grid is computed on its own, so the order changes nothing).
+  for (let g = 0; g < groups; g++) {
+    for (let r = 0; r < rows; r++) {
       const c0 = g * gs;
       const len = min(gs, cols - c0);
       const x = w + ((<usize>r * <usize>cols + <usize>c0) << 2);
