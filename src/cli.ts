@@ -35,7 +35,8 @@ Layer options:
   --sym                      symmetric grid
   --clip minmax|mse|owc      grid choice (default owc for cd/bcd, minmax otherwise)
   --mse                      same as --clip mse
-  --owc-exact                exact per-channel OWC search (slow on wide layers)
+  --owc-exact, --owc-fast    per-channel OWC: exact search, or block-diagonal screening then
+                             exact rescoring (default: exact up to 512 columns)
   --init owc|gptq|rtn        cd/bcd start (default owc)
   --iters N                  cd/bcd moves per row (default: columns)
   --block K                  bcd block size (default 2)
@@ -55,6 +56,7 @@ const layerOptionSpec = {
   clip: { type: 'string' },
   mse: { type: 'boolean' },
   'owc-exact': { type: 'boolean' },
+  'owc-fast': { type: 'boolean' },
   init: { type: 'string' },
   iters: { type: 'string' },
   block: { type: 'string' },
@@ -95,7 +97,9 @@ function layerOptions(values: Values): QuantizeOptions {
   set('threads', 'threads');
   if (values.sym) o.sym = true;
   if (values.mse) o.mse = true;
+  if (values['owc-exact'] && values['owc-fast']) throw new OptionError('--owc-exact and --owc-fast contradict each other');
   if (values['owc-exact']) o.owcExact = true;
+  if (values['owc-fast']) o.owcExact = false;
   if (values['act-order']) o.actOrder = true;
   if (values['static-groups']) o.staticGroups = true;
   return o;
