@@ -40,12 +40,12 @@ let passIndex: i32 = -1;
 
 /**
  * One fused pass over a row: optionally g += delta * H[moved, :] (H is symmetric), then for
- * every coordinate the best grid value nearest q_i - g_i / H_ii and its gain
+ * every coordinate the best grid value nearest q_i - g_i * (1/H_ii) and its gain
  * -(2 d g_i + d^2 H_ii); keeps the largest positive gain, ties to the lowest index.
  */
 function cdPass(
-  cols: i32, q: usize, g: usize, hdiag: usize, hRow: usize, delta: f32,
-  colScale: usize, colZero: usize, maxq: f32,
+  cols: i32, q: usize, g: usize, hdiag: usize, rhdiag: usize, hRow: usize, delta: f32,
+  colScale: usize, colRScale: usize, colZero: usize, maxq: f32,
 ): void {
   const vDelta = f32x4.splat(delta);
   const vMaxq = f32x4.splat(maxq);
@@ -67,8 +67,8 @@ function cdPass(
     const hd = v128.load(hdiag + o);
     const s = v128.load(colScale + o);
     const z = v128.load(colZero + o);
-    const target = f32x4.sub(qv, f32x4.div(gv, hd));
-    const code = f32x4.min(f32x4.max(f32x4.add(f32x4.nearest(f32x4.div(target, s)), z), vZero), vMaxq);
+    const target = f32x4.sub(qv, f32x4.mul(gv, v128.load(rhdiag + o)));
+    const code = f32x4.min(f32x4.max(f32x4.add(f32x4.nearest(f32x4.mul(target, v128.load(colRScale + o))), z), vZero), vMaxq);
     const d = f32x4.sub(f32x4.mul(s, f32x4.sub(code, z)), qv);
     const gain = f32x4.neg(f32x4.add(f32x4.mul(f32x4.mul(vTwo, d), gv), f32x4.mul(f32x4.mul(d, d), hd)));
     const better = f32x4.gt(gain, bestGain);
@@ -90,7 +90,7 @@ function cdPass(
       gj = gj + delta * f32At(hRow, j);
       f32Set(g, j, gj);
     }
-    const gain = coordinateGain(f32At(q, j), gj, f32At(hdiag, j), f32At(colScale, j), f32At(colZero, j), maxq);
+    const gain = coordinateGain(f32At(q, j), gj, f32At(hdiag, j), f32At(rhdiag, j), f32At(colScale, j), f32At(colRScale, j), f32At(colZero, j), maxq);
     if (gain > best) {
       best = gain;
       bi = j;
@@ -114,9 +114,9 @@ let laneIndex: i32 = -1;
 let lastCode: f32 = 0;
 let lastValue: f32 = 0;
 // @ts-ignore: decorator
-@inline function coordinateGain(qj: f32, gj: f32, hd: f32, s: f32, z: f32, maxq: f32): f32 {
-  const target = qj - gj / hd;
-  const code = min<f32>(max<f32>(nearest<f32>(target / s) + z, 0), maxq);
+@inline function coordinateGain(qj: f32, gj: f32, hd: f32, rhd: f32, s: f32, rs: f32, z: f32, maxq: f32): f32 {
+  const target = qj - gj * rhd;
+  const code = min<f32>(max<f32>(nearest<f32>(target * rs) + z, 0), maxq);
   const value = s * (code - z);
   const d = value - qj;
   lastCode = code;
@@ -127,7 +127,9 @@ let lastValue: f32 = 0;
 /**
  * Greedy CD on rows [0, rows) of a band. w: targets; q/codes: start (updated in place);
  * g: [rows x cols] gradient (from gradientBand, updated); h: [cols x cols]; hdiag [cols];
- * moves (i32 [rows]) receives the number of moves per row. scratch: 2*cols floats.
+ * moves (i32 [rows]) receives the number of moves per row. scratch: 4*cols floats.
+ * The Newton target q_i - g_i / H_ii and its grid code use precomputed reciprocals
+ * (q_i - g_i * (1/H_ii), nearest(t * (1/s)) + z) in the SIMD lanes and the scalar twin alike.
  */
 export function cdBand(
   q: usize, codes: usize, g: usize, rows: i32, cols: i32, h: usize, hdiag: usize, maxq: f32,
@@ -135,16 +137,21 @@ export function cdBand(
 ): void {
   const colScale = scratch;
   const colZero = scratch + (<usize>cols << 2);
+  const colRScale = colZero + (<usize>cols << 2);
+  const rhdiag = colRScale + (<usize>cols << 2);
+  // Reciprocals once (the pass multiplies: no division in the inner loop).
+  for (let j = 0; j < cols; j++) f32Set(rhdiag, j, <f32>1 / f32At(hdiag, j));
   for (let r = 0; r < rows; r++) {
     expandGrid(r, cols, groups, colGroup, scales, zeros, colScale, colZero);
+    for (let j = 0; j < cols; j++) f32Set(colRScale, j, <f32>1 / f32At(colScale, j));
     const rowOff = <usize>r * <usize>cols;
     const qr = q + (rowOff << 2);
     const gr = g + (rowOff << 2);
     let count = 0;
-    cdPass(cols, qr, gr, hdiag, 0, 0, colScale, colZero, maxq);
+    cdPass(cols, qr, gr, hdiag, rhdiag, 0, 0, colScale, colRScale, colZero, maxq);
     while (count < iters && passIndex >= 0) {
       const i = passIndex;
-      coordinateGain(f32At(qr, i), f32At(gr, i), f32At(hdiag, i), f32At(colScale, i), f32At(colZero, i), maxq);
+      coordinateGain(f32At(qr, i), f32At(gr, i), f32At(hdiag, i), f32At(rhdiag, i), f32At(colScale, i), f32At(colRScale, i), f32At(colZero, i), maxq);
       const delta = lastValue - f32At(qr, i);
       f32Set(qr, i, lastValue);
       store<u8>(codes + rowOff + <usize>i, <u8>lastCode);
@@ -155,7 +162,7 @@ export function cdBand(
         for (let j = 0; j < cols; j++) f32Set(gr, j, f32At(gr, j) + delta * f32At(hRow, j));
         break;
       }
-      cdPass(cols, qr, gr, hdiag, h + ((<usize>i * <usize>cols) << 2), delta, colScale, colZero, maxq);
+      cdPass(cols, qr, gr, hdiag, rhdiag, h + ((<usize>i * <usize>cols) << 2), delta, colScale, colRScale, colZero, maxq);
     }
     store<i32>(moves + (<usize>r << 2), count);
   }

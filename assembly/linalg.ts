@@ -40,82 +40,109 @@ export function axpySub(y: usize, x: usize, alpha: f32, n: i32): void {
  * C[m x n] -= A[m x k] * B[k x n] (row-major, leading dimensions lda, ldb, ldc).
  * Per k slice, each C element gets acc = ((0 + a0*b0) + a1*b1) + ... in k order, then c - acc,
  * in the 4x8 register tile, the 1x8 row tail, the 1x4 and the scalar column tails alike.
+ * k is cut into fixed slices of 128 (c -= acc once per slice, a property of k alone, never of
+ * m, n or the tile), so an element's op sequence depends only on its row of A and column of B.
  */
 export function gemmSub(c: usize, ldc: i32, a: usize, lda: i32, b: usize, ldb: i32, m: i32, n: i32, k: i32): void {
-  // k is cut into fixed slices of 128 (c -= acc once per slice, a property of k alone, never
-  // of m or of the tile), and columns into chunks of 64, so a 128 x 64 slice of B stays in L1
-  // while every row tile passes over it.
+  // Columns in chunks of 64: each 128 x 64 slice of B is packed into a contiguous buffer
+  // (8-column panels, k-major: 32 bytes per k step) so it stays in L1 without set conflicts
+  // from a power-of-two ldb while every row tile passes over it.
   const kChunk = 128;
   const chunk = 64;
+  const pack = packBuffer();
   for (let p0 = 0; p0 < k; p0 += kChunk) {
     const kb = min(kChunk, k - p0);
     const ap = a + (<usize>p0 << 2);
     const bp = at(b, p0, ldb, 0);
     for (let j0 = 0; j0 < n; j0 += chunk) {
       const j1 = min(j0 + chunk, n);
+      const full = (j1 - j0) & ~7; // columns covered by 8-wide panels
+      packPanels(pack, bp, ldb, j0, full, kb);
       let r = 0;
-      for (; r + 4 <= m; r += 4) tileRows4(c, ldc, ap, lda, bp, ldb, r, j0, j1, kb);
-      for (; r < m; r++) tileRow1(c, ldc, ap, lda, bp, ldb, r, j0, j1, kb);
+      for (; r + 4 <= m; r += 4) tileRows4(c, ldc, ap, lda, pack, r, j0, full, kb);
+      for (; r < m; r++) tileRow1(c, ldc, ap, lda, pack, r, j0, full, kb);
+      if (j0 + full < j1) {
+        for (let rr = 0; rr < m; rr++) columnsTail(c, ldc, ap, lda, bp, ldb, rr, j0 + full, j1, kb);
+      }
+    }
+  }
+}
+
+let packPtr: usize = 0;
+// @ts-ignore: decorator
+@inline function packBuffer(): usize {
+  if (packPtr == 0) packPtr = heap.alloc(128 * 64 * 4);
+  return packPtr;
+}
+
+/** pack[panel][p][8] = B[p, j0 + 8*panel + 0..7] for the `width` (multiple of 8) columns. */
+// @ts-ignore: decorator
+@inline function packPanels(pack: usize, b: usize, ldb: i32, j0: i32, width: i32, k: i32): void {
+  const bStride = <usize>ldb << 2;
+  for (let jp = 0; jp < width; jp += 8) {
+    let src = b + (<usize>(j0 + jp) << 2);
+    let dst = pack + ((<usize>jp * <usize>k) << 2);
+    for (let p = 0; p < k; p++) {
+      v128.store(dst, v128.load(src));
+      v128.store(dst, v128.load(src, 16), 16);
+      src += bStride;
+      dst += 32;
     }
   }
 }
 
 // @ts-ignore: decorator
-@inline function tileRows4(c: usize, ldc: i32, a: usize, lda: i32, b: usize, ldb: i32, r: i32, j0: i32, j1: i32, k: i32): void {
-  const a0 = at(a, r, lda, 0), a1 = at(a, r + 1, lda, 0), a2 = at(a, r + 2, lda, 0), a3 = at(a, r + 3, lda, 0);
-  const bStride = <usize>ldb << 2;
-  let j = j0;
-  for (; j + 8 <= j1; j += 8) {
+@inline function tileRows4(c: usize, ldc: i32, a: usize, lda: i32, pack: usize, r: i32, j0: i32, width: i32, k: i32): void {
+  const a0 = at(a, r, lda, 0);
+  const aStride = <usize>lda << 2;
+  for (let jp = 0; jp < width; jp += 8) {
     let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
     let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
     let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
     let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-    let bp = at(b, 0, ldb, j);
-    for (let p = 0; p < k; p++) {
-      const o = <usize>p << 2;
+    let bp = pack + ((<usize>jp * <usize>k) << 2);
+    let ap = a0;
+    const aEnd = a0 + (<usize>k << 2);
+    while (ap < aEnd) {
       const b0 = v128.load(bp), b1 = v128.load(bp, 16);
-      let x = v128.load32_splat(a0 + o);
+      let x = v128.load32_splat(ap);
       c00 = f32x4.add(c00, f32x4.mul(x, b0)); c01 = f32x4.add(c01, f32x4.mul(x, b1));
-      x = v128.load32_splat(a1 + o);
+      x = v128.load32_splat(ap + aStride);
       c10 = f32x4.add(c10, f32x4.mul(x, b0)); c11 = f32x4.add(c11, f32x4.mul(x, b1));
-      x = v128.load32_splat(a2 + o);
+      x = v128.load32_splat(ap + 2 * aStride);
       c20 = f32x4.add(c20, f32x4.mul(x, b0)); c21 = f32x4.add(c21, f32x4.mul(x, b1));
-      x = v128.load32_splat(a3 + o);
+      x = v128.load32_splat(ap + 3 * aStride);
       c30 = f32x4.add(c30, f32x4.mul(x, b0)); c31 = f32x4.add(c31, f32x4.mul(x, b1));
-      bp += bStride;
+      bp += 32;
+      ap += 4;
     }
-    let cp = at(c, r, ldc, j);
+    let cp = at(c, r, ldc, j0 + jp);
+    const cStride = <usize>ldc << 2;
     v128.store(cp, f32x4.sub(v128.load(cp), c00)); v128.store(cp, f32x4.sub(v128.load(cp, 16), c01), 16);
-    cp = at(c, r + 1, ldc, j);
+    cp += cStride;
     v128.store(cp, f32x4.sub(v128.load(cp), c10)); v128.store(cp, f32x4.sub(v128.load(cp, 16), c11), 16);
-    cp = at(c, r + 2, ldc, j);
+    cp += cStride;
     v128.store(cp, f32x4.sub(v128.load(cp), c20)); v128.store(cp, f32x4.sub(v128.load(cp, 16), c21), 16);
-    cp = at(c, r + 3, ldc, j);
+    cp += cStride;
     v128.store(cp, f32x4.sub(v128.load(cp), c30)); v128.store(cp, f32x4.sub(v128.load(cp, 16), c31), 16);
-  }
-  if (j < j1) {
-    for (let rr = r; rr < r + 4; rr++) columnsTail(c, ldc, a, lda, b, ldb, rr, j, j1, k);
   }
 }
 
 // @ts-ignore: decorator
-@inline function tileRow1(c: usize, ldc: i32, a: usize, lda: i32, b: usize, ldb: i32, r: i32, j0: i32, j1: i32, k: i32): void {
+@inline function tileRow1(c: usize, ldc: i32, a: usize, lda: i32, pack: usize, r: i32, j0: i32, width: i32, k: i32): void {
   const a0 = at(a, r, lda, 0);
-  const bStride = <usize>ldb << 2;
-  let j = j0;
-  for (; j + 8 <= j1; j += 8) {
+  for (let jp = 0; jp < width; jp += 8) {
     let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-    let bp = at(b, 0, ldb, j);
+    let bp = pack + ((<usize>jp * <usize>k) << 2);
     for (let p = 0; p < k; p++) {
       const x = v128.load32_splat(a0 + (<usize>p << 2));
       c00 = f32x4.add(c00, f32x4.mul(x, v128.load(bp)));
       c01 = f32x4.add(c01, f32x4.mul(x, v128.load(bp, 16)));
-      bp += bStride;
+      bp += 32;
     }
-    const cp = at(c, r, ldc, j);
+    const cp = at(c, r, ldc, j0 + jp);
     v128.store(cp, f32x4.sub(v128.load(cp), c00)); v128.store(cp, f32x4.sub(v128.load(cp, 16), c01), 16);
   }
-  if (j < j1) columnsTail(c, ldc, a, lda, b, ldb, r, j, j1, k);
 }
 
 function columnsTail(c: usize, ldc: i32, a: usize, lda: i32, b: usize, ldb: i32, r: i32, j0: i32, j1: i32, k: i32): void {

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const env = { ...process.env, NO_COLOR: '1' };
+const env = { ...process.env };
 delete env.FORCE_COLOR;
 const run = spawnSync(process.execPath, [join(root, 'node_modules/uvu/bin.js'), 'build/test', '\\.test\\.js$', '--no-color'], {
   cwd: root,

@@ -21,7 +21,7 @@ const USAGE = `cdquant ${VERSION}: post-training weight quantization (RTN, GPTQ,
 
 Usage:
   cdquant layer PROBLEM.safetensors --out RESULT.safetensors [layer options]
-  cdquant quantize MODEL --calib TEXT --out DIR [--tokenizer FILE] [--calib-paragraphs A:B]
+  cdquant quantize MODEL (--calib TEXT | --calib-tokens FILE) --out DIR [--tokenizer FILE] [--calib-paragraphs A:B]
                    [--nsamples 128] [--seqlen 256] [--seed 0] [--json] [layer options]
   cdquant eval MODEL --text TEXT [--paragraphs A:B] [--seqlen 256] [--max-windows N] [--tokenizer FILE] [--json]
 
@@ -35,7 +35,8 @@ Layer options:
   --sym                      symmetric grid
   --clip minmax|mse|owc      grid choice (default owc for cd/bcd, minmax otherwise)
   --mse                      same as --clip mse
-  --owc-exact                exact per-channel OWC search (slow on wide layers)
+  --owc-exact, --owc-fast    per-channel OWC: exact search, or block-diagonal screening then
+                             exact rescoring (default: exact up to 512 columns)
   --init owc|gptq|rtn        cd/bcd start (default owc)
   --iters N                  cd/bcd moves per row (default: columns)
   --block K                  bcd block size (default 2)
@@ -55,6 +56,7 @@ const layerOptionSpec = {
   clip: { type: 'string' },
   mse: { type: 'boolean' },
   'owc-exact': { type: 'boolean' },
+  'owc-fast': { type: 'boolean' },
   init: { type: 'string' },
   iters: { type: 'string' },
   block: { type: 'string' },
@@ -95,7 +97,9 @@ function layerOptions(values: Values): QuantizeOptions {
   set('threads', 'threads');
   if (values.sym) o.sym = true;
   if (values.mse) o.mse = true;
+  if (values['owc-exact'] && values['owc-fast']) throw new OptionError('--owc-exact and --owc-fast contradict each other');
   if (values['owc-exact']) o.owcExact = true;
+  if (values['owc-fast']) o.owcExact = false;
   if (values['act-order']) o.actOrder = true;
   if (values['static-groups']) o.staticGroups = true;
   return o;
@@ -233,6 +237,7 @@ async function quantizeCommand(argv: string[]) {
     options: {
       ...layerOptionSpec,
       calib: { type: 'string' },
+      'calib-tokens': { type: 'string' },
       'calib-paragraphs': { type: 'string' },
       tokenizer: { type: 'string' },
       nsamples: { type: 'string' },
@@ -243,7 +248,9 @@ async function quantizeCommand(argv: string[]) {
     },
   });
   const modelPath = one(positionals, 'MODEL');
-  if (!values.calib) throw new OptionError('cdquant quantize needs --calib TEXT (a text file of paragraphs)');
+  if (!values.calib === !values['calib-tokens']) {
+    throw new OptionError('cdquant quantize needs one of --calib TEXT (a text file of paragraphs) or --calib-tokens FILE (int32 little-endian token ids)');
+  }
   if (!values.out) throw new OptionError('cdquant quantize needs --out DIR');
   const outDir = values.out;
   refuseOverwrite(modelPath, outDir);
@@ -254,10 +261,22 @@ async function quantizeCommand(argv: string[]) {
   const kernel = await defaultKernel();
   const loaded = await loadModel(modelPath, kernel);
   const { model } = loaded;
-  const tokenizer = await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer);
-  const paragraphs = splitParagraphs(new TextDecoder().decode(await readBytes(values.calib)));
-  const [a, b] = paragraphRange(values['calib-paragraphs'], paragraphs.length);
-  const tokens = tokenizeParagraphs(tokenizer, paragraphs.slice(a, b));
+  let tokens: Int32Array;
+  if (values['calib-tokens']) {
+    const raw = await readBytes(values['calib-tokens']);
+    if (raw.length % 4 !== 0) throw new FormatError(`${values['calib-tokens']} has ${raw.length} bytes, not a whole number of int32 token ids`);
+    tokens = new Int32Array(raw.length / 4);
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.length);
+    for (let i = 0; i < tokens.length; i++) {
+      tokens[i] = view.getInt32(4 * i, true);
+      if (tokens[i] < 0 || tokens[i] >= model.config.vocabSize) throw new FormatError(`token ${i} of ${values['calib-tokens']} is ${tokens[i]}, outside the vocabulary [0, ${model.config.vocabSize})`);
+    }
+  } else {
+    const tokenizer = await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer);
+    const paragraphs = splitParagraphs(new TextDecoder().decode(await readBytes(values.calib!)));
+    const [a, b] = paragraphRange(values['calib-paragraphs'], paragraphs.length);
+    tokens = tokenizeParagraphs(tokenizer, paragraphs.slice(a, b));
+  }
   if (seqlen > model.config.maxSeqLen) throw new OptionError(`--seqlen ${seqlen} exceeds the model's context of ${model.config.maxSeqLen}`);
   const samples = calibrationWindows(tokens, seqlen, nsamples, seed);
   const calibBytes = new Uint8Array(samples.length * seqlen * 4);

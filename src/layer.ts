@@ -75,6 +75,8 @@ export interface LayerResult {
 }
 
 const CLIP_CODE = { minmax: 0, mse: 1, owc: 2 } as const;
+/** gridParams' method code: OWC with owcExact selects the exact per-channel search (3). */
+const clipCode = (o: ResolvedOptions): number => (o.clip === 'owc' && o.owcExact ? 3 : CLIP_CODE[o.clip]);
 const SYMMETRY_TOLERANCE = 1e-4;
 
 /** Throws ShapeError or NonFiniteError unless `weights` is a finite rows x cols Float32Array matrix. */
@@ -277,7 +279,7 @@ export class LayerSession {
       const zeros = alloc(rows * groups * 4);
       const codes = alloc(rows * cols);
       const q = alloc(rows * cols * 4);
-      const scratch = alloc(Math.max(2 * rows * cols, 4 * rows * cols, 160 * cols, rows * o.gptqBlock + o.gptqBlock) * 4);
+      const scratch = alloc(Math.max(2 * rows * cols, rows * cols + 256 * rows, 4 * rows * cols, 160 * cols, rows * o.gptqBlock + o.gptqBlock) * 4);
       const rowLoss = alloc(rows * 8);
 
       // Baseline: RTN on min-max grids of W as given.
@@ -291,7 +293,7 @@ export class LayerSession {
       else if (o.method !== 'rtn' || o.clip !== 'minmax') {
         // Grid from W as given (min-max, MSE) or from the dead-zeroed W in H's metric (OWC).
         const src = o.clip === 'owc' ? w0 : w;
-        x.gridParams(src, rows, cols, o.groupSize, o.maxq, o.sym, CLIP_CODE[o.clip], this.hFix, scales, zeros, 0, scratch);
+        x.gridParams(src, rows, cols, o.groupSize, o.maxq, o.sym, clipCode(o), this.hFix, scales, zeros, 0, scratch);
         x.quantizeWith(w, rows, cols, o.maxq, scales, zeros, groups, this.colGroupOriginal, codes, q);
       }
 
@@ -350,7 +352,7 @@ export class LayerSession {
       // Per-channel grids come from W before dead columns are zeroed (the reference calls
       // find_params first); static groups and OWC grids from the dead-zeroed W.
       const src = o.groupSize === 0 && o.clip !== 'owc' ? w : w0;
-      x.gridParams(src, rows, cols, o.groupSize, o.maxq, o.sym, CLIP_CODE[o.clip], this.hFix, scales, zeros, 0, scratch);
+      x.gridParams(src, rows, cols, o.groupSize, o.maxq, o.sym, clipCode(o), this.hFix, scales, zeros, 0, scratch);
     }
     // Working order: act-order's permutation.
     const working = perm ? permuteColumns(k.f32(w0, rows * cols), rows, cols, perm, false) : null;

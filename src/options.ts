@@ -28,7 +28,9 @@ export interface QuantizeOptions {
   clip?: Clip;
   /** Alias of clip: 'mse' (the reference GPTQ flag). */
   mse?: boolean;
-  /** OWC per-channel: exact search over all 80 candidates instead of the fast search. */
+  /** OWC per-channel: exact search over all 80 candidates (true) or the fast search (false:
+   * block-diagonal screening, best candidates rescored exactly). Default: exact up to
+   * 512 columns, where it is cheap, fast above. */
   owcExact?: boolean;
   /** CD/BCD start: RTN on the OWC grid (default), GPTQ, or RTN on the clip grid. */
   init?: Init;
@@ -68,6 +70,7 @@ export interface ResolvedOptions {
 }
 
 const BITS = new Set([2, 3, 4, 8]);
+const OWC_EXACT_MAX_COLS = 512;
 
 function intOption(name: string, value: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < lo || value > hi) {
@@ -116,7 +119,7 @@ export function resolveOptions(options: QuantizeOptions, cols: number): Resolved
     damp,
     gptqBlock: intOption('gptqBlock', options.gptqBlock ?? 128, 1, 1 << 16),
     clip,
-    owcExact: !!options.owcExact,
+    owcExact: options.owcExact ?? cols <= OWC_EXACT_MAX_COLS,
     init,
     iters: intOption('iters', options.iters ?? cols, 0),
     blockSize: intOption('blockSize', options.blockSize ?? 2, 1, 8),

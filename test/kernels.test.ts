@@ -1,0 +1,88 @@
+// Performance kernels: band invariance (bit-identical results for any row banding), the
+// symmetric loss products against a float64 reference, and the fast per-channel OWC search
+// against the exact one.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Kernel } from '../src/kernel.js';
+import { prepareLayer, LayerSession, mergeBands, type WeightMatrix, type LayerResult } from '../src/layer.js';
+import type { QuantizeOptions } from '../src/options.js';
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296 - 0.5;
+  };
+}
+
+function layer(rows: number, cols: number, seed: number): { w: WeightMatrix; h: Float32Array } {
+  const g = rng(seed);
+  const data = new Float32Array(rows * cols).map(() => g() * 2);
+  const n = 2 * cols;
+  const x = new Float64Array(n * cols).map(() => g());
+  const h64 = new Float64Array(cols * cols);
+  for (let k = 0; k < n; k++) {
+    for (let i = 0; i < cols; i++) {
+      const xi = x[k * cols + i];
+      for (let j = 0; j < cols; j++) h64[i * cols + j] += xi * x[k * cols + j];
+    }
+  }
+  return { w: { data, rows, cols }, h: Float32Array.from(h64, (v) => (2 / n) * v) };
+}
+
+async function solve(k: Kernel, w: WeightMatrix, h: Float32Array, options: QuantizeOptions, band: number): Promise<LayerResult> {
+  const prepared = await prepareLayer(h, w.cols, options, k);
+  const session = new LayerSession(k, prepared);
+  const bands = [];
+  for (let r0 = 0; r0 < w.rows; r0 += band) bands.push(session.solveBand(w, r0, Math.min(w.rows, r0 + band)));
+  session.free();
+  return mergeBands(prepared, w.rows, bands);
+}
+
+const { w, h } = layer(45, 200, 1);
+
+for (const [name, options] of [
+  ['gptq g64', { method: 'gptq', groupSize: 64 }],
+  ['cd from owc g64', { method: 'cd', groupSize: 64 }],
+  ['cd from gptq, refit', { method: 'cd', init: 'gptq', refit: 1 }],
+  ['owc per-channel fast', { method: 'rtn', clip: 'owc' }],
+] as [string, QuantizeOptions][]) {
+  test(`${name}: identical bits for bands of 45, 16 and 7 rows`, async () => {
+    const k = await Kernel.create();
+    const a = await solve(k, w, h, options, 45);
+    for (const band of [16, 7]) {
+      const b = await solve(k, w, h, options, band);
+      assert.equal(Buffer.compare(Buffer.from(a.codes), Buffer.from(b.codes)), 0);
+      assert.equal(Array.from(a.scales), Array.from(b.scales));
+      assert.equal(Array.from(a.rowLoss), Array.from(b.rowLoss));
+    }
+  });
+}
+
+test('loss products match a float64 reference', async () => {
+  const k = await Kernel.create();
+  const r = await solve(k, w, h, { method: 'gptq', groupSize: 64 }, 16);
+  const q = r.dequantize();
+  const n = w.cols;
+  for (let row = 0; row < w.rows; row++) {
+    let ref = 0;
+    for (let i = 0; i < n; i++) {
+      const ei = q[row * n + i] - w.data[row * n + i];
+      let hi = 0;
+      for (let j = 0; j < n; j++) hi += h[i * n + j] * (q[row * n + j] - w.data[row * n + j]);
+      ref += ei * hi;
+    }
+    assert.ok(Math.abs(r.rowLoss[row] - ref) <= 1e-4 * Math.abs(ref), `row ${row}: ${r.rowLoss[row]} vs ${ref}`);
+  }
+});
+
+test('fast per-channel OWC within 0.2% of the exact search', async () => {
+  const k = await Kernel.create();
+  const big = layer(64, 384, 2);
+  const fast = await solve(k, big.w, big.h, { method: 'rtn', clip: 'owc' }, 64);
+  const exact = await solve(k, big.w, big.h, { method: 'rtn', clip: 'owc', owcExact: true }, 64);
+  assert.ok(fast.loss <= exact.loss * 1.002, `fast ${fast.loss} exact ${exact.loss}`);
+  assert.ok(exact.loss <= fast.rtnLoss);
+});
+
+test.run();
