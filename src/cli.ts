@@ -45,7 +45,7 @@ Layer options:
   --static-groups            GPTQ static groups
   --damp F                   GPTQ damping fraction (default 0.01)
   --gptq-block N             GPTQ lazy-batch block (default 128)
-  --threads N                worker threads (default 1)
+  --threads N                worker threads (default: all cores for layers large enough to gain)
 `;
 
 const layerOptionSpec = {

@@ -8,6 +8,8 @@ import { Kernel, defaultKernel } from '../kernel.js';
 import { HessianAccumulator } from '../hessian.js';
 import { quantizeLayer, type LayerResult } from '../layer.js';
 import type { QuantizeOptions } from '../options.js';
+import { WorkerPool } from '../pool.js';
+import { workersAvailable } from '../runtime.js';
 import { LlamaRunner, type HiddenState } from './forward.js';
 import { LINEAR_NAMES, linearShape, type LinearName, type LlamaModel } from './types.js';
 
@@ -119,6 +121,11 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
   if (samples.length === 0) throw new OptionError('quantizeModel needs at least one calibration sample');
   const kernel = options.kernel ?? (await defaultKernel());
   const { onProgress, onBlockDone, resume, kernel: _k, signal, ...layerOptions } = options;
+  // One pool for the whole model, so workers start once rather than per layer.
+  const ownPool = !layerOptions.pool && layerOptions.threads !== undefined && layerOptions.threads > 1 && workersAvailable()
+    ? new WorkerPool({ threads: layerOptions.threads })
+    : null;
+  if (ownPool) layerOptions.pool = ownPool;
   const out = cloneModel(model);
   const runner = new LlamaRunner(kernel, model);
   const layers: QuantizedLinear[] = [];
@@ -178,6 +185,7 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
     }
   } finally {
     runner.free();
+    ownPool?.terminate();
   }
   return { model: out, layers };
 }
