@@ -10,6 +10,7 @@ import { parseSafetensors } from '../formats/safetensors.js';
 import { readTokenizer, type Tokenizer } from '../formats/tokenizer.js';
 import { readGptqCheckpoint } from '../model/export.js';
 import type { LlamaModel } from '../model/types.js';
+import { concat } from '../model/text.js';
 
 export type ModelKind = 'llama2c' | 'hf' | 'gptq';
 
@@ -66,15 +67,6 @@ export async function loadModel(path: string, kernel: Kernel): Promise<LoadedMod
   return { model: readHfLlama({ config, safetensors: shards }), kind: 'hf', dtype, path, bytes };
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** The tokenizer given, or one found next to the model (tokenizer.bin, tok<vocab>.bin, in the
  * model's folder or its parent). */
