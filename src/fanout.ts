@@ -144,7 +144,7 @@ export interface FanoutPoolOptions {
   cooldownMs?: number;
   /** fetch to use (default globalThis.fetch): a hook for tests, proxies, auth headers. */
   fetch?: FetchLike;
-  /** Observability: every upload, band sent/done and retry. */
+  /** Observability: accepted uploads (and inline sends), bands sent and done, retries. */
   onEvent?: (event: FanoutEvent) => void;
 }
 
@@ -159,7 +159,7 @@ export interface FanoutStats {
   bands: number;
   /** Failed attempts that were retried. */
   retries: number;
-  /** Prepared-layer uploads (PUT or inline). */
+  /** Prepared layers sent: PUTs the worker accepted, plus band jobs that carried one inline. */
   uploads: number;
   byUrl: Record<string, { bands: number; failures: number; uploads: number }>;
 }
@@ -450,9 +450,6 @@ export class FanoutPool {
     let p = t.uploads.get(layer.hash);
     if (!p) {
       p = (async () => {
-        this.options.onEvent?.({ type: 'upload', url: t.url, hash: layer.hash, bytes: layer.bytes.length });
-        t.stats.uploads++;
-        this.counters.uploads++;
         const res = await this.fetchImpl(`${t.url}/prepared/${layer.hash}`, {
           method: 'PUT',
           body: layer.bytes as Uint8Array<ArrayBuffer>,
@@ -461,6 +458,9 @@ export class FanoutPool {
         });
         if (!res.ok) throw await refusal(res);
         await res.body?.cancel().catch(() => {});
+        t.stats.uploads++;
+        this.counters.uploads++;
+        this.options.onEvent?.({ type: 'upload', url: t.url, hash: layer.hash, bytes: layer.bytes.length });
         t.has = [...t.has.filter((h) => h !== layer.hash), layer.hash].slice(-8);
       })();
       t.uploads.set(layer.hash, p);
