@@ -49,7 +49,8 @@ Layer options:
   --threads N                worker threads (default: all cores for layers large enough to gain)
 
 Fan-out (quantize): --workers-url URL1,URL2,... solves the row bands on HTTP band workers
-(examples/fanout: workerd / Cloudflare Workers); same bits as a local run.
+(examples/fanout: workerd / Cloudflare Workers; env CDQUANT_FANOUT_TOKEN is sent as a bearer
+token); same bits as a local run.
 `;
 
 const layerOptionSpec = {
@@ -333,7 +334,8 @@ async function quantizeCommand(argv: string[]) {
   // Fan-out: bands on HTTP band workers (not part of `options`: the results, and so the resume
   // key, are the same bits either way).
   const workerUrls = values['workers-url']?.split(',').map((u) => u.trim()).filter(Boolean);
-  const pool = workerUrls ? new FanoutPool({ urls: workerUrls }) : undefined;
+  const token = process.env.CDQUANT_FANOUT_TOKEN;
+  const pool = workerUrls ? new FanoutPool({ urls: workerUrls, headers: token ? { authorization: `Bearer ${token}` } : {} }) : undefined;
   if (pool) log(`fan-out: row bands on ${pool.urls.length} band workers (${pool.urls.join(', ')})`);
 
   const bar = new ProgressBar();

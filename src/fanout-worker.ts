@@ -17,15 +17,20 @@ export interface FanoutWorkerOptions {
   cacheBytes?: number;
   /** Largest request body accepted. Default 100 MiB (Cloudflare's limit on most plans). */
   maxBodyBytes?: number;
+  /** Answer only requests with `authorization: Bearer <token>`. Default: the
+   * CDQUANT_FANOUT_TOKEN binding (a Workers secret) when the platform passes one, else none. */
+  token?: string;
 }
 
 export interface FanoutWorker {
-  fetch(request: Request): Promise<Response>;
+  /** The module-worker handler: `env` (bindings) is read for CDQUANT_FANOUT_TOKEN. */
+  fetch(request: Request, env?: Record<string, unknown>): Promise<Response>;
 }
 
 const STATUS: Record<FanoutErrorCode, number> = {
   HASH_MISMATCH: 400,
   BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
   NOT_FOUND: 404,
   BAD_METHOD: 405,
   PREPARED_MISSING: 409,
@@ -143,8 +148,12 @@ export function createFanoutWorker(options: FanoutWorkerOptions = {}): FanoutWor
   };
 
   return {
-    async fetch(request: Request): Promise<Response> {
+    async fetch(request: Request, env?: Record<string, unknown>): Promise<Response> {
       try {
+        const token = options.token ?? (typeof env?.CDQUANT_FANOUT_TOKEN === 'string' ? env.CDQUANT_FANOUT_TOKEN : undefined);
+        if (token && !sameText(request.headers.get('authorization') ?? '', `Bearer ${token}`)) {
+          return errorReply(STATUS.UNAUTHORIZED, 'UNAUTHORIZED', 'this band worker needs authorization: Bearer <token>');
+        }
         const { pathname } = new URL(request.url);
         const m = /^\/prepared\/([0-9a-f]{64})$/.exec(pathname);
         if (pathname === '/' && (request.method === 'GET' || request.method === 'HEAD')) {
@@ -168,4 +177,11 @@ export function createFanoutWorker(options: FanoutWorkerOptions = {}): FanoutWor
       }
     },
   };
+}
+
+/** String equality whose time does not depend on where the strings differ. */
+function sameText(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a.charCodeAt(i) | 0) ^ (b.charCodeAt(i) | 0);
+  return diff === 0;
 }

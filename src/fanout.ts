@@ -18,8 +18,10 @@
 //                        x-cdquant-job-sha256, x-cdquant-prepared-sha256, x-cdquant-weights-sha256,
 //                        x-cdquant-rows: "r0-r1".
 //   GET  /               200 JSON { service: 'cdquant-fanout', protocol, runtime, cached }.
+// A worker given a token (createFanoutWorker({ token }) or the CDQUANT_FANOUT_TOKEN binding)
+// answers only requests with `authorization: Bearer <token>`; the coordinator's `headers` adds it.
 // Errors are JSON { code, message } with the code also in x-cdquant-error: 400 HASH_MISMATCH /
-// BAD_REQUEST, 404 NOT_FOUND, 405 BAD_METHOD, 409 PREPARED_MISSING, 413 TOO_LARGE, 422 with a
+// BAD_REQUEST, 401 UNAUTHORIZED, 404 NOT_FOUND, 405 BAD_METHOD, 409 PREPARED_MISSING, 413 TOO_LARGE, 422 with a
 // CdquantError code (the solver refused: the same on every instance, so not retried), 500 INTERNAL.
 import { AbortError, OptionError, WorkerError, errorFromCode, type ErrorCode } from './errors.js';
 import { sha256Hex } from './formats/digest.js';
@@ -30,7 +32,7 @@ import { bandRowsFor, type SolveOptions } from './pool.js';
 export const FANOUT_PROTOCOL = 1;
 
 /** Codes of the fan-out protocol's own refusals (besides the solver's CdquantError codes). */
-export type FanoutErrorCode = 'HASH_MISMATCH' | 'PREPARED_MISSING' | 'BAD_REQUEST' | 'NOT_FOUND' | 'BAD_METHOD' | 'TOO_LARGE' | 'INTERNAL';
+export type FanoutErrorCode = 'HASH_MISMATCH' | 'PREPARED_MISSING' | 'BAD_REQUEST' | 'UNAUTHORIZED' | 'NOT_FOUND' | 'BAD_METHOD' | 'TOO_LARGE' | 'INTERNAL';
 
 export const FANOUT_HEADERS = {
   job: 'x-cdquant-job-sha256',
@@ -142,7 +144,9 @@ export interface FanoutPoolOptions {
   /** After a network failure or a timeout, the URL rests this long before it is tried again.
    * Default 2000 ms. */
   cooldownMs?: number;
-  /** fetch to use (default globalThis.fetch): a hook for tests, proxies, auth headers. */
+  /** Headers added to every request, e.g. { authorization: 'Bearer <token>' }. */
+  headers?: Record<string, string>;
+  /** fetch to use (default globalThis.fetch): a hook for tests and proxies. */
   fetch?: FetchLike;
   /** Observability: accepted uploads (and inline sends), bands sent and done, retries. */
   onEvent?: (event: FanoutEvent) => void;
@@ -248,6 +252,7 @@ export class FanoutPool {
       concurrency: options.concurrency ?? 1,
       prepared: options.prepared ?? 'cache',
       cooldownMs: options.cooldownMs ?? 2000,
+      headers: { ...options.headers },
       onEvent: options.onEvent,
     };
     const f = options.fetch ?? (globalThis.fetch as FetchLike | undefined);
@@ -453,7 +458,7 @@ export class FanoutPool {
         const res = await this.fetchImpl(`${t.url}/prepared/${layer.hash}`, {
           method: 'PUT',
           body: layer.bytes as Uint8Array<ArrayBuffer>,
-          headers: { 'content-type': 'application/octet-stream' },
+          headers: { ...this.options.headers, 'content-type': 'application/octet-stream' },
           signal,
         });
         if (!res.ok) throw await refusal(res);
@@ -480,7 +485,7 @@ export class FanoutPool {
     return this.fetchImpl(`${t.url}/band`, {
       method: 'POST',
       body: body as Uint8Array<ArrayBuffer>,
-      headers: { 'content-type': 'application/octet-stream', [FANOUT_HEADERS.job]: await sha256Hex(body) },
+      headers: { ...this.options.headers, 'content-type': 'application/octet-stream', [FANOUT_HEADERS.job]: await sha256Hex(body) },
       signal,
     });
   }
@@ -500,6 +505,8 @@ async function refusal(res: Response): Promise<AttemptError> {
   code ||= `HTTP_${res.status}`;
   message ||= `HTTP ${res.status} ${res.statusText}`;
   if (res.status === 422 && SOLVER_CODES.has(code)) return new AttemptError(code, message, false, errorFromCode(code, message));
+  // A wrong or missing token is a set-up error: no retry will fix it.
+  if (res.status === 401) return new AttemptError(code, message, false, new WorkerError(`${res.url || 'band worker'}: ${code}: ${message}`));
   // 5xx: the instance may be overloaded or restarting; retried elsewhere (not rested: the
   // platform's own errors, e.g. exceeded CPU, are per request).
   return new AttemptError(code, message);

@@ -208,7 +208,7 @@ test('coordinator: timeouts retried on another instance; evicted layers re-uploa
   assert.is(puts - before, putsToEdge, 'after the first fallback, no more PUTs to a cache-less URL');
 });
 
-test('coordinator: a solver error is not retried; all instances down fails with WorkerError', async () => {
+test('coordinator: a solver error is not retried; a missing token is refused; all instances down fails with WorkerError', async () => {
   const { weights, hessian } = await problem(16, 24, 4);
   const prepared = await prepareLayer(hessian, 24, CD);
   // A 422 with a solver code would be the same on every instance: the caller gets that
@@ -229,6 +229,22 @@ test('coordinator: a solver error is not retried; all instances down fails with 
     assert.is((e as Error).message, 'weights has a non-finite value');
     assert.is(events.filter((e) => e.type === 'retry').length, 0);
   }
+  // A worker with a token refuses requests without it (401, not retried); with it, solves.
+  const guarded = createFanoutWorker({ token: 's3cret' });
+  const viaGuarded: Fetch = async (url, init) => guarded.fetch(new Request(url, init));
+  try {
+    await new FanoutPool({ urls: ['http://guarded.test'], fetch: viaGuarded }).solveBands(prepared, weights);
+    assert.unreachable('should be refused');
+  } catch (e) {
+    assert.instance(e, WorkerError);
+    assert.match((e as Error).message, /UNAUTHORIZED/);
+  }
+  const authorized = new FanoutPool({ urls: ['http://guarded.test'], fetch: viaGuarded, bandRows: 16, headers: { authorization: 'Bearer s3cret' } });
+  assert.is((await authorized.solveBands(prepared, weights)).length, 1);
+  const viaEnv = createFanoutWorker();
+  const res = await viaEnv.fetch(new Request('http://env.test/'), { CDQUANT_FANOUT_TOKEN: 'other' });
+  assert.is(res.status, 401);
+
   const down = new FanoutPool({ urls: ['http://gone1.test', 'http://gone2.test'], fetch: inProcess([]).fetch, retries: 2, cooldownMs: 10 });
   try {
     await down.solveBands(prepared, weights);
