@@ -331,9 +331,15 @@ export class FanoutPool {
       changed = new Promise<void>((resolve) => (wake = resolve));
     };
     const controllers = new Set<AbortController>();
+    // Rejects when the run fails: attempts are raced against it, so a fetch that ignores its
+    // abort signal cannot hold the call open.
+    let failed!: (e: Error) => void;
+    const failedPromise = new Promise<never>((_, reject) => (failed = reject));
+    failedPromise.catch(() => {});
     const fail = (e: Error) => {
       if (failure) return;
       failure = e;
+      failed(e);
       for (const c of controllers) c.abort(e);
       notify();
     };
@@ -369,7 +375,7 @@ export class FanoutPool {
         try {
           this.options.onEvent?.({ type: 'send', url: t.url, r0: job.r0, r1: job.r1, attempt });
           const t0 = Date.now();
-          const band = await this.attempt(t, layer, job, controller);
+          const band = await Promise.race([this.attempt(t, layer, job, controller), failedPromise]);
           if (failure) break;
           results[job.index] = band;
           remaining--;
@@ -424,6 +430,7 @@ export class FanoutPool {
   /** One band on one target: upload the prepared layer if needed, send, verify. */
   private async attempt(t: Target, layer: Layer, job: Job, controller: AbortController): Promise<BandResult> {
     const timer = setTimeout(() => controller.abort(new AttemptError('TIMEOUT', `no reply within ${this.options.timeoutMs} ms`, true)), this.options.timeoutMs);
+    controller.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
     try {
       let inline = this.options.prepared === 'inline' || t.inline;
       if (!inline && !t.has.includes(layer.hash)) await this.upload(t, layer, controller.signal);

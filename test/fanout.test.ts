@@ -6,12 +6,14 @@
 // the local one.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
   FanoutPool, createFanoutWorker, encodeJob, encodePrepared, prepareLayer, quantizeLayer, quantizeModel, calibrationWindows,
   gptqCheckpoint, readLlama2c, readTokenizer, splitParagraphs, tokenizeParagraphs, sha256Hex, HessianAccumulator, Kernel,
-  WorkerError, NonFiniteError, FANOUT_HEADERS,
+  WorkerError, NonFiniteError, AbortError, FANOUT_HEADERS,
   type FanoutEvent, type FanoutWorker, type LayerResult, type QuantizedLinear, type Provenance, type QuantizeOptions,
 } from '../src/index.js';
 import { startLocalWorkers } from '../examples/fanout/run-local.mjs';
@@ -256,6 +258,30 @@ test('coordinator: a solver error is not retried; a missing token is refused; al
   }
 });
 
+test('coordinator: an abort signal stops the run with AbortError', async () => {
+  const { weights, hessian } = await problem(32, 24, 6);
+  const prepared = await prepareLayer(hessian, 24, CD);
+  const controller = new AbortController();
+  let sent = 0;
+  const w = inProcess(['p', 'q'], async (_origin, init, next) => {
+    if (init.method === 'POST' && ++sent === 3) {
+      controller.abort();
+      return new Promise<Response>((_, reject) => init.signal!.addEventListener('abort', () => reject(init.signal!.reason)));
+    }
+    return next(init);
+  });
+  const pool = new FanoutPool({ urls: w.urls, fetch: w.fetch, bandRows: 4 });
+  try {
+    await pool.solveBands(prepared, weights, { signal: controller.signal });
+    assert.unreachable('should abort');
+  } catch (e) {
+    assert.instance(e, AbortError);
+  }
+  assert.is(pool.stats().retries, 0);
+  // The pool works again afterwards.
+  assert.is((await pool.solveBands(prepared, weights)).length, 8);
+});
+
 // ---------------------------------------------------------------------------------------
 // End to end on workerd
 
@@ -374,6 +400,32 @@ test('workerd: a reply corrupted on the way back is detected and solved again el
   assert.is(await layerHash(await quantizeLayer(weights, hessian, { ...opts, pool })), local);
   assert.is(damaged, 1);
   assert.is(pool.stats().retries, 1);
+});
+
+test('workerd: cdquant quantize --workers-url writes the same files as a local run', async () => {
+  assert.ok(workers, 'workers started by an earlier test');
+  const live = workers!.urls.filter((_, i) => workers!.instances[i].alive);
+  const out = mkdtempSync(join(tmpdir(), 'cdquant-fanout-'));
+  try {
+    const cli = (dir: string, extra: string[]) => spawnSync(process.execPath, [
+      join(process.cwd(), 'build', 'cli.js'), 'quantize', join(DATA, 'stories260K.bin'), '--calib', join(DATA, 'tinystories-valid-a.txt'),
+      '--calib-paragraphs', '0:200', '--nsamples', '8', '--seqlen', '64', '--method', 'gptq', '--bits', '4', '--group', '32', '--json',
+      '--out', join(out, dir), ...extra,
+    ], { encoding: 'utf8', timeout: 60_000 });
+    const local = cli('local', ['--threads', '1']);
+    assert.is(local.status, 0, local.stderr);
+    const fanned = cli('fanned', ['--workers-url', live.join(',')]);
+    assert.is(fanned.status, 0, fanned.stderr);
+    assert.match(fanned.stderr, new RegExp(`fan-out: row bands on ${live.length} band workers`));
+    assert.match(fanned.stderr, /fan-out: \d+ bands, 0 retried attempts/);
+    for (const f of ['gptq/model.safetensors', 'dequantized/model.bin']) {
+      const a = await sha256Hex(new Uint8Array(readFileSync(join(out, 'local', f))));
+      const b = await sha256Hex(new Uint8Array(readFileSync(join(out, 'fanned', f))));
+      assert.is(b, a, f);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
 });
 
 test.run();
