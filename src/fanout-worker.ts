@@ -123,10 +123,13 @@ export function createFanoutWorker(options: FanoutWorkerOptions = {}): FanoutWor
     const prepared = inlinePrepared ? await acceptPrepared(header.prepared, inlinePrepared) : lookup(header.prepared);
     if (!prepared) throw new FanoutProtocolError('PREPARED_MISSING', `prepared layer ${header.prepared} is not cached here: PUT /prepared/${header.prepared} or send it inline`);
     if (prepared.cols !== header.cols) throw new FanoutProtocolError('BAD_REQUEST', `job has ${header.cols} columns, the prepared layer ${prepared.cols}`);
+    const kernel = await defaultKernel();
+    // From here to the reply bytes nothing awaits: concurrent requests in one isolate cannot
+    // interleave between choosing the session and solving on it.
     if (session?.hash !== header.prepared) {
       session?.session.free();
       session = null;
-      session = { hash: header.prepared, session: new LayerSession(await defaultKernel(), prepared) };
+      session = { hash: header.prepared, session: new LayerSession(kernel, prepared) };
     }
     const rows = header.r1 - header.r0;
     // Rows are independent: the band's rows alone give the same bits as the whole matrix.

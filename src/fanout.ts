@@ -204,8 +204,6 @@ interface Layer {
   descent: boolean;
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /**
  * Solves row bands on HTTP band workers: the same `solveBands` contract as WorkerPool, so it
  * plugs into `quantizeLayer(w, h, { pool })` and `quantizeModel(model, samples, { pool })`.
@@ -255,8 +253,7 @@ export class FanoutPool {
       headers: { ...options.headers },
       onEvent: options.onEvent,
     };
-    const f = options.fetch ?? (globalThis.fetch as FetchLike | undefined);
-    if (typeof f !== 'function') throw new OptionError('no fetch in this runtime: pass options.fetch');
+    if (!options.fetch && typeof globalThis.fetch !== 'function') throw new OptionError('no fetch in this runtime: pass options.fetch');
     this.fetchImpl = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
   }
 
@@ -346,6 +343,15 @@ export class FanoutPool {
     const onAbort = () => fail(new AbortError());
     options.signal?.addEventListener('abort', onAbort, { once: true });
 
+    // Rest periods of downed URLs; cleared at the end so no timer outlives the call.
+    const timers = new Set<ReturnType<typeof setTimeout>>();
+    const sleep = (ms: number) => new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        resolve();
+      }, ms);
+      timers.add(timer);
+    });
     const live = (t: Target) => t.downUntil <= Date.now();
     // The first job this target may take: one it has not failed, or one every other target
     // has failed or cannot take now (then a retry on the same instance beats waiting).
@@ -424,6 +430,7 @@ export class FanoutPool {
       return results;
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
+      for (const timer of timers) clearTimeout(timer);
     }
   }
 
