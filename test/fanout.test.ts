@@ -377,7 +377,7 @@ test('workerd: 3 instances; GPTQ 4-bit and CD 3-bit models bit-identical to loca
   }
 });
 
-test('workerd: a reply corrupted on the way back is detected and solved again elsewhere', async () => {
+test('workerd: a reply corrupted on the way back is detected and solved again elsewhere (2 requests in flight per instance)', async () => {
   assert.ok(workers, 'workers started by the previous test');
   const live = workers!.urls.filter((_, i) => workers!.instances[i].alive);
   assert.is(live.length, 2);
@@ -385,9 +385,11 @@ test('workerd: a reply corrupted on the way back is detected and solved again el
   const opts: QuantizeOptions = { method: 'cd', bits: 3, groupSize: 16, threads: 1 };
   const local = await layerHash(await quantizeLayer(weights, hessian, opts));
   let damaged = 0;
+  // Two requests in flight per instance: concurrent requests interleave in one isolate.
   const pool = new FanoutPool({
     urls: live,
     bandRows: 8,
+    concurrency: 2,
     fetch: async (url, init) => {
       const res = await fetch(url, init);
       if (url.startsWith(live[0]) && init.method === 'POST' && res.ok && damaged === 0) {
