@@ -14,6 +14,7 @@ import { sha256Hex } from './formats/digest.js';
 import { LlamaRunner, perplexity } from './model/forward.js';
 import { quantizeModel, calibrationWindows, type QuantizedLinear, type LayerProgress } from './model/pipeline.js';
 import { gptqCheckpoint, VERSION, type Provenance } from './model/export.js';
+import { FanoutPool } from './fanout.js';
 import { splitParagraphs, paragraphRange, tokenizeParagraphs } from './model/text.js';
 import { loadModel, loadTokenizer, readBytes, writeAtomic } from './node/io.js';
 
@@ -22,7 +23,7 @@ const USAGE = `cdquant ${VERSION}: post-training weight quantization (RTN, GPTQ,
 Usage:
   cdquant layer PROBLEM.safetensors --out RESULT.safetensors [layer options]
   cdquant quantize MODEL (--calib TEXT | --calib-tokens FILE) --out DIR [--tokenizer FILE] [--calib-paragraphs A:B]
-                   [--nsamples 128] [--seqlen 256] [--seed 0] [--json] [layer options]
+                   [--nsamples 128] [--seqlen 256] [--seed 0] [--json] [--workers-url URL,...] [layer options]
   cdquant eval MODEL --text TEXT [--paragraphs A:B] [--seqlen 256] [--max-windows N] [--tokenizer FILE] [--json]
 
 MODEL: a llama2.c .bin file, a Hugging Face Llama directory (config.json + *.safetensors,
@@ -46,6 +47,10 @@ Layer options:
   --damp F                   GPTQ damping fraction (default 0.01)
   --gptq-block N             GPTQ lazy-batch block (default 128)
   --threads N                worker threads (default: all cores for layers large enough to gain)
+
+Fan-out (quantize): --workers-url URL1,URL2,... solves the row bands on HTTP band workers
+(examples/fanout: workerd / Cloudflare Workers; env CDQUANT_FANOUT_TOKEN is sent as a bearer
+token); same bits as a local run.
 `;
 
 const layerOptionSpec = {
@@ -245,6 +250,7 @@ async function quantizeCommand(argv: string[]) {
       seed: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'boolean' },
+      'workers-url': { type: 'string' },
     },
   });
   const modelPath = one(positionals, 'MODEL');
@@ -325,10 +331,18 @@ async function quantizeCommand(argv: string[]) {
     // no earlier run
   }
 
+  // Fan-out: bands on HTTP band workers (not part of `options`: the results, and so the resume
+  // key, are the same bits either way).
+  const workerUrls = values['workers-url']?.split(',').map((u) => u.trim()).filter(Boolean);
+  const token = process.env.CDQUANT_FANOUT_TOKEN;
+  const pool = workerUrls ? new FanoutPool({ urls: workerUrls, headers: token ? { authorization: `Bearer ${token}` } : {} }) : undefined;
+  if (pool) log(`fan-out: row bands on ${pool.urls.length} band workers (${pool.urls.join(', ')})`);
+
   const bar = new ProgressBar();
   const t0 = performance.now();
   const result = await quantizeModel(model, samples, {
     ...options,
+    ...(pool ? { pool } : {}),
     kernel,
     resume,
     onProgress: (p) => bar.update(p),
@@ -342,6 +356,10 @@ async function quantizeCommand(argv: string[]) {
   });
   bar.end();
   const seconds = (performance.now() - t0) / 1000;
+  if (pool) {
+    const s = pool.stats();
+    log(`fan-out: ${s.bands} bands, ${s.retries} retried attempts, ${s.uploads} prepared uploads; per worker ${Object.entries(s.byUrl).map(([u, b]) => `${u} ${b.bands}`).join(', ')}`);
+  }
 
   // Outputs: the dequantized model in the input's own format, and the GPTQ checkpoint.
   const metadata = Object.fromEntries(Object.entries(provenance).map(([k, v]) => [`cdquant.${k}`, String(v)]));

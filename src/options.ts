@@ -1,6 +1,7 @@
 // Layer-solver options: defaults, validation and the resolved form every solver path reads.
 import { OptionError } from './errors.js';
-import type { WorkerPool } from './pool.js';
+import type { BandResult, PreparedLayer, WeightMatrix } from './layer.js';
+import type { SolveOptions } from './pool.js';
 
 export type Method = 'rtn' | 'gptq' | 'cd' | 'bcd';
 export type Clip = 'minmax' | 'mse' | 'owc';
@@ -44,10 +45,16 @@ export interface QuantizeOptions {
    * bits). Default: the runtime's core count for layers large enough to gain from workers
    * (rows * cols^2 >= 2^29, e.g. 512 x 1024), else 1. Runtimes without workers (workerd) always use 1. */
   threads?: number;
-  /** A WorkerPool to solve on (reuses its workers across layers; overrides `threads`). */
-  pool?: WorkerPool;
+  /** Where to solve the row bands: a WorkerPool (reuses its workers across layers), a FanoutPool
+   * (HTTP band workers), or anything with the same solveBands(). Overrides `threads`. */
+  pool?: BandSolver;
   signal?: AbortSignal;
   onProgress?: (progress: { rowsDone: number; rows: number; stage: string }) => void;
+}
+
+/** The contract of WorkerPool and FanoutPool: solve every row of a prepared layer, in bands. */
+export interface BandSolver {
+  solveBands(prepared: PreparedLayer, weights: WeightMatrix, options?: SolveOptions): Promise<BandResult[]>;
 }
 
 export interface ResolvedOptions {
