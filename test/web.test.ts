@@ -18,9 +18,24 @@ const cli = join(ROOT, 'build', 'cli.js');
 const shots = join(ROOT, 'out', 'test', 'web');
 const sha = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
 
-// The job, as the page's form fields and as `cdquant quantize` flags.
-const JOB = { calib: '0:400', nsamples: '8', seqlen: '64', method: 'cd', bits: '3', group: '32', eval: '1600:1650' };
-const CLI_FLAGS = ['--calib-paragraphs', JOB.calib, '--nsamples', JOB.nsamples, '--seqlen', JOB.seqlen, '--method', JOB.method, '--bits', JOB.bits, '--group', JOB.group];
+// A job, as the page's form fields and as `cdquant quantize` flags.
+interface Job { model: string; label: string; calib: string; nsamples: string; seqlen: string; method: string; bits: string; group: string; eval: string }
+const JOB: Job = { model: 'stories260K.bin', label: 'stories260K.bin (llama2.c)', calib: '0:400', nsamples: '8', seqlen: '64', method: 'cd', bits: '3', group: '32', eval: '1600:1650' };
+// The multi-file input: a Hugging Face folder in BF16 (config.json + model.safetensors).
+const HF_JOB: Job = { ...JOB, model: 'stories260K-hf-bf16', label: 'stories260K-hf-bf16/ (Hugging Face)', method: 'gptq', bits: '4', group: '-1', calib: '100:300', nsamples: '4' };
+const cliFlags = (j: Job) => ['--calib-paragraphs', j.calib, '--nsamples', j.nsamples, '--seqlen', j.seqlen, '--method', j.method, '--bits', j.bits, `--group=${j.group}`];
+
+/** What `cdquant quantize` and `cdquant eval` give for `job`: checkpoint hashes and perplexities. */
+function cliReference(job: Job, dir: string) {
+  const out = join(dir, `cli-${job.model}`);
+  runCli(['quantize', join(data, job.model), '--calib', join(data, 'tinystories-valid-a.txt'), '--tokenizer', join(data, 'tok512.bin'), ...cliFlags(job), '--out', out, '--json']);
+  const evalPpl = (model: string) => String(JSON.parse(runCli(['eval', model, '--text', join(data, 'tinystories-valid-a.txt'),
+    '--paragraphs', job.eval, '--tokenizer', join(data, 'tok512.bin'), '--json'])).ppl);
+  return {
+    files: new Map(['config.json', 'quantize_config.json', 'model.safetensors'].map((f) => [f, sha(readFileSync(join(out, 'gptq', f)))])),
+    ppl: { before: evalPpl(join(data, job.model)), after: evalPpl(join(out, 'dequantized', job.model.endsWith('.bin') ? 'model.bin' : '')), gptq: evalPpl(join(out, 'gptq')) },
+  };
+}
 
 async function startServer(flags: string[]): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, [join(ROOT, 'web', 'serve.mjs'), '--port', '0', ...flags], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -59,7 +74,7 @@ interface PageRun {
 
 type Context = Awaited<ReturnType<typeof import('playwright-core')['chromium']['launchPersistentContext']>>;
 
-async function runPage(context: Context, url: string, threads: string | null, screenshot?: string): Promise<PageRun> {
+async function runPage(context: Context, url: string, job: Job, threads: string | null, screenshot?: string): Promise<PageRun> {
   const page = await context.newPage();
   const log: string[] = [];
   page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
@@ -69,16 +84,17 @@ async function runPage(context: Context, url: string, threads: string | null, sc
     await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 });
     const isolated = await page.evaluate(() => (globalThis as any).crossOriginIsolated === true);
     // The example model, tokenizer and text are offered and selected by default.
-    assert.is(await page.locator('#model-example option:checked').textContent(), 'stories260K.bin (llama2.c)');
+    assert.is(await page.locator('#model-example option:checked').textContent(), JOB.label);
     assert.is(await page.locator('#tok-example option:checked').textContent(), 'tok512.bin');
     assert.ok(await page.isChecked('#model-src-example'), 'example model selected by default');
-    await page.fill('#calib-paragraphs', JOB.calib);
-    await page.fill('#nsamples', JOB.nsamples);
-    await page.fill('#seqlen', JOB.seqlen);
-    await page.fill('#eval-paragraphs', JOB.eval);
-    await page.selectOption('#method', JOB.method);
-    await page.selectOption('#bits', JOB.bits);
-    await page.fill('#group', JOB.group);
+    if (job.label !== JOB.label) await page.selectOption('#model-example', { label: job.label });
+    await page.fill('#calib-paragraphs', job.calib);
+    await page.fill('#nsamples', job.nsamples);
+    await page.fill('#seqlen', job.seqlen);
+    await page.fill('#eval-paragraphs', job.eval);
+    await page.selectOption('#method', job.method);
+    await page.selectOption('#bits', job.bits);
+    await page.fill('#group', job.group);
     assert.is(await page.isDisabled('#threads'), !isolated, 'threads field enabled exactly when cross-origin isolated');
     if (threads) await page.fill('#threads', threads);
     const t0 = performance.now();
@@ -95,7 +111,7 @@ async function runPage(context: Context, url: string, threads: string | null, sc
     const tableRows = await page.locator('#layers tbody tr').count();
     const gptqBars = await page.locator('#chart rect.gptq:not(.legend)').count();
     const [download] = await Promise.all([page.waitForEvent('download', { timeout: 30_000 }), page.click('#download-tar')]);
-    assert.match(download.suggestedFilename(), /^stories260K-cd-3bit-gptq\.tar$/);
+    assert.is(download.suggestedFilename(), `${job.model.replace(/\.bin$/, '')}-${job.method}-${job.bits}bit-gptq.tar`);
     const tar = new Uint8Array(readFileSync((await download.path())!));
     const files = new Map(readTar(tar).map((e) => [e.name.replace(/^[^/]+\//, ''), e.data as Uint8Array]));
     if (screenshot) {
@@ -121,14 +137,7 @@ test('web page: 3-bit CD of the example model in Chromium gives the CLI checkpoi
   let context: Context | undefined;
   try {
     // The reference: the command line, same options.
-    const out = join(dir, 'cli');
-    runCli(['quantize', join(data, 'stories260K.bin'), '--calib', join(data, 'tinystories-valid-a.txt'), ...CLI_FLAGS, '--out', out, '--json']);
-    const evalPpl = (model: string) => String(JSON.parse(runCli(['eval', model, '--text', join(data, 'tinystories-valid-a.txt'),
-      '--paragraphs', JOB.eval, '--tokenizer', join(data, 'tok512.bin'), '--json'])).ppl);
-    const want = {
-      files: new Map(['config.json', 'quantize_config.json', 'model.safetensors'].map((f) => [f, sha(readFileSync(join(out, 'gptq', f)))])),
-      ppl: { before: evalPpl(join(data, 'stories260K.bin')), after: evalPpl(join(out, 'dequantized', 'model.bin')), gptq: evalPpl(join(out, 'gptq')) },
-    };
+    const want = cliReference(JOB, dir);
 
     const isolatedServer = await startServer([]);
     const plainServer = await startServer(['--no-isolation']);
@@ -142,8 +151,8 @@ test('web page: 3-bit CD of the example model in Chromium gives the CLI checkpoi
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     const runs = [
-      await runPage(context, isolatedServer.url, '2', join(shots, 'page.png')),
-      await runPage(context, plainServer.url, null, join(shots, 'page-no-isolation.png')),
+      await runPage(context, isolatedServer.url, JOB, '2', join(shots, 'page.png')),
+      await runPage(context, plainServer.url, JOB, null, join(shots, 'page-no-isolation.png')),
     ];
     assert.ok(runs[0].isolated, 'served with COOP/COEP: cross-origin isolated');
     assert.ok(!runs[1].isolated, 'served with --no-isolation: not isolated');
@@ -157,6 +166,18 @@ test('web page: 3-bit CD of the example model in Chromium gives the CLI checkpoi
       console.log(`  web page (${name}): ${run.seconds.toFixed(1)}s, perplexity ${Number(run.ppl.before).toFixed(4)} -> ${Number(run.ppl.after).toFixed(4)}${i === 0 ? `, screenshot ${join(shots, 'page.png')}` : ''}`);
     }
     assert.ok(Number(want.ppl.after) > Number(want.ppl.before), 'quantization costs some perplexity');
+
+    // Multi-file model input: a Hugging Face BF16 folder, GPTQ 4-bit, automatic threads.
+    const hfWant = cliReference(HF_JOB, dir);
+    const hf = await runPage(context, isolatedServer.url, HF_JOB, null);
+    for (const [f, hash] of hfWant.files) assert.is(sha(hf.files.get(f)!), hash, `Hugging Face BF16 folder: ${f} SHA-256 equals the CLI's`);
+    // The page scores the quantized weights themselves; `cdquant eval` of dequantized/ scores them
+    // as written there, rounded to the folder's BF16: close, not equal.
+    assert.is(hf.ppl.before, hfWant.ppl.before, 'Hugging Face BF16 folder: perplexity before equals cdquant eval\'s');
+    assert.is(hf.ppl.gptq, hfWant.ppl.gptq, 'Hugging Face BF16 folder: GPTQ checkpoint perplexity equals cdquant eval\'s');
+    assert.ok(Math.abs(Number(hf.ppl.after) / Number(hfWant.ppl.after) - 1) < 0.005, `Hugging Face BF16 folder: perplexity after ${hf.ppl.after} vs ${hfWant.ppl.after}`);
+    assert.is(hf.gptqBars, 0, 'method GPTQ: no separate comparison bars');
+    console.log(`  web page (Hugging Face BF16, GPTQ 4-bit): ${hf.seconds.toFixed(1)}s, perplexity ${Number(hf.ppl.before).toFixed(4)} -> ${Number(hf.ppl.after).toFixed(4)}`);
   } finally {
     await context?.close().catch(() => {});
     for (const s of servers) s.kill('SIGTERM');
