@@ -68,7 +68,9 @@ function cdPass(
     const s = v128.load(colScale + o);
     const z = v128.load(colZero + o);
     const target = f32x4.sub(qv, f32x4.mul(gv, v128.load(rhdiag + o)));
-    const code = f32x4.min(f32x4.max(f32x4.add(f32x4.nearest(f32x4.mul(target, v128.load(colRScale + o))), z), vZero), vMaxq);
+    // pmin/pmax (one instruction each, unlike min/max's NaN and signed-zero rules): inputs are
+    // finite, and a -0 code gives the same value and u8 code as +0.
+    const code = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.nearest(f32x4.mul(target, v128.load(colRScale + o))), z), vZero), vMaxq);
     const d = f32x4.sub(f32x4.mul(s, f32x4.sub(code, z)), qv);
     const gain = f32x4.neg(f32x4.add(f32x4.mul(f32x4.mul(vTwo, d), gv), f32x4.mul(f32x4.mul(d, d), hd)));
     const better = f32x4.gt(gain, bestGain);

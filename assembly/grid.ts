@@ -177,35 +177,40 @@ export function owcScan(x: usize, n: i32, h: usize, ldh: i32, bs: i32, xmin: f32
         const v = f32x4.sub(code, vz);
         if (!v128.any_true(f32x4.ne(v, v128.load(vprev + o)))) continue;
         for (let i = j; i < j + 4; i++) {
-          const vi = quantCode(load<f32>(xb + (<usize>i << 2)), sc, z, maxq) - z;
-          const pi = vprev + (<usize>i << 2);
-          const old = load<f32>(pi);
-          if (vi == old) continue;
-          const d = <f64>vi - <f64>old;
-          const hrow = hb + <usize>i * rowBytes;
-          vHx += d * load<f64>(hx + (<usize>i << 3));
-          vHv += 2 * d * load<f64>(u + (<usize>i << 3)) + d * d * <f64>load<f32>(hrow + (<usize>i << 2));
-          axpy64(u, hrow, d, len);
-          store<f32>(pi, vi);
+          vHv += scanChange(i, xb, vprev, hb, rowBytes, hx, u, len, sc, z, maxq);
+          vHx += scanDeltaHx;
         }
       }
       for (; j < len; j++) {
-        const vi = quantCode(load<f32>(xb + (<usize>j << 2)), sc, z, maxq) - z;
-        const pj = vprev + (<usize>j << 2);
-        const old = load<f32>(pj);
-        if (vi == old) continue;
-        const d = <f64>vi - <f64>old;
-        const hrow = hb + <usize>j * rowBytes;
-        vHx += d * load<f64>(hx + (<usize>j << 3));
-        vHv += 2 * d * load<f64>(u + (<usize>j << 3)) + d * d * <f64>load<f32>(hrow + (<usize>j << 2));
-        axpy64(u, hrow, d, len);
-        store<f32>(pj, vi);
+        vHv += scanChange(j, xb, vprev, hb, rowBytes, hx, u, len, sc, z, maxq);
+        vHx += scanDeltaHx;
       }
       s = <f64>sc;
       const so = scores + (<usize>c << 3);
       store<f64>(so, load<f64>(so) + (xHx - 2 * s * vHx + s * s * vHv));
     }
   }
+}
+
+// The change of v^T H v when coordinate i takes its code on the current grid (0 if unchanged);
+// also leaves the change of v . Hx in scanDeltaHx and updates v and u = H v in place.
+let scanDeltaHx: f64 = 0;
+// @ts-ignore: decorator
+@inline function scanChange(
+  i: i32, xb: usize, vprev: usize, hb: usize, rowBytes: usize, hx: usize, u: usize, len: i32, sc: f32, z: f32, maxq: f32,
+): f64 {
+  scanDeltaHx = 0;
+  const vi = quantCode(load<f32>(xb + (<usize>i << 2)), sc, z, maxq) - z;
+  const pi = vprev + (<usize>i << 2);
+  const old = load<f32>(pi);
+  if (vi == old) return 0;
+  const d = <f64>vi - <f64>old;
+  const hrow = hb + <usize>i * rowBytes;
+  scanDeltaHx = d * load<f64>(hx + (<usize>i << 3));
+  const change = 2 * d * load<f64>(u + (<usize>i << 3)) + d * d * <f64>load<f32>(hrow + (<usize>i << 2));
+  axpy64(u, hrow, d, len);
+  store<f32>(pi, vi);
+  return change;
 }
 
 /** y (f64) += a * x (f32 widened), n elements, two lanes at a time (elementwise: no order). */

@@ -40,16 +40,15 @@ export class Kernel {
   }
 
   static async create(module?: WebAssembly.Module): Promise<Kernel> {
-    let abortMessage = '';
+    let memory: WebAssembly.Memory | undefined;
     const result = await instantiate<KernelExports>(module ?? (await wasmModule()), {
       env: {
         abort(msg: number, file: number, line: number, column: number) {
-          // The loader's string reader is not ready inside abort during start-up, so read here.
-          abortMessage = `wasm abort at ${readString(result?.exports?.memory, file)}:${line}:${column}: ${readString(result?.exports?.memory, msg)}`;
-          throw new KernelError(abortMessage);
+          throw new KernelError(`wasm abort at ${readString(memory, file)}:${line}:${column}: ${readString(memory, msg)}`);
         },
       },
     });
+    memory = result.exports.memory;
     return new Kernel(result.exports as unknown as KernelExports);
   }
 

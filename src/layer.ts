@@ -1,7 +1,7 @@
 // quantizeLayer(): validation, the H-side preparation shared by all rows, row bands solved in
 // WebAssembly, and the merge. Rows are independent in every solver, so a band's result does
 // not depend on which other rows share it: bands can run on any thread or machine.
-import { AbortError, HessianError, NonFiniteError, ShapeError, assertFinite } from './errors.js';
+import { AbortError, HessianError, ShapeError, assertFinite } from './errors.js';
 import { Kernel, defaultKernel } from './kernel.js';
 import { resolveOptions, type QuantizeOptions, type ResolvedOptions } from './options.js';
 import { autoThreads, checkThreads, quantizeLayerThreaded } from './pool.js';
@@ -273,8 +273,7 @@ export class LayerSession {
     return k.scoped((alloc, put) => {
       const w = put(band);
       const w0 = put(band);
-      const w0v = k.f32(w0, rows * cols);
-      for (let r = 0; r < rows; r++) for (const d of this.p.dead) w0v[r * cols + d] = 0;
+      this.zeroDead(k.f32(w0, rows * cols), rows);
       const scales = alloc(rows * groups * 4);
       const zeros = alloc(rows * groups * 4);
       const codes = alloc(rows * cols);
@@ -367,17 +366,16 @@ export class LayerSession {
     if (perm) {
       k.u8(codes, rows * cols).set(permuteColumns(k.u8(codes, rows * cols), rows, cols, perm, true));
       k.f32(q, rows * cols).set(permuteColumns(k.f32(q, rows * cols), rows, cols, perm, true));
-      // Descent continues from the dead-zeroed weights in the original order.
-      k.f32(w0, rows * cols).set(permuteColumns(k.f32(w0, rows * cols), rows, cols, perm, true));
-      const w0v = k.f32(w0, rows * cols);
-      const wv = k.f32(w, rows * cols);
-      for (let i = 0; i < rows * cols; i++) w0v[i] = wv[i];
-      for (let r = 0; r < rows; r++) for (const d of this.p.dead) w0v[r * cols + d] = 0;
-    } else {
-      const w0v = k.f32(w0, rows * cols);
-      w0v.set(k.f32(w, rows * cols));
-      for (let r = 0; r < rows; r++) for (const d of this.p.dead) w0v[r * cols + d] = 0;
     }
+    // GPTQ overwrote w0 as its working copy; descent continues from the dead-zeroed weights.
+    const w0v = k.f32(w0, rows * cols);
+    w0v.set(k.f32(w, rows * cols));
+    this.zeroDead(w0v, rows);
+  }
+
+  private zeroDead(m: Float32Array, rows: number): void {
+    const { cols, dead } = this.p;
+    for (let r = 0; r < rows; r++) for (const d of dead) m[r * cols + d] = 0;
   }
 }
 
@@ -467,4 +465,3 @@ export async function quantizeLayer(weights: WeightMatrix, hessian: Float32Array
   return mergeBands(prepared, weights.rows, bands);
 }
 
-export { NonFiniteError };

@@ -306,6 +306,9 @@ export class WorkerPool {
         failed = true;
         throw e;
       })));
+      // An abort between two bands ends the loops without an error: never return holes.
+      if (signal?.aborted) throw new AbortError();
+      if (failed || results.some((r) => r === undefined)) throw new WorkerError('a worker stopped before its bands were solved');
       return results;
     } catch (e) {
       failed = true;

@@ -14,7 +14,7 @@ import type { Tokenizer } from '../formats/tokenizer.js';
 import { LlamaRunner, perplexity, type PerplexityResult } from './forward.js';
 import { quantizeModel, calibrationWindows, type ModelQuantizeOptions, type QuantizedModel } from './pipeline.js';
 import { gptqCheckpoint, readGptqCheckpoint, VERSION, type GptqCheckpoint, type Provenance } from './export.js';
-import { splitParagraphs, paragraphRange, tokenizeParagraphs } from './text.js';
+import { concat, splitParagraphs, paragraphRange, tokenizeParagraphs } from './text.js';
 import type { LlamaModel } from './types.js';
 
 export type ModelKind = 'llama2c' | 'hf' | 'gptq';
@@ -69,16 +69,6 @@ export function modelFromFiles(files: { name: string; bytes: Uint8Array }[], ker
 }
 
 const baseName = (name: string) => name.slice(name.lastIndexOf('/') + 1);
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** Tokens of paragraphs `range` ("A:B", as --calib-paragraphs / --paragraphs) of `text`. */
 export function textTokens(tokenizer: Tokenizer, text: string, range?: string): Int32Array {

@@ -23,8 +23,12 @@ export function paragraphRange(spec: string | undefined, count: number): [number
 }
 
 export function tokenizeParagraphs(tokenizer: Tokenizer, paragraphs: string[]): Int32Array {
-  const parts = paragraphs.map((s) => tokenizer.encode(s, { bos: true }));
-  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
+  return concat(paragraphs.map((s) => tokenizer.encode(s, { bos: true })));
+}
+
+/** The arrays one after another, in one new array of the same type. */
+export function concat<T extends Int32Array | Uint8Array>(parts: T[]): T {
+  const out = new (parts[0]?.constructor as { new (n: number): T } ?? Uint8Array)(parts.reduce((n, p) => n + p.length, 0)) as T;
   let at = 0;
   for (const p of parts) {
     out.set(p, at);

@@ -7,16 +7,7 @@ export const readData = (name: string) => new Uint8Array(readFileSync(join(DATA,
 export const readDataText = (name: string) => readFileSync(join(DATA, name), 'utf8');
 
 /** mulberry32: small, seeded, good enough for fuzzing and random shapes. */
-export function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as rng } from '../reference.js';
 
 /** Runs f; returns 'ok' or the CdquantError code; rethrows anything else (a bug). */
 export function outcome(f: () => unknown): string {
