@@ -68,6 +68,9 @@ await esbuild.build({
   banner: { js: '#!/usr/bin/env node' },
 });
 
+// The browser page (web/) -> build/web/.
+await (await import('../web/build.mjs')).buildWeb({ root, common });
+
 // TypeScript declarations -> build/types.
 const tsc = spawnSync(process.execPath, [at('node_modules/typescript/bin/tsc'), '-p', at('tsconfig.json')], { cwd: root, stdio: 'inherit' });
 if (tsc.status !== 0) {

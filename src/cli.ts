@@ -5,17 +5,14 @@ import { readFile, rm } from 'node:fs/promises';
 import { CdquantError, FormatError, OptionError, ShapeError } from './errors.js';
 import { defaultKernel } from './kernel.js';
 import { quantizeLayer, type LayerResult } from './layer.js';
-import { resolveOptions, type QuantizeOptions } from './options.js';
+import type { QuantizeOptions } from './options.js';
 import { HessianAccumulator } from './hessian.js';
 import { parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors } from './formats/safetensors.js';
-import { writeLlama2c } from './formats/llama2c.js';
-import { writeHfLlama } from './formats/hf.js';
 import { sha256Hex } from './formats/digest.js';
-import { LlamaRunner, perplexity } from './model/forward.js';
-import { quantizeModel, calibrationWindows, type QuantizedLinear, type LayerProgress } from './model/pipeline.js';
-import { gptqCheckpoint, VERSION, type Provenance } from './model/export.js';
+import type { QuantizedLinear, LayerProgress } from './model/pipeline.js';
+import { VERSION } from './model/export.js';
 import { FanoutPool } from './fanout.js';
-import { splitParagraphs, paragraphRange, tokenizeParagraphs } from './model/text.js';
+import { modelPerplexity, planJob, round, runJob, textTokens, tokenFile } from './model/job.js';
 import { loadModel, loadTokenizer, readBytes, writeAtomic } from './node/io.js';
 
 const USAGE = `cdquant ${VERSION}: post-training weight quantization (RTN, GPTQ, CDQuant CD/BCD with OWC) in WebAssembly
@@ -178,8 +175,6 @@ function provenanceOf(res: LayerResult): Record<string, string> {
   };
 }
 
-const round = (x: number, digits: number) => Number(x.toFixed(digits));
-
 // ---------------------------------------------------------------------------------------
 // cdquant quantize
 
@@ -261,51 +256,16 @@ async function quantizeCommand(argv: string[]) {
   const outDir = values.out;
   refuseOverwrite(modelPath, outDir);
   const options = layerOptions(values);
-  const nsamples = num(values, 'nsamples') ?? 128;
-  const seqlen = num(values, 'seqlen') ?? 256;
-  const seed = num(values, 'seed') ?? 0;
+  const calibration = { nsamples: num(values, 'nsamples'), seqlen: num(values, 'seqlen'), seed: num(values, 'seed') };
   const kernel = await defaultKernel();
   const loaded = await loadModel(modelPath, kernel);
   const { model } = loaded;
-  let tokens: Int32Array;
-  if (values['calib-tokens']) {
-    const raw = await readBytes(values['calib-tokens']);
-    if (raw.length % 4 !== 0) throw new FormatError(`${values['calib-tokens']} has ${raw.length} bytes, not a whole number of int32 token ids`);
-    tokens = new Int32Array(raw.length / 4);
-    const view = new DataView(raw.buffer, raw.byteOffset, raw.length);
-    for (let i = 0; i < tokens.length; i++) {
-      tokens[i] = view.getInt32(4 * i, true);
-      if (tokens[i] < 0 || tokens[i] >= model.config.vocabSize) throw new FormatError(`token ${i} of ${values['calib-tokens']} is ${tokens[i]}, outside the vocabulary [0, ${model.config.vocabSize})`);
-    }
-  } else {
-    const tokenizer = await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer);
-    const paragraphs = splitParagraphs(new TextDecoder().decode(await readBytes(values.calib!)));
-    const [a, b] = paragraphRange(values['calib-paragraphs'], paragraphs.length);
-    tokens = tokenizeParagraphs(tokenizer, paragraphs.slice(a, b));
-  }
-  if (seqlen > model.config.maxSeqLen) throw new OptionError(`--seqlen ${seqlen} exceeds the model's context of ${model.config.maxSeqLen}`);
-  const samples = calibrationWindows(tokens, seqlen, nsamples, seed);
-  const calibBytes = new Uint8Array(samples.length * seqlen * 4);
-  samples.forEach((s, i) => calibBytes.set(new Uint8Array(s.buffer, s.byteOffset, s.byteLength), i * seqlen * 4));
-  const calibrationSha256 = await sha256Hex(calibBytes);
-
-  // Defaults resolved once (they do not depend on a layer's width), for provenance and logs.
-  const resolved = resolveOptions(options, 1);
-  const provenance: Provenance = {
-    method: resolved.method,
-    bits: resolved.bits,
-    groupSize: options.groupSize && options.groupSize > 0 ? options.groupSize : -1,
-    sym: resolved.sym,
-    actOrder: resolved.actOrder,
-    staticGroups: resolved.staticGroups,
-    damp: resolved.damp,
-    clip: resolved.clip,
-    init: resolved.method === 'cd' || resolved.method === 'bcd' ? resolved.init : null,
-    refit: resolved.refit,
-    calibrationSha256,
-    nsamples: samples.length,
-    seqlen,
-  };
+  const tokens = values['calib-tokens']
+    ? tokenFile(await readBytes(values['calib-tokens']), model.config.vocabSize, values['calib-tokens'])
+    : textTokens(await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer), new TextDecoder().decode(await readBytes(values.calib!)), values['calib-paragraphs']);
+  const plan = await planJob(model, tokens, options, calibration);
+  const { provenance, samples, seqlen } = plan;
+  const { calibrationSha256 } = provenance;
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`cdquant ${VERSION}: ${loaded.kind} model ${modelPath} (${model.config.nLayers} blocks, dim ${model.config.dim})`);
   log(`method ${provenance.method}, ${provenance.bits} bits, group ${provenance.groupSize}, grid ${provenance.clip}${provenance.init ? `, init ${provenance.init}` : ''}${provenance.refit ? `, refit ${provenance.refit}` : ''}; calibration ${samples.length} x ${seqlen} tokens (sha256 ${calibrationSha256.slice(0, 12)})`);
@@ -339,11 +299,10 @@ async function quantizeCommand(argv: string[]) {
   if (pool) log(`fan-out: row bands on ${pool.urls.length} band workers (${pool.urls.join(', ')})`);
 
   const bar = new ProgressBar();
-  const t0 = performance.now();
-  const result = await quantizeModel(model, samples, {
-    ...options,
+  const { gptq, files, report } = await runJob(loaded, plan, {
     ...(pool ? { pool } : {}),
     kernel,
+    modelName: modelPath,
     resume,
     onProgress: (p) => bar.update(p),
     onBlockDone: async (block, layers) => {
@@ -355,31 +314,14 @@ async function quantizeCommand(argv: string[]) {
     },
   });
   bar.end();
-  const seconds = (performance.now() - t0) / 1000;
   if (pool) {
     const s = pool.stats();
     log(`fan-out: ${s.bands} bands, ${s.retries} retried attempts, ${s.uploads} prepared uploads; per worker ${Object.entries(s.byUrl).map(([u, b]) => `${u} ${b.bands}`).join(', ')}`);
   }
+  const { layers, totals } = report;
 
-  // Outputs: the dequantized model in the input's own format, and the GPTQ checkpoint.
-  const metadata = Object.fromEntries(Object.entries(provenance).map(([k, v]) => [`cdquant.${k}`, String(v)]));
-  if (loaded.kind === 'llama2c') {
-    await writeAtomic(join(outDir, 'dequantized', 'model.bin'), writeLlama2c(result.model));
-  } else {
-    const hf = writeHfLlama(result.model, loaded.dtype, { quantizer: `cdquant ${VERSION}`, ...metadata });
-    await writeAtomic(join(outDir, 'dequantized', 'config.json'), hf.config);
-    await writeAtomic(join(outDir, 'dequantized', 'model.safetensors'), hf.safetensors);
-  }
-  const gptq = gptqCheckpoint(kernel, model, result.layers, provenance, loaded.kind === 'llama2c' ? 'F32' : loaded.dtype);
-  await writeAtomic(join(outDir, 'gptq', 'config.json'), gptq.config);
-  await writeAtomic(join(outDir, 'gptq', 'quantize_config.json'), gptq.quantizeConfig);
-  await writeAtomic(join(outDir, 'gptq', 'model.safetensors'), gptq.safetensors);
-  const layers = result.layers.map((l) => ({
-    block: l.block, layer: l.name, rows: l.rows, cols: l.cols, loss_rtn: l.rtnLoss, loss: l.loss,
-    seconds: round(l.seconds, 4), moves_per_row: l.movesPerRow === null ? null : round(l.movesPerRow, 2), damp_used: l.dampUsed,
-  }));
-  const totals = { loss: sum(layers.map((l) => l.loss)), loss_rtn: sum(layers.map((l) => l.loss_rtn)), seconds: round(seconds, 3) };
-  const report = { version: VERSION, model: modelPath, ...provenance, gptq_format: gptq.format, gptq_dense_layers: gptq.dense, totals, layers };
+  // Outputs: the dequantized model in the input's own format, the GPTQ checkpoint, the report.
+  for (const f of files) await writeAtomic(join(outDir, f.path), f.data);
   await writeAtomic(join(outDir, 'report.json'), JSON.stringify(report, null, 2));
   await rm(progressDir, { recursive: true, force: true });
 
@@ -394,8 +336,6 @@ async function quantizeCommand(argv: string[]) {
     console.log(`wrote ${join(outDir, 'dequantized')} (${loaded.kind === 'llama2c' ? 'llama2.c' : `Hugging Face ${loaded.dtype}`}) and ${join(outDir, 'gptq')} (${gptq.format}${gptq.dense.length ? `; ${gptq.dense.length} layers whose shape GPTQ kernels cannot pack stored dense` : ''})`);
   }
 }
-
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -426,26 +366,30 @@ async function evalCommand(argv: string[]) {
   const kernel = await defaultKernel();
   const loaded = await loadModel(modelPath, kernel);
   const tokenizer = await loadTokenizer(modelPath, loaded.model.config.vocabSize, values.tokenizer);
-  const paragraphs = splitParagraphs(new TextDecoder().decode(await readBytes(values.text)));
-  const [a, b] = paragraphRange(values.paragraphs, paragraphs.length);
-  const tokens = tokenizeParagraphs(tokenizer, paragraphs.slice(a, b));
-  const runner = new LlamaRunner(kernel, loaded.model);
+  const tokens = textTokens(tokenizer, new TextDecoder().decode(await readBytes(values.text)), values.paragraphs);
   const t0 = performance.now();
-  try {
-    const r = perplexity(runner, tokens, seqlen, maxWindows !== undefined ? { maxWindows } : {});
-    const seconds = (performance.now() - t0) / 1000;
-    const out = { model: modelPath, kind: loaded.kind, ppl: r.ppl, nll: r.nll, tokens: r.count, windows: r.windows, seqlen, seconds: round(seconds, 3) };
-    if (values.json) console.log(JSON.stringify(out));
-    else console.log(`${modelPath} (${loaded.kind}): perplexity ${r.ppl.toFixed(4)} over ${r.windows} windows of ${seqlen} tokens (${r.count} predictions), ${out.seconds}s`);
-  } finally {
-    runner.free();
-  }
+  const r = modelPerplexity(kernel, loaded.model, tokens, seqlen, maxWindows !== undefined ? { maxWindows } : {});
+  const seconds = (performance.now() - t0) / 1000;
+  const out = { model: modelPath, kind: loaded.kind, ppl: r.ppl, nll: r.nll, tokens: r.count, windows: r.windows, seqlen, seconds: round(seconds, 3) };
+  if (values.json) console.log(JSON.stringify(out));
+  else console.log(`${modelPath} (${loaded.kind}): perplexity ${r.ppl.toFixed(4)} over ${r.windows} windows of ${seqlen} tokens (${r.count} predictions), ${out.seconds}s`);
 }
 
 // ---------------------------------------------------------------------------------------
 
+/** `--group -1` as `--group=-1`: parseArgs would take a negative number for an option. */
+function joinNegativeValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a.startsWith('--') && !a.includes('=') && i + 1 < argv.length && /^-\d/.test(argv[i + 1])) out.push(`${a}=${argv[++i]}`);
+    else out.push(a);
+  }
+  return out;
+}
+
 async function main(argv: string[]) {
-  const [command, ...rest] = argv;
+  const [command, ...rest] = joinNegativeValues(argv);
   switch (command) {
     case 'layer': return layerCommand(rest);
     case 'quantize': return quantizeCommand(rest);

@@ -23,3 +23,5 @@ export type { GptqCheckpoint, Provenance } from './model/export.js';
 export { splitParagraphs, paragraphRange, tokenizeParagraphs } from './model/text.js';
 export { LINEAR_NAMES, linearShape } from './model/types.js';
 export type { LlamaModel, LlamaConfig, LlamaBlock, LinearName, RopeStyle } from './model/types.js';
+export { modelFromFiles, llama2cSource, hfSource, textTokens, tokenFile, planJob, runJob, modelPerplexity } from './model/job.js';
+export type { ModelSource, ModelKind, CalibrationOptions, JobPlan, JobOptions, JobResult, JobReport, LayerReport, OutputFile } from './model/job.js';

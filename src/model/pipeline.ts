@@ -7,7 +7,7 @@ import { AbortError, OptionError } from '../errors.js';
 import { Kernel, defaultKernel } from '../kernel.js';
 import { HessianAccumulator } from '../hessian.js';
 import { quantizeLayer, type LayerResult } from '../layer.js';
-import type { QuantizeOptions } from '../options.js';
+import type { Method, QuantizeOptions } from '../options.js';
 import { WorkerPool } from '../pool.js';
 import { workersAvailable } from '../runtime.js';
 import { LlamaRunner, type HiddenState } from './forward.js';
@@ -37,6 +37,8 @@ export interface QuantizedLinear {
   dampUsed: number | null;
   /** Mean CD/BCD moves per row, when descent ran. */
   movesPerRow: number | null;
+  /** Losses of the `compareMethods` solves of this layer (reporting only). */
+  compare?: Partial<Record<Method, number>>;
 }
 
 export interface LayerProgress {
@@ -51,6 +53,7 @@ export interface LayerProgress {
   loss?: number;
   rtnLoss?: number;
   seconds?: number;
+  compare?: Partial<Record<Method, number>>;
 }
 
 export interface ModelQuantizeOptions extends Omit<QuantizeOptions, 'onProgress'> {
@@ -60,6 +63,9 @@ export interface ModelQuantizeOptions extends Omit<QuantizeOptions, 'onProgress'
   /** Blocks finished by an earlier, interrupted run (from onBlockDone), to skip. */
   resume?: QuantizedLinear[][];
   kernel?: Kernel;
+  /** Also solve every layer with these methods on the same Hessian, for reporting their loss
+   * only (QuantizedLinear.compare); the model is quantized with `method` alone. Off by default. */
+  compareMethods?: Method[];
 }
 
 export interface QuantizedModel {
@@ -120,7 +126,7 @@ function cloneModel(model: LlamaModel): LlamaModel {
 export async function quantizeModel(model: LlamaModel, samples: Int32Array[], options: ModelQuantizeOptions = {}): Promise<QuantizedModel> {
   if (samples.length === 0) throw new OptionError('quantizeModel needs at least one calibration sample');
   const kernel = options.kernel ?? (await defaultKernel());
-  const { onProgress, onBlockDone, resume, kernel: _k, signal, ...layerOptions } = options;
+  const { onProgress, onBlockDone, resume, kernel: _k, signal, compareMethods, ...layerOptions } = options;
   // One pool for the whole model, so workers start once rather than per layer.
   const ownPool = !layerOptions.pool && layerOptions.threads !== undefined && layerOptions.threads > 1 && workersAvailable()
     ? new WorkerPool({ threads: layerOptions.threads })
@@ -171,12 +177,20 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
               onProgress: (p) => onProgress?.({ ...base, rowsDone: p.rowsDone, stage: 'quantize' }),
             });
             const summary = summarize(block, name, res, (performance.now() - t0) / 1000);
+            if (compareMethods?.length) {
+              summary.compare = {};
+              for (const method of compareMethods) {
+                summary.compare[method] = method === res.method
+                  ? res.loss
+                  : (await quantizeLayer(weights, hessian, { ...compareOptions(layerOptions, method), signal })).loss;
+              }
+            }
             const q = res.dequantize();
             runner.setLinear(block, name, q);
             out.blocks[block].linear[name] = q;
             layers.push(summary);
             blockLayers.push(summary);
-            onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: res.loss, rtnLoss: res.rtnLoss, seconds: summary.seconds });
+            onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: res.loss, rtnLoss: res.rtnLoss, seconds: summary.seconds, compare: summary.compare });
           }
         }
         await onBlockDone?.(block, blockLayers);
@@ -188,6 +202,16 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
     ownPool?.terminate();
   }
   return { model: out, layers };
+}
+
+/** Options of a comparison solve with `method`: the grid and GPTQ settings of the run (bits,
+ * group, sym, act-order, static groups, damp, an explicitly chosen clip), without the CD/BCD
+ * settings; an OWC grid is kept only for CD/BCD, so GPTQ compares on its own min-max grid. */
+function compareOptions(options: QuantizeOptions, method: Method): QuantizeOptions {
+  const { init: _i, iters: _it, blockSize: _b, refit: _r, onProgress: _p, ...rest } = options;
+  const descent = method === 'cd' || method === 'bcd';
+  if (!descent && rest.clip === 'owc') delete rest.clip;
+  return { ...rest, method };
 }
 
 /** Splits a token stream into `count` windows of `seqLen` at seeded random offsets (like

@@ -4,24 +4,13 @@ import { readFile, readdir, stat, writeFile, rename, mkdir } from 'node:fs/promi
 import { dirname, join, basename } from 'node:path';
 import { FormatError, OptionError } from '../errors.js';
 import type { Kernel } from '../kernel.js';
-import { readLlama2c } from '../formats/llama2c.js';
-import { readHfLlama, type HfDtype } from '../formats/hf.js';
-import { parseSafetensors } from '../formats/safetensors.js';
 import { readTokenizer, type Tokenizer } from '../formats/tokenizer.js';
-import { readGptqCheckpoint } from '../model/export.js';
-import type { LlamaModel } from '../model/types.js';
-import { concat } from '../model/text.js';
+import { hfSource, llama2cSource, type ModelSource } from '../model/job.js';
 
-export type ModelKind = 'llama2c' | 'hf' | 'gptq';
+export type { ModelKind } from '../model/job.js';
 
-export interface LoadedModel {
-  model: LlamaModel;
-  kind: ModelKind;
-  /** Dtype of the Hugging Face tensors (F32 for llama2.c). */
-  dtype: HfDtype;
+export interface LoadedModel extends ModelSource {
   path: string;
-  /** Bytes the model came from (for provenance hashes). */
-  bytes: Uint8Array;
 }
 
 async function isDirectory(path: string): Promise<boolean> {
@@ -43,30 +32,14 @@ export async function readBytes(path: string): Promise<Uint8Array> {
 /** A llama2.c .bin file, a Hugging Face Llama directory, or a GPTQ checkpoint directory. */
 export async function loadModel(path: string, kernel: Kernel): Promise<LoadedModel> {
   if (!(await isDirectory(path))) {
-    const bytes = await readBytes(path);
-    return { model: readLlama2c(bytes), kind: 'llama2c', dtype: 'F32', path, bytes };
+    return { ...llama2cSource(await readBytes(path)), path };
   }
   const config = new TextDecoder().decode(await readBytes(join(path, 'config.json')));
   const shardNames = (await readdir(path)).filter((f) => f.endsWith('.safetensors')).sort();
   if (shardNames.length === 0) throw new FormatError(`${path} has a config.json but no .safetensors files`);
   const shards = await Promise.all(shardNames.map((f) => readBytes(join(path, f))));
-  const first = parseSafetensors(shards[0]);
-  const dtypes = new Set([...first.tensors.values()].map((t) => t.dtype));
-  const dtype: HfDtype = dtypes.has('BF16') ? 'BF16' : dtypes.has('F16') ? 'F16' : 'F32';
-  const bytes = shards.length === 1 ? shards[0] : concat(shards);
-  let parsedConfig: Record<string, unknown>;
-  try {
-    parsedConfig = JSON.parse(config);
-  } catch {
-    throw new FormatError(`${join(path, 'config.json')} is not valid JSON`);
-  }
-  if (parsedConfig.quantization_config) {
-    if (shards.length !== 1) throw new FormatError('sharded GPTQ checkpoints are not supported yet');
-    return { model: readGptqCheckpoint(kernel, { config, safetensors: shards[0] }), kind: 'gptq', dtype: 'F32', path, bytes };
-  }
-  return { model: readHfLlama({ config, safetensors: shards }), kind: 'hf', dtype, path, bytes };
+  return { ...hfSource(config, shards, kernel, join(path, 'config.json')), path };
 }
-
 
 /** The tokenizer given, or one found next to the model (tokenizer.bin, tok<vocab>.bin, in the
  * model's folder or its parent). */

@@ -1,0 +1,74 @@
+// The page's job worker: runs a whole quantization job off the main thread, so the page never
+// freezes. It is the same job as `cdquant quantize` (src/model/job.ts), so the same options give
+// the same checkpoint bytes. Threads: when the page is cross-origin isolated, layers are solved
+// on a WorkerPool (build/web/worker.js, SharedArrayBuffer); otherwise on this thread.
+import {
+  CdquantError, Kernel, LINEAR_NAMES, linearShape, modelFromFiles, modelPerplexity, planJob, readGptqCheckpoint, readTokenizer, runJob, textTokens,
+  type LlamaModel,
+} from '../src/index.js';
+import type { JobMessage, JobRequest, PplStage } from './protocol.js';
+
+const post = (m: JobMessage, transfer: Transferable[] = []) => (self as unknown as Worker).postMessage(m, transfer);
+
+async function run(req: JobRequest): Promise<void> {
+  const t0 = performance.now();
+  post({ type: 'status', text: 'Reading the model…' });
+  const kernel = await Kernel.create();
+  const source = modelFromFiles(req.model, kernel);
+  const { config } = source.model;
+  const tokenizer = readTokenizer(req.tokenizer, config.vocabSize);
+  const calibTokens = textTokens(tokenizer, req.text, req.calibParagraphs);
+  const evalTokens = textTokens(tokenizer, req.text, req.evalParagraphs);
+  const isolated = (self as any).crossOriginIsolated === true;
+  const options = { ...req.options };
+  // Without cross-origin isolation there is no SharedArrayBuffer: solve on this thread.
+  if (!isolated) options.threads = 1;
+  const plan = await planJob(source.model, calibTokens, options, req.calibration);
+  post({
+    type: 'model',
+    info: {
+      kind: source.kind, dtype: source.dtype, blocks: config.nLayers, dim: config.dim, hiddenDim: config.hiddenDim, vocab: config.vocabSize,
+      calibrationTokens: calibTokens.length, evalTokens: evalTokens.length, nsamples: plan.provenance.nsamples, seqlen: plan.seqlen,
+      calibrationSha256: plan.provenance.calibrationSha256,
+      shapes: Object.fromEntries(LINEAR_NAMES.map((n) => [n, linearShape(config, n)])),
+      threads: !isolated ? '1 (page not cross-origin isolated)' : options.threads === undefined ? 'automatic' : String(options.threads),
+    },
+  });
+
+  const evaluate = (stage: PplStage, model: LlamaModel) => {
+    const result = modelPerplexity(kernel, model, evalTokens, req.evalSeqlen, {
+      ...(req.maxWindows ? { maxWindows: req.maxWindows } : {}),
+      onWindow: (done, total) => post({ type: 'eval', stage, done, total }),
+    });
+    post({ type: 'ppl', stage, result, seqlen: req.evalSeqlen });
+  };
+  post({ type: 'status', text: 'Perplexity of the original model…' });
+  evaluate('before', source.model);
+
+  post({ type: 'status', text: 'Quantizing…' });
+  const job = await runJob(source, plan, {
+    kernel,
+    modelName: req.modelName,
+    compareMethods: req.compareGptq ? ['gptq'] : undefined,
+    onProgress: (progress) => post({ type: 'progress', progress }),
+  });
+
+  post({ type: 'status', text: 'Perplexity of the quantized model…' });
+  evaluate('after', job.result.model);
+  post({ type: 'status', text: 'Perplexity of the GPTQ checkpoint, read back…' });
+  evaluate('gptq', readGptqCheckpoint(kernel, { config: job.gptq.config, safetensors: job.gptq.safetensors }));
+
+  // Hand over the files' buffers rather than copying them (only buffers a file owns whole).
+  const transfer = job.files.flatMap((f) => (typeof f.data !== 'string' && f.data.byteOffset === 0 && f.data.byteLength === f.data.buffer.byteLength ? [f.data.buffer as ArrayBuffer] : []));
+  post({ type: 'done', report: job.report, files: job.files, seconds: (performance.now() - t0) / 1000 }, [...new Set(transfer)]);
+}
+
+self.onmessage = (e: MessageEvent<JobRequest>) => {
+  if (e.data?.type !== 'run') return;
+  run(e.data).catch((err: unknown) => {
+    const code = err instanceof CdquantError ? err.code : 'INTERNAL';
+    const message = err instanceof Error ? err.message : String(err);
+    if (!(err instanceof CdquantError)) console.error(err);
+    post({ type: 'error', code, message });
+  });
+};

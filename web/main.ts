@@ -1,0 +1,345 @@
+// The page: reads the form, loads the model/tokenizer/text (the examples served under data/, or
+// the user's files), runs the job in a Web Worker (job-worker.ts) and shows progress, the
+// per-layer table and chart, perplexity before and after, and the downloads.
+import type { JobReport, LayerProgress, OutputFile, QuantizeOptions } from '../src/index.js';
+import { renderChart, type ChartRow } from './chart.js';
+import type { JobMessage, JobRequest, PplStage } from './protocol.js';
+import { writeTar } from './tar.js';
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => {
+  const e = document.getElementById(id);
+  if (!e) throw new Error(`page: #${id} missing`);
+  return e as T;
+};
+const input = (id: string) => $<HTMLInputElement>(id);
+const select = (id: string) => $<HTMLSelectElement>(id);
+
+const METHOD_LABEL: Record<string, string> = { rtn: 'RTN', gptq: 'GPTQ', cd: 'CD', bcd: 'BCD' };
+const isolated = (globalThis as any).crossOriginIsolated === true;
+
+// ---------------------------------------------------------------------------------------
+// Examples served by web/serve.mjs under data/ (when run from a checkout with ../shared/data).
+
+interface ExampleModel { label: string; files: string[] }
+let exampleModels: ExampleModel[] = [];
+
+async function loadExamples(): Promise<void> {
+  let files: string[] = [];
+  try {
+    const res = await fetch('./data/index.json');
+    if (res.ok) files = ((await res.json()) as { files: string[] }).files;
+  } catch {
+    // no examples: the user's files only
+  }
+  const base = (f: string) => f.slice(f.lastIndexOf('/') + 1);
+  const isTokenizer = (f: string) => /^(tok\d*|tokenizer)\.bin$/.test(base(f));
+  const dirs = new Map<string, string[]>();
+  for (const f of files) {
+    const slash = f.lastIndexOf('/');
+    if (slash > 0) dirs.set(f.slice(0, slash), [...(dirs.get(f.slice(0, slash)) ?? []), f]);
+  }
+  exampleModels = [
+    ...files.filter((f) => f.endsWith('.bin') && !f.includes('/') && !isTokenizer(f)).map((f) => ({ label: `${f} (llama2.c)`, files: [f] })),
+    ...[...dirs].filter(([, fs]) => fs.some((f) => base(f) === 'config.json'))
+      .map(([dir, fs]) => ({ label: `${dir}/ (Hugging Face)`, files: fs.filter((f) => base(f) === 'config.json' || f.endsWith('.safetensors')) })),
+  ];
+  const fill = (sel: HTMLSelectElement, items: { label: string; value: string }[]) =>
+    sel.replaceChildren(...items.map((i) => Object.assign(document.createElement('option'), { textContent: i.label, value: i.value })));
+  fill(select('model-example'), exampleModels.map((m, i) => ({ label: m.label, value: String(i) })));
+  fill(select('tok-example'), files.filter(isTokenizer).map((f) => ({ label: f, value: f })));
+  fill(select('text-example'), files.filter((f) => f.endsWith('.txt')).map((f) => ({ label: f, value: f })));
+  for (const [kind, sel, fileRadio] of [['model', 'model-example', 'model-src-files'], ['tok', 'tok-example', 'tok-src-file'], ['text', 'text-example', 'text-src-file']] as const) {
+    const empty = select(sel).options.length === 0;
+    input(`${kind}-src-example`).disabled = empty;
+    select(sel).disabled = empty;
+    if (empty) {
+      input(fileRadio).checked = true;
+      select(sel).append(Object.assign(document.createElement('option'), { textContent: 'none served' }));
+    }
+  }
+  document.body.dataset.examples = String(files.length > 0);
+}
+
+// Choosing a file selects "Your file(s)"; choosing an example selects "Example".
+for (const [fileInput, fileRadio, sel, exampleRadio] of [
+  ['model-files', 'model-src-files', 'model-example', 'model-src-example'],
+  ['tok-file', 'tok-src-file', 'tok-example', 'tok-src-example'],
+  ['text-file', 'text-src-file', 'text-example', 'text-src-example'],
+] as const) {
+  input(fileInput).addEventListener('change', () => (input(fileRadio).checked = true));
+  select(sel).addEventListener('change', () => (input(exampleRadio).checked = true));
+}
+
+async function fetchBytes(path: string): Promise<Uint8Array> {
+  const res = await fetch(`./data/${path.split('/').map(encodeURIComponent).join('/')}`);
+  if (!res.ok) throw new Error(`could not load the example ${path} (HTTP ${res.status})`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+async function readInputs(): Promise<Pick<JobRequest, 'model' | 'modelName' | 'tokenizer' | 'text'>> {
+  let model: JobRequest['model'];
+  let modelName: string;
+  if (input('model-src-example').checked) {
+    const m = exampleModels[Number(select('model-example').value)];
+    model = await Promise.all(m.files.map(async (f) => ({ name: f, bytes: await fetchBytes(f) })));
+    modelName = m.files.length === 1 ? m.files[0] : m.files[0].slice(0, m.files[0].lastIndexOf('/'));
+  } else {
+    const files = Array.from(input('model-files').files ?? []);
+    if (!files.length) throw new Error('choose the model files (a .bin, or config.json and .safetensors files)');
+    model = await Promise.all(files.map(async (f) => ({ name: f.webkitRelativePath || f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+    modelName = files.length === 1 ? files[0].name : files.map((f) => f.name).join('+');
+  }
+  let tokenizer: Uint8Array;
+  if (input('tok-src-example').checked) tokenizer = await fetchBytes(select('tok-example').value);
+  else {
+    const f = input('tok-file').files?.[0];
+    if (!f) throw new Error('choose a tokenizer file (llama2.c tokenizer.bin)');
+    tokenizer = new Uint8Array(await f.arrayBuffer());
+  }
+  let text: string;
+  if (input('text-src-example').checked) text = new TextDecoder().decode(await fetchBytes(select('text-example').value));
+  else {
+    const f = input('text-file').files?.[0];
+    if (!f) throw new Error('choose a text file');
+    text = await f.text();
+  }
+  return { model, modelName, tokenizer, text };
+}
+
+// ---------------------------------------------------------------------------------------
+// Options, the same flags and defaults as `cdquant quantize` (empty fields: the default).
+
+function intField(id: string, label: string, min: number): number | undefined {
+  const raw = input(id).value.trim();
+  if (raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${label} must be a whole number >= ${min}, got "${raw}"`);
+  return n;
+}
+
+function readOptions(): Pick<JobRequest, 'options' | 'calibration' | 'calibParagraphs' | 'evalParagraphs' | 'evalSeqlen' | 'maxWindows' | 'compareGptq'> {
+  const o: QuantizeOptions = { method: select('method').value as QuantizeOptions['method'], bits: Number(select('bits').value) };
+  const set = (key: keyof QuantizeOptions, value: unknown) => value !== undefined && value !== '' && ((o as Record<string, unknown>)[key] = value);
+  set('groupSize', intField('group', 'Group size', -1));
+  set('clip', select('clip').value || undefined);
+  const descent = o.method === 'cd' || o.method === 'bcd';
+  if (descent) {
+    set('init', select('init').value || undefined);
+    set('refit', intField('refit', 'Refit rounds', 0) || undefined);
+    set('iters', intField('iters', 'CD moves per row', 0));
+    set('blockSize', intField('block', 'BCD block', 1));
+  }
+  const damp = input('damp').value.trim();
+  if (damp !== '') {
+    if (!(Number(damp) >= 0)) throw new Error(`GPTQ damping must be a number >= 0, got "${damp}"`);
+    o.damp = Number(damp);
+  }
+  set('gptqBlock', intField('gptq-block', 'GPTQ block', 1));
+  set('threads', intField('threads', 'Threads', 1));
+  if (select('owc').value) o.owcExact = select('owc').value === 'exact';
+  if (input('sym').checked) o.sym = true;
+  if (input('act-order').checked) o.actOrder = true;
+  if (input('static-groups').checked) o.staticGroups = true;
+  const range = (id: string, label: string) => {
+    const v = input(id).value.trim();
+    if (!/^\d*:\d*$/.test(v)) throw new Error(`${label} must look like A:B, A: or :B, got "${v}"`);
+    return v;
+  };
+  return {
+    options: o,
+    calibration: { nsamples: intField('nsamples', 'Samples', 0) ?? 128, seqlen: intField('seqlen', 'Sequence length', 2) ?? 256, seed: intField('seed', 'Seed', 0) ?? 0 },
+    calibParagraphs: range('calib-paragraphs', 'Calibration paragraphs'),
+    evalParagraphs: range('eval-paragraphs', 'Evaluation paragraphs'),
+    evalSeqlen: intField('eval-seqlen', 'Evaluation window', 2) ?? 256,
+    maxWindows: intField('max-windows', 'Max. evaluation windows', 1),
+    compareGptq: input('compare').checked && o.method !== 'gptq',
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Running a job.
+
+let worker: Worker | null = null;
+let objectUrls: string[] = [];
+
+function setState(state: 'idle' | 'running' | 'done' | 'error' | 'cancelled') {
+  document.body.dataset.state = state;
+  $<HTMLButtonElement>('run').disabled = state === 'running';
+  $<HTMLButtonElement>('cancel').disabled = state !== 'running';
+}
+
+function status(text: string) {
+  $('status').textContent = text;
+}
+
+function fail(message: string) {
+  const e = $('error');
+  e.textContent = message;
+  e.hidden = false;
+  status('Stopped.');
+  setState('error');
+}
+
+function resetResults(methodLabel: string) {
+  $('error').hidden = true;
+  $('info').textContent = '';
+  for (const s of ['before', 'after', 'gptq']) {
+    const dd = $(`ppl-${s}`);
+    dd.textContent = '–';
+    delete dd.dataset.value;
+  }
+  $('layers').querySelector('tbody')!.replaceChildren();
+  $('method-col').textContent = `${methodLabel} loss`;
+  $<HTMLProgressElement>('bar').value = 0;
+  for (const u of objectUrls) URL.revokeObjectURL(u);
+  objectUrls = [];
+  $('downloads').replaceChildren('The GPTQ checkpoint appears here when the job is done.');
+}
+
+const fmt = (x: number | undefined) => (x === undefined ? '–' : x.toExponential(3));
+
+async function start(ev: SubmitEvent) {
+  ev.preventDefault();
+  if (worker) return;
+  let request: JobRequest;
+  const methodLabel = METHOD_LABEL[select('method').value];
+  resetResults(methodLabel);
+  setState('running');
+  try {
+    const opts = readOptions();
+    status('Loading files…');
+    request = { type: 'run', ...(await readInputs()), ...opts };
+  } catch (e) {
+    fail((e as Error).message);
+    return;
+  }
+  const rows: ChartRow[] = [];
+  let totalLayers = 0;
+  let shapes: Record<string, [number, number]> = {};
+  const tbody = $('layers').querySelector('tbody')!;
+  const chart = $('chart');
+  const t0 = performance.now();
+  const w = new Worker(new URL('./job-worker.js', import.meta.url), { type: 'module', name: 'cdquant-job' });
+  worker = w;
+  w.onerror = (e) => {
+    e.preventDefault();
+    finish();
+    fail(`the job worker failed: ${e.message || 'could not start'}`);
+  };
+  const finish = () => {
+    w.terminate();
+    if (worker === w) worker = null;
+  };
+  w.onmessage = (e: MessageEvent<JobMessage>) => {
+    const m = e.data;
+    switch (m.type) {
+      case 'status':
+        status(m.text);
+        break;
+      case 'model': {
+        const i = m.info;
+        $('info').textContent = `${i.kind === 'llama2c' ? 'llama2.c' : `Hugging Face ${i.dtype}`} model: ${i.blocks} blocks, dim ${i.dim}, hidden ${i.hiddenDim}, vocab ${i.vocab}. `
+          + `Calibration: ${i.nsamples} × ${i.seqlen} tokens from ${i.calibrationTokens} (sha256 ${i.calibrationSha256.slice(0, 12)}); evaluation: ${i.evalTokens} tokens. Threads: ${i.threads}.`;
+        totalLayers = i.blocks * 7;
+        shapes = i.shapes;
+        renderChart(chart, rows, totalLayers, methodLabel);
+        break;
+      }
+      case 'eval':
+        status(`${m.stage === 'before' ? 'Perplexity of the original model' : m.stage === 'after' ? 'Perplexity of the quantized model' : 'Perplexity of the GPTQ checkpoint'}: window ${m.done} of ${m.total}`);
+        break;
+      case 'ppl': {
+        const dd = $(`ppl-${m.stage}`);
+        dd.textContent = m.result.ppl.toFixed(4);
+        dd.dataset.value = String(m.result.ppl);
+        dd.title = `${m.result.windows} windows of ${m.seqlen} tokens, ${m.result.count} predictions`;
+        break;
+      }
+      case 'progress':
+        onProgress(m.progress);
+        break;
+      case 'done':
+        finish();
+        $<HTMLProgressElement>('bar').value = 1;
+        status(`Done in ${m.seconds.toFixed(1)} s: ${methodLabel} loss is ${((m.report.totals.loss / m.report.totals.loss_rtn) * 100).toFixed(1)}% of RTN's over all layers.`);
+        offerDownloads(m.files, m.report);
+        setState('done');
+        break;
+      case 'error':
+        finish();
+        fail(`${m.code}: ${m.message}`);
+        break;
+    }
+  };
+  const onProgress = (p: LayerProgress) => {
+    $<HTMLProgressElement>('bar').value = (p.layersDone + (p.stage === 'done' ? 0 : p.rowsDone / Math.max(1, p.rows))) / p.layers;
+    if (p.stage !== 'done') {
+      status(`Quantizing block ${p.block} ${p.name}: rows ${p.rowsDone} of ${p.rows} (layer ${p.layersDone + 1} of ${p.layers}, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      return;
+    }
+    const gptq = p.compare?.gptq;
+    rows.push({ block: p.block, name: p.name, rtn: p.rtnLoss!, gptq, method: p.loss! });
+    const tr = document.createElement('tr');
+    const shape = shapes[p.name];
+    const cells = [String(p.block), p.name, shape ? `${shape[0]}×${shape[1]}` : `${p.rows} rows`, fmt(p.rtnLoss), fmt(gptq ?? (request.options.method === 'gptq' ? p.loss : undefined)), fmt(p.loss), `${((p.loss! / p.rtnLoss!) * 100).toFixed(1)}%`, (p.seconds ?? 0).toFixed(3)];
+    tr.replaceChildren(...cells.map((c, i) => Object.assign(document.createElement(i === 1 ? 'th' : 'td'), i === 1 ? { textContent: c, scope: 'row' } : { textContent: c })));
+    tbody.append(tr);
+    const wrap = tbody.closest('.table-wrap')!;
+    wrap.scrollTop = wrap.scrollHeight; // follow the newest layer (without scrolling the page)
+    renderChart(chart, rows, p.layers, methodLabel);
+  };
+  w.postMessage(request, [...new Set([...request.model.map((f) => f.bytes.buffer as ArrayBuffer), request.tokenizer.buffer as ArrayBuffer])]);
+}
+
+function link(label: string, name: string, data: Uint8Array | string, type = 'application/octet-stream', primary = false): HTMLAnchorElement {
+  const url = URL.createObjectURL(new Blob([data as BlobPart], { type }));
+  objectUrls.push(url);
+  const a = Object.assign(document.createElement('a'), { href: url, download: name, textContent: label });
+  if (primary) a.className = 'primary';
+  return a;
+}
+
+function offerDownloads(files: OutputFile[], report: JobReport) {
+  const stem = `${(report.model.split('/').pop() ?? 'model').replace(/\.bin$/, '')}-${report.method}-${report.bits}bit`;
+  const mtime = Math.floor(Date.now() / 1000);
+  const gptq = files.filter((f) => f.path.startsWith('gptq/'));
+  const dequantized = files.filter((f) => f.path.startsWith('dequantized/'));
+  const tar = writeTar(gptq.map((f) => ({ name: `${stem}-gptq/${f.path.slice('gptq/'.length)}`, data: f.data })), mtime);
+  const box = $('downloads');
+  const p1 = document.createElement('p');
+  p1.append(link(`GPTQ checkpoint (${stem}-gptq.tar, ${(tar.length / 1024).toFixed(0)} KiB)`, `${stem}-gptq.tar`, tar, 'application/x-tar', true));
+  p1.querySelector('a')!.id = 'download-tar';
+  const p2 = document.createElement('p');
+  p2.append('Or one by one: ', ...gptq.map((f) => link(f.path.slice('gptq/'.length), f.path.slice('gptq/'.length), f.data, f.path.endsWith('.json') ? 'application/json' : 'application/octet-stream')));
+  const p3 = document.createElement('p');
+  p3.append(
+    link(dequantized.length === 1 ? 'Dequantized model (llama2.c .bin)' : 'Dequantized model (.tar)', dequantized.length === 1 ? `${stem}.bin` : `${stem}-dequantized.tar`,
+      dequantized.length === 1 ? dequantized[0].data : writeTar(dequantized.map((f) => ({ name: `${stem}-dequantized/${f.path.slice('dequantized/'.length)}`, data: f.data })), mtime)),
+    link('report.json', `${stem}-report.json`, JSON.stringify(report, null, 2), 'application/json'),
+  );
+  const note = Object.assign(document.createElement('p'), { className: 'hint', textContent: `Format ${report.gptq_format}${report.gptq_dense_layers.length ? `; ${report.gptq_dense_layers.length} layers whose shape GPTQ kernels cannot pack are stored dense` : ''}. The bytes equal what cdquant quantize writes for the same options.` });
+  box.replaceChildren(p1, p2, p3, note);
+}
+
+function cancel() {
+  if (!worker) return;
+  worker.terminate();
+  worker = null;
+  status('Cancelled.');
+  setState('cancelled');
+}
+
+// ---------------------------------------------------------------------------------------
+
+$('isolation').textContent = isolated
+  ? 'This page is cross-origin isolated: layers can be solved on several threads (Web Workers sharing memory).'
+  : 'This page is not cross-origin isolated (served without COOP/COEP headers): every layer is solved on one thread. Results are the same bits either way.';
+const threads = input('threads');
+threads.disabled = !isolated;
+$('threads-hint').textContent = isolated
+  ? `Empty: automatic (${navigator.hardwareConcurrency} cores, for layers large enough to gain). Any number of threads gives the same bits.`
+  : 'One thread: threads need a cross-origin isolated page.';
+$('job').addEventListener('submit', (e) => void start(e as SubmitEvent));
+$('cancel').addEventListener('click', cancel);
+setState('idle');
+loadExamples().then(() => (document.body.dataset.ready = 'true'));

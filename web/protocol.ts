@@ -1,0 +1,48 @@
+// Messages between the page (main.ts) and its job worker (job-worker.ts).
+import type { CalibrationOptions, JobReport, LayerProgress, ModelKind, OutputFile, PerplexityResult, QuantizeOptions } from '../src/index.js';
+
+export interface JobRequest {
+  type: 'run';
+  /** One llama2.c .bin, or config.json + *.safetensors of a Hugging Face Llama folder. */
+  model: { name: string; bytes: Uint8Array }[];
+  modelName: string;
+  tokenizer: Uint8Array;
+  text: string;
+  /** Paragraph ranges "A:B", as cdquant quantize --calib-paragraphs and eval --paragraphs. */
+  calibParagraphs: string;
+  evalParagraphs: string;
+  evalSeqlen: number;
+  maxWindows?: number;
+  calibration: CalibrationOptions;
+  options: QuantizeOptions;
+  /** Also solve each layer with GPTQ, for the chart (reporting only). */
+  compareGptq: boolean;
+}
+
+export interface ModelInfo {
+  kind: ModelKind;
+  dtype: string;
+  blocks: number;
+  dim: number;
+  hiddenDim: number;
+  vocab: number;
+  calibrationTokens: number;
+  evalTokens: number;
+  nsamples: number;
+  seqlen: number;
+  calibrationSha256: string;
+  threads: string;
+  /** [rows, cols] of each linear layer. */
+  shapes: Record<string, [number, number]>;
+}
+
+export type PplStage = 'before' | 'after' | 'gptq';
+
+export type JobMessage =
+  | { type: 'status'; text: string }
+  | { type: 'model'; info: ModelInfo }
+  | { type: 'progress'; progress: LayerProgress }
+  | { type: 'eval'; stage: PplStage; done: number; total: number }
+  | { type: 'ppl'; stage: PplStage; result: PerplexityResult; seqlen: number }
+  | { type: 'done'; report: JobReport; files: OutputFile[]; seconds: number }
+  | { type: 'error'; code: string; message: string };
