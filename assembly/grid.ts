@@ -19,22 +19,6 @@ export let gridZero: f32 = 0;
   return scale * (code - zero);
 }
 
-/** Grid of the range [xmin, xmax] (already widened to contain 0) into gridScale/gridZero. */
-// @ts-ignore: decorator
-@inline function gridOfRange(xmin: f32, xmax: f32, maxq: f32, sym: bool): void {
-  if (sym) {
-    xmax = max<f32>(abs<f32>(xmin), xmax);
-    if (xmin < 0) xmin = -xmax;
-  }
-  if (xmin == 0 && xmax == 0) {
-    xmin = -1;
-    xmax = 1;
-  }
-  const scale = (xmax - xmin) / maxq;
-  gridScale = scale;
-  gridZero = sym ? (maxq + 1) / 2 : nearest<f32>(-xmin / scale);
-}
-
 /** Range of n floats at x, widened to include 0, into rangeMin/rangeMax. */
 let rangeMin: f32 = 0;
 let rangeMax: f32 = 0;
@@ -82,7 +66,7 @@ function rangeOf(x: usize, n: i32): void {
 /** Min-max grid of n values at x. */
 export function gridMinMax(x: usize, n: i32, maxq: f32, sym: bool): void {
   rangeOf(x, n);
-  gridOfRange(rangeMin, rangeMax, maxq, sym);
+  candidateGrid(0, rangeMin, rangeMax, maxq, sym); // p = 1 exactly: the plain min-max grid
 }
 
 /** MSE clip search (reference Quantizer, mse=True): minimise sum |dequant(quant(x)) - x|^2.4. */
