@@ -77,7 +77,10 @@ export function readLlama2c(bytes: Uint8Array): LlamaModel {
   const w2 = stacked(dim * hiddenDim);
   const w3 = stacked(hiddenDim * dim);
   const finalNorm = take(dim);
-  p += 4 * maxSeqLen * headSize; // freq_cis_real + freq_cis_imag, each [seq_len, head_size/2]: recomputed by consumers
+  // freq_cis_real + freq_cis_imag, each [seq_len, head_size/2]: unused by the forward pass
+  // (it recomputes RoPE in wasm), kept only so writeLlama2c can write the same bytes back.
+  const ropeCos = take((maxSeqLen * headSize) / 2);
+  const ropeSin = take((maxSeqLen * headSize) / 2);
   const classifier = config.tiedEmbeddings ? embedding : take(vocabSize * dim);
   const blocks: LlamaBlock[] = [];
   for (let l = 0; l < nLayers; l++) {
@@ -87,7 +90,7 @@ export function readLlama2c(bytes: Uint8Array): LlamaModel {
       linear: { q_proj: wq[l], k_proj: wk[l], v_proj: wv[l], o_proj: wo[l], gate_proj: w1[l], up_proj: w3[l], down_proj: w2[l] },
     });
   }
-  return { config, embedding, blocks, finalNorm, classifier };
+  return { config, embedding, blocks, finalNorm, classifier, llama2cRope: [ropeCos, ropeSin] };
 }
 
 /**
@@ -134,7 +137,9 @@ export function writeLlama2c(model: LlamaModel): Uint8Array {
   each((l) => model.blocks[l].linear.down_proj);
   each((l) => model.blocks[l].linear.up_proj);
   put(model.finalNorm);
-  const [cos, sin] = ropeTables(c.maxSeqLen, headSize, c.ropeTheta);
+  // The input's own tables when it came from a llama2.c file, so the bytes are the same on
+  // every runtime; JS Math.cos/sin (engine-dependent in the last bit) only for other sources.
+  const [cos, sin] = model.llama2cRope ?? ropeTables(c.maxSeqLen, headSize, c.ropeTheta);
   put(cos);
   put(sin);
   if (!c.tiedEmbeddings) put(model.classifier);

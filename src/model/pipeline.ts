@@ -115,6 +115,7 @@ function cloneModel(model: LlamaModel): LlamaModel {
     embedding: model.embedding,
     finalNorm: model.finalNorm,
     classifier: model.classifier,
+    ...(model.llama2cRope ? { llama2cRope: model.llama2cRope } : {}),
     blocks: model.blocks.map((b) => ({ attnNorm: b.attnNorm, ffnNorm: b.ffnNorm, linear: { ...b.linear } })),
   };
 }

@@ -36,6 +36,9 @@ export interface LlamaModel {
   finalNorm: Float32Array; // [dim]
   /** [vocab, dim]; the same array as `embedding` when tied. */
   classifier: Float32Array;
+  /** The RoPE cos/sin tables stored in a llama2.c file ([maxSeqLen, head/2] each), when the
+   * model was read from one: unused by the forward pass, written back unchanged. */
+  llama2cRope?: [Float32Array, Float32Array];
 }
 
 /** [rows, cols] of each linear layer under `config`. */
