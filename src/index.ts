@@ -1,6 +1,6 @@
 export * from './errors.js';
 export { Kernel, setWasmSource } from './kernel.js';
-export { quantizeLayer, prepareLayer, LayerSession, mergeBands } from './layer.js';
+export { quantizeLayer, quantizePrepared, prepareLayer, LayerSession, mergeBands } from './layer.js';
 export type { WeightMatrix, PreparedLayer, BandResult, LayerResult } from './layer.js';
 export { WorkerPool } from './pool.js';
 export type { PoolOptions, SolveOptions } from './pool.js';

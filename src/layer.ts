@@ -443,9 +443,20 @@ export function mergeBands(prepared: PreparedLayer, rows: number, bands: BandRes
 export async function quantizeLayer(weights: WeightMatrix, hessian: Float32Array, options: QuantizeOptions = {}): Promise<LayerResult> {
   validateWeights(weights);
   if (options.signal?.aborted) throw new AbortError();
+  const prepared = await prepareLayer(hessian, weights.cols, options, await defaultKernel());
+  return quantizePrepared(weights, prepared, options);
+}
+
+/**
+ * Quantizes W with an H already prepared by prepareLayer (with the same options): layers that
+ * share their input (q/k/v, gate/up) share one preparation, Cholesky factor included.
+ */
+export async function quantizePrepared(weights: WeightMatrix, prepared: PreparedLayer, options: QuantizeOptions = {}): Promise<LayerResult> {
+  validateWeights(weights);
+  if (weights.cols !== prepared.cols) throw new ShapeError(`weights have ${weights.cols} columns but H was prepared for ${prepared.cols}`);
+  if (options.signal?.aborted) throw new AbortError();
   const threads = checkThreads(options.threads) ?? (await autoThreads(weights.rows, weights.cols));
   const kernel = await defaultKernel();
-  const prepared = await prepareLayer(hessian, weights.cols, options, kernel);
   // threads > 1: row bands on a worker pool (same bits); falls back to this thread where the
   // runtime has no workers.
   if (options.pool) return mergeBands(prepared, weights.rows, await options.pool.solveBands(prepared, weights, options));

@@ -2,7 +2,7 @@
 // against the invariants the algorithms promise.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { quantizeLayer, prepareLayer, LayerSession, mergeBands, Kernel, HessianAccumulator, CdquantError } from '../src/index.js';
+import { quantizeLayer, quantizePrepared, prepareLayer, LayerSession, mergeBands, Kernel, HessianAccumulator, CdquantError } from '../src/index.js';
 import type { LayerResult, QuantizeOptions } from '../src/index.js';
 import * as ref from './reference.js';
 
@@ -330,6 +330,26 @@ test('the result does not depend on how rows are banded', async () => {
     assert.equal(split.scales, whole.scales, `${options.method} scales`);
     assert.equal(split.dequantize(), whole.dequantize(), `${options.method} values`);
     assert.is(split.loss, whole.loss, `${options.method} loss`);
+  }
+});
+
+test('one preparation serves every layer that shares H, with the same bits as quantizeLayer', async () => {
+  const p = problems[1];
+  const { W, H } = f32(p);
+  const options: QuantizeOptions = { method: 'cd', init: 'gptq', bits: 3, groupSize: 16, actOrder: true };
+  const prepared = await prepareLayer(H, p.cols, options);
+  for (const rows of [p.rows, 5]) {
+    const weights = { data: W.subarray(0, rows * p.cols), rows, cols: p.cols };
+    const shared = await quantizePrepared(weights, prepared, options);
+    const alone = await quantizeLayer(weights, H, options);
+    assert.equal(shared.codes, alone.codes);
+    assert.is(shared.loss, alone.loss);
+  }
+  try {
+    await quantizePrepared({ data: W.subarray(0, 2 * 10), rows: 2, cols: 10 }, prepared, options);
+    assert.unreachable('no error');
+  } catch (e) {
+    assert.is((e as CdquantError).code, 'SHAPE_MISMATCH');
   }
 });
 

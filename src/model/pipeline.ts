@@ -6,7 +6,7 @@
 import { AbortError, OptionError } from '../errors.js';
 import { Kernel, defaultKernel } from '../kernel.js';
 import { HessianAccumulator } from '../hessian.js';
-import { quantizeLayer, type LayerResult } from '../layer.js';
+import { prepareLayer, quantizeLayer, quantizePrepared, type LayerResult } from '../layer.js';
 import type { Method, QuantizeOptions } from '../options.js';
 import { WorkerPool } from '../pool.js';
 import { workersAvailable } from '../runtime.js';
@@ -166,13 +166,16 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
             });
           }
           const hessian = acc.hessian();
+          // One preparation (symmetrize, dead columns, act-order, GPTQ's factor) per stage:
+          // the layers of a stage share their input, hence H.
+          const prepared = await prepareLayer(hessian, cols, layerOptions, kernel);
           for (const name of stage) {
             const [rows] = linearShape(model.config, name);
             const weights = { data: runner.getLinear(block, name), rows, cols };
             const base = { block, name, layersDone: layers.length, layers: total, rows };
             onProgress?.({ ...base, rowsDone: 0, stage: 'quantize' });
             const t0 = performance.now();
-            const res = await quantizeLayer(weights, hessian, {
+            const res = await quantizePrepared(weights, prepared, {
               ...layerOptions,
               signal,
               onProgress: (p) => onProgress?.({ ...base, rowsDone: p.rowsDone, stage: 'quantize' }),
