@@ -157,7 +157,7 @@ export function owcScan(x: usize, n: i32, h: usize, ldh: i32, bs: i32, xmin: f32
       let j = 0;
       for (; j + 4 <= len; j += 4) {
         const o = <usize>j << 2;
-        const code = f32x4.min(f32x4.max(f32x4.add(f32x4.nearest(f32x4.div(v128.load(xb + o), vs)), vz), vzero), vmax);
+        const code = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.nearest(f32x4.div(v128.load(xb + o), vs)), vz), vzero), vmax);
         const v = f32x4.sub(code, vz);
         if (!v128.any_true(f32x4.ne(v, v128.load(vprev + o)))) continue;
         for (let i = j; i < j + 4; i++) {
