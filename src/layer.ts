@@ -316,7 +316,9 @@ export class LayerSession {
         moves = k.i32(movesPtr, rows).slice();
       }
 
-      x.rowLosses(w, q, rows, cols, this.hLoss, rowLoss, scratch);
+      // Plain RTN is the baseline itself: its loss is already in rowLoss.
+      const isBaseline = o.method === 'rtn' && o.clip === 'minmax';
+      if (!isBaseline) x.rowLosses(w, q, rows, cols, this.hLoss, rowLoss, scratch);
       return {
         r0,
         r1,
