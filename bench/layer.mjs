@@ -210,7 +210,7 @@ for (const n of sizes) {
     log('cd from gptq', r);
   }
   if (want('bcd')) {
-    const iters = n >= 4096 ? 16 : n >= 2048 ? 128 : n;
+    const iters = n >= 4096 ? 512 : n;
     const r = await repeated(k, W, H, n, { ...base, method: 'bcd', init: 'gptq', iters });
     row.bcd = r.kernel('gradientBand', 'bcdBand');
     row.bcdIters = iters;
