@@ -205,12 +205,12 @@ export function hessianUpdate(h: usize, x: usize, m: i32, n: i32, keep: f32, add
 /**
  * In-place lower Cholesky A = L L^T of an n x n matrix (row-major, leading dimension n).
  * Only the lower triangle is read; the strict upper triangle is zeroed. Right-looking, blocked
- * by 64: factor the diagonal block, solve the panel, update the trailing lower part by GEMM.
+ * by 128: factor the diagonal block, solve the panel, update the trailing lower part by GEMM.
  * Returns 0 on success or (1 + the index of the failing pivot) when A is not positive definite.
- * scratch: 64 * n floats.
+ * scratch: 128 * n floats.
  */
 export function cholesky(a: usize, n: i32, scratch: usize): i32 {
-  const bs = 64;
+  const bs = 128;
   for (let k0 = 0; k0 < n; k0 += bs) {
     const k1 = min(k0 + bs, n);
     const kb = k1 - k0;
@@ -233,7 +233,7 @@ export function cholesky(a: usize, n: i32, scratch: usize): i32 {
         store<f32>(at(a, i, n, j), s / load<f32>(at(a, j, n, j)));
       }
     }
-    // Trailing update A22 -= L21 L21^T, lower part only, one 64-row band at a time.
+    // Trailing update A22 -= L21 L21^T, lower part only, one 128-row band at a time.
     if (k1 < n) {
       const rest = n - k1;
       transpose(scratch, rest, at(a, k1, n, k0), n, rest, kb); // scratch = L21^T [kb x rest]
@@ -251,12 +251,12 @@ export function cholesky(a: usize, n: i32, scratch: usize): i32 {
 
 /**
  * M = L^-1 for lower-triangular L (n x n, leading dimension n), written to m (distinct from l).
- * Row blocks of 64: M[I, I] by substitution, then M[I, :i1] = -M[I,I] * (L[I, :i1] * M[:i1, :i1]),
- * where the GEMM for column chunk [j0, j0+64) starts at k = j0 (M is zero above its diagonal).
- * scratch: 64 * n floats.
+ * Row blocks of 128: M[I, I] by substitution, then M[I, :i1] = -M[I,I] * (L[I, :i1] * M[:i1, :i1]),
+ * where the GEMM for column chunk [j0, j0+128) starts at k = j0 (M is zero above its diagonal).
+ * scratch: 128 * n floats.
  */
 export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
-  const bs = 64;
+  const bs = 128;
   memory.fill(m, 0, (<usize>n * <usize>n) << 2);
   for (let i0 = 0; i0 < n; i0 += bs) {
     const i1 = min(i0 + bs, n);
@@ -290,7 +290,7 @@ export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
  * U = upper Cholesky factor of H^-1 (U^T U = H^-1), as GPTQ needs it, in two O(n^3/3) steps
  * instead of the reference's three: with J the reversal, chol(J H J) = L gives H = R R^T for
  * the upper R = J L J, so H^-1 = (R^-1)^T R^-1 and U = R^-1 = J L^-1 J.
- * h is read only; u receives U; work must hold n*n + 64*n floats.
+ * h is read only; u receives U; work must hold n*n + 128*n floats.
  * Returns 0, or 1 + the failing pivot (in reversed order) if H is not positive definite.
  */
 export function upperCholeskyOfInverse(u: usize, h: usize, n: i32, work: usize): i32 {

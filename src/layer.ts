@@ -159,7 +159,7 @@ export async function prepareLayer(
       const permuted = perm ? permuteSquare(hFix, cols, perm) : hFix;
       const hd = alloc(cols * cols * 4);
       const u = alloc(cols * cols * 4);
-      const work = alloc((cols * cols + 64 * cols) * 4);
+      const work = alloc((cols * cols + 128 * cols) * 4);
       let percdamp = o.damp;
       for (let attempt = 0; ; attempt++) {
         k.f32(hd, cols * cols).set(permuted);
