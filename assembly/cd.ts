@@ -78,12 +78,7 @@ function cdPass(
     bestIdx = v128.bitselect(idx, bestIdx, better);
     idx = i32x4.add(idx, four);
   }
-  laneBest = 0;
-  laneIndex = -1;
-  considerLane(f32x4.extract_lane(bestGain, 0), i32x4.extract_lane(bestIdx, 0));
-  considerLane(f32x4.extract_lane(bestGain, 1), i32x4.extract_lane(bestIdx, 1));
-  considerLane(f32x4.extract_lane(bestGain, 2), i32x4.extract_lane(bestIdx, 2));
-  considerLane(f32x4.extract_lane(bestGain, 3), i32x4.extract_lane(bestIdx, 3));
+  reduceLanes(bestGain, bestIdx);
   let best = laneBest;
   let bi = laneIndex;
   for (; j < cols; j++) {
@@ -110,6 +105,17 @@ let laneIndex: i32 = -1;
     laneBest = gain;
     laneIndex = index;
   }
+}
+
+/** The first maximum over the lanes' own first maxima into laneBest/laneIndex (-1: none > 0). */
+// @ts-ignore: decorator
+@inline function reduceLanes(bestGain: v128, bestIdx: v128): void {
+  laneBest = 0;
+  laneIndex = -1;
+  considerLane(f32x4.extract_lane(bestGain, 0), i32x4.extract_lane(bestIdx, 0));
+  considerLane(f32x4.extract_lane(bestGain, 1), i32x4.extract_lane(bestIdx, 1));
+  considerLane(f32x4.extract_lane(bestGain, 2), i32x4.extract_lane(bestIdx, 2));
+  considerLane(f32x4.extract_lane(bestGain, 3), i32x4.extract_lane(bestIdx, 3));
 }
 
 // The scalar twin of one SIMD lane in cdPass (same operations, same order).
@@ -432,12 +438,7 @@ function bcdQuads(quads: i32, qr: usize, gr: usize, colScale: usize, colZero: us
     bestIdx = v128.bitselect(idx, bestIdx, better);
     idx = i32x4.add(idx, four);
   }
-  laneBest = 0;
-  laneIndex = -1;
-  considerLane(f32x4.extract_lane(bestGain, 0), i32x4.extract_lane(bestIdx, 0));
-  considerLane(f32x4.extract_lane(bestGain, 1), i32x4.extract_lane(bestIdx, 1));
-  considerLane(f32x4.extract_lane(bestGain, 2), i32x4.extract_lane(bestIdx, 2));
-  considerLane(f32x4.extract_lane(bestGain, 3), i32x4.extract_lane(bestIdx, 3));
+  reduceLanes(bestGain, bestIdx);
 }
 
 /**
