@@ -212,6 +212,9 @@ export class LayerSession {
   private readonly hinv: number;
   private readonly hdiag: number;
   private readonly colGroupOriginal: number;
+  /** Column -> group for grids of consecutive columns (the RTN baseline's; the same as
+   * colGroupOriginal unless act-order formed GPTQ's groups in permuted order). */
+  private readonly colGroupConsecutive: number;
   /** Columns sorted by group when groups are not consecutive columns (act-order + dynamic
    * GPTQ groups): refit works on contiguous groups, in this order. */
   private readonly groupOrder: Int32Array | null;
@@ -239,7 +242,9 @@ export class LayerSession {
     this.hdiag = keep(kernel.put(diag));
     this.colGroupOriginal = keep(kernel.put(prepared.gIdx));
     const gs = o.groupSize;
-    const contiguous = prepared.gIdx.every((g, c) => g === (gs ? Math.floor(c / gs) : 0));
+    const consecutive = Int32Array.from(identity, (c) => (gs ? Math.floor(c / gs) : 0));
+    const contiguous = prepared.gIdx.every((g, c) => g === consecutive[c]);
+    this.colGroupConsecutive = contiguous ? this.colGroupOriginal : keep(kernel.put(consecutive));
     if (!contiguous && o.refit > 0) {
       this.groupOrder = Int32Array.from(identity).sort((a, b) => prepared.gIdx[a] - prepared.gIdx[b] || a - b);
       this.hGroup = keep(kernel.put(permuteSquare(prepared.hessian, cols, this.groupOrder)));
@@ -283,7 +288,7 @@ export class LayerSession {
 
       // Baseline: RTN on min-max grids of W as given.
       x.gridParams(w, rows, cols, o.groupSize, o.maxq, o.sym, 0, 0, scales, zeros, 0, 0);
-      x.quantizeWith(w, rows, cols, o.maxq, scales, zeros, groups, this.colGroupOriginal, codes, q);
+      x.quantizeWith(w, rows, cols, o.maxq, scales, zeros, groups, this.colGroupConsecutive, codes, q);
       x.rowLosses(w, q, rows, cols, this.hLoss, rowLoss, scratch);
       const rtnRowLoss = k.f64(rowLoss, rows).slice();
 
@@ -293,7 +298,7 @@ export class LayerSession {
         // Grid from W as given (min-max, MSE) or from the dead-zeroed W in H's metric (OWC).
         const src = o.clip === 'owc' ? w0 : w;
         x.gridParams(src, rows, cols, o.groupSize, o.maxq, o.sym, clipCode(o), this.hFix, scales, zeros, 0, scratch);
-        x.quantizeWith(w, rows, cols, o.maxq, scales, zeros, groups, this.colGroupOriginal, codes, q);
+        x.quantizeWith(w, rows, cols, o.maxq, scales, zeros, groups, this.colGroupConsecutive, codes, q);
       }
 
       let moves: Int32Array | null = null;

@@ -190,6 +190,8 @@ test('GPTQ equals the reference fasterquant (codes, g_idx, loss)', async () => {
         });
         const msg = `gptq ${name} ${p.rows}x${p.cols} b${bits}`;
         assertMatches(res, want, p, msg, 0.97);
+        const baseline = await solve(p, { method: 'rtn', bits, groupSize: o.groupSize, sym: o.sym });
+        assert.is(res.rtnLoss, baseline.loss, `${msg}: rtnLoss is the RTN min-max baseline's loss`);
         assert.is(res.dampUsed, want.dampUsed, `${msg}: damping`);
         if (o.actOrder) assert.equal(Array.from(res.perm!), Array.from(want.perm), `${msg}: perm`);
         assertValid(res, bits, msg);
