@@ -1,18 +1,37 @@
 // Streaming H = (2/n) sum_k x_k x_k^T, accumulated in WASM exactly as the reference GPTQ does:
 // after a chunk of m rows, H *= n_old / (n_old + m), then H += (2 / (n_old + m)) X^T X.
-import { NonFiniteError, ShapeError, assertFinite } from './errors.js';
+// H and its scratch stay in the kernel's memory between chunks (only the chunk crosses the
+// boundary); `hessian()` copies H out, `free()` releases it.
+import { NonFiniteError, OptionError, ShapeError, assertFinite } from './errors.js';
 import { Kernel, defaultKernel } from './kernel.js';
+
+/** Rows of X transposed at a time by the kernel's hessianUpdate. */
+const SLICE_ROWS = 128;
+
+interface Resident {
+  kernel: Kernel;
+  h: number;
+  scratch: number;
+}
+
+// Releases the wasm memory of accumulators dropped without free() (where the runtime has
+// FinalizationRegistry; call free() to be sure).
+const released = typeof FinalizationRegistry === 'undefined'
+  ? undefined
+  : new FinalizationRegistry<Resident>((r) => {
+    r.kernel.free(r.h);
+    r.kernel.free(r.scratch);
+  });
 
 export class HessianAccumulator {
   readonly cols: number;
   private n = 0;
-  private readonly h: Float32Array;
-  private kernel: Kernel | undefined;
+  private resident: Resident | undefined;
+  private readonly kernel: Kernel | undefined;
 
   constructor(cols: number, kernel?: Kernel) {
     if (!Number.isInteger(cols) || cols < 1) throw new ShapeError(`HessianAccumulator needs a positive column count, got ${cols}`);
     this.cols = cols;
-    this.h = new Float32Array(cols * cols);
     this.kernel = kernel;
   }
 
@@ -23,7 +42,7 @@ export class HessianAccumulator {
 
   /** Adds a chunk X [m, cols] (row-major). m defaults to x.length / cols. */
   async add(x: Float32Array, m = x.length / this.cols): Promise<void> {
-    this.addWith(this.kernel ?? (this.kernel = await defaultKernel()), x, m);
+    this.addWith(this.resident?.kernel ?? this.kernel ?? (await defaultKernel()), x, m);
   }
 
   /** Synchronous add on a given kernel (for pipelines that already hold one). */
@@ -34,26 +53,47 @@ export class HessianAccumulator {
     }
     if (m === 0) return;
     assertFinite(x, 'calibration inputs');
+    const r = this.residentOn(kernel);
     const total = this.n + m;
     // Factors rounded to f32 once here; the arithmetic on H happens in WASM.
     const keep = Math.fround(this.n / total);
     const add = Math.fround(2 / total);
-    kernel.scoped((alloc, put) => {
-      const h = put(this.h);
-      const xp = put(x);
-      const scratch = alloc((cols * 128 + cols * cols) * 4);
-      kernel.exports.hessianUpdate(h, xp, m, cols, keep, add, scratch);
-      this.h.set(kernel.f32(h, cols * cols));
-    });
+    kernel.scoped((_alloc, put) => kernel.exports.hessianUpdate(r.h, put(x), m, cols, keep, add, r.scratch));
     this.n = total;
+    const h = kernel.f32(r.h, cols * cols);
     for (let i = 0; i < cols; i++) {
-      const d = this.h[i * cols + i];
-      if (!Number.isFinite(d)) throw new NonFiniteError(`Hessian overflowed at column ${i} (inputs too large for float32)`);
+      if (!Number.isFinite(h[i * cols + i])) throw new NonFiniteError(`Hessian overflowed at column ${i} (inputs too large for float32)`);
     }
   }
 
-  /** A copy of the current H [cols, cols]. */
+  /** A copy of the current H [cols, cols] (zeros before any input). */
   hessian(): Float32Array {
-    return this.h.slice();
+    const r = this.resident;
+    return r ? r.kernel.f32(r.h, this.cols * this.cols).slice() : new Float32Array(this.cols * this.cols);
+  }
+
+  /** Releases the wasm memory holding H; the accumulator starts over if used again. */
+  free(): void {
+    const r = this.resident;
+    if (!r) return;
+    released?.unregister(this);
+    r.kernel.free(r.h);
+    r.kernel.free(r.scratch);
+    this.resident = undefined;
+    this.n = 0;
+  }
+
+  private residentOn(kernel: Kernel): Resident {
+    if (this.resident) {
+      if (this.resident.kernel !== kernel) throw new OptionError('a HessianAccumulator keeps H in one kernel; add every chunk with the same kernel');
+      return this.resident;
+    }
+    const cols = this.cols;
+    const h = kernel.alloc(cols * cols * 4);
+    kernel.f32(h, cols * cols).fill(0);
+    const r: Resident = { kernel, h, scratch: kernel.alloc((cols * SLICE_ROWS + cols * cols) * 4) };
+    this.resident = r;
+    released?.register(this, r, this);
+    return r;
   }
 }

@@ -367,6 +367,22 @@ test('HessianAccumulator streams chunks exactly as the reference formula', async
   const want = ref.accumulateHessian(chunks, cols).H;
   const got = acc.hessian();
   for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])), `H[${i}] ${got[i]} vs ${want[i]}`);
+  // H lives in one kernel between chunks; free() releases it and starts over.
+  try {
+    acc.addWith(await Kernel.create(), Float32Array.from(chunks[0]));
+    assert.unreachable('another kernel was accepted');
+  } catch (e) {
+    assert.is((e as CdquantError).code, 'BAD_OPTION');
+  }
+  acc.free();
+  assert.is(acc.count, 0);
+  assert.ok(acc.hessian().every((v) => v === 0));
+  await acc.add(Float32Array.from(chunks[2]));
+  const fresh = new HessianAccumulator(cols);
+  await fresh.add(Float32Array.from(chunks[2]));
+  assert.equal(acc.hessian(), fresh.hessian(), 'after free() the accumulator starts over');
+  acc.free();
+  fresh.free();
 });
 
 test('bad input gets typed errors', async () => {

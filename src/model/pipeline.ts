@@ -166,6 +166,7 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
             });
           }
           const hessian = acc.hessian();
+          acc.free();
           // One preparation (symmetrize, dead columns, act-order, GPTQ's factor) per stage:
           // the layers of a stage share their input, hence H.
           const prepared = await prepareLayer(hessian, cols, layerOptions, kernel);
