@@ -145,6 +145,7 @@ async function layerCommand(argv: string[]) {
     const acc = new HessianAccumulator(cols);
     await acc.add(readTensorF32(file, bytes, 'inputs'), x.shape[0]);
     hessian = acc.hessian();
+    acc.free();
   } else {
     throw new FormatError(`${path} needs a "hessian" [in, in] or an "inputs" [n, in] tensor`);
   }
