@@ -455,8 +455,10 @@ export async function quantizeLayer(weights: WeightMatrix, hessian: Float32Array
 }
 
 /**
- * Quantizes W with an H already prepared by prepareLayer (with the same options): layers that
- * share their input (q/k/v, gate/up) share one preparation, Cholesky factor included.
+ * Quantizes W with an H already prepared by prepareLayer: layers that share their input
+ * (q/k/v, gate/up) share one preparation, Cholesky factor included. The solver settings are
+ * the ones `prepared` was made with; `options` contributes only threads, pool, signal and
+ * onProgress.
  */
 export async function quantizePrepared(weights: WeightMatrix, prepared: PreparedLayer, options: QuantizeOptions = {}): Promise<LayerResult> {
   validateWeights(weights);
