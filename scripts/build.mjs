@@ -40,7 +40,7 @@ const common = { bundle: true, format: 'esm', target: 'es2022', sourcemap: 'link
 // workerd entry are runtime-neutral ESM: no Node built-in is imported statically.
 await esbuild.build({
   ...common,
-  entryPoints: { index: at('src/index.ts'), worker: at('src/worker.ts') },
+  entryPoints: { index: at('src/index.ts'), worker: at('src/parallel/worker.ts') },
   outdir: at('build'),
   platform: 'neutral',
   mainFields: ['module', 'main'],
@@ -61,7 +61,7 @@ await esbuild.build({
 });
 await esbuild.build({
   ...common,
-  entryPoints: { cli: at('src/cli.ts') },
+  entryPoints: { cli: at('src/cli/cli.ts') },
   outdir: at('build'),
   platform: 'node',
   packages: 'external',

@@ -1,7 +1,7 @@
 // safetensors and float16/bfloat16 conversions, including hostile files.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DtypeError, FormatError, ShapeError, OptionError } from '../src/errors.js';
+import { DtypeError, FormatError, ShapeError, OptionError } from '../src/core/errors.js';
 import {
   parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors, MAX_HEADER_BYTES,
 } from '../src/formats/safetensors.js';

@@ -4,10 +4,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kernel } from '../src/kernel.js';
+import { Kernel } from '../src/core/kernel.js';
 import { LlamaRunner, perplexity, type HiddenState } from '../src/model/forward.js';
 import { LINEAR_NAMES, type LinearName, type LlamaModel } from '../src/model/types.js';
-import { OptionError, ShapeError, CdquantError } from '../src/errors.js';
+import { OptionError, ShapeError, CdquantError } from '../src/core/errors.js';
 
 const DATA = join(process.cwd(), '..', 'shared', 'data');
 

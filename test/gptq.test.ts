@@ -1,7 +1,7 @@
 // GPTQ packing: exact round trips, hand-computed words, and AutoGPTQ's 3-bit layout.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NonFiniteError, OptionError, ShapeError } from '../src/errors.js';
+import { NonFiniteError, OptionError, ShapeError } from '../src/core/errors.js';
 import { packGptq, unpackGptq, gptqTensors, quantizeConfig, type GptqLayer } from '../src/formats/gptq.js';
 import { parseSafetensors, readTensorRaw, writeSafetensors } from '../src/formats/safetensors.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/formats/half.js';

@@ -3,9 +3,9 @@
 // against the exact one.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Kernel } from '../src/kernel.js';
-import { prepareLayer, LayerSession, mergeBands, type WeightMatrix, type LayerResult } from '../src/layer.js';
-import type { QuantizeOptions } from '../src/options.js';
+import { Kernel } from '../src/core/kernel.js';
+import { prepareLayer, LayerSession, mergeBands, type WeightMatrix, type LayerResult } from '../src/core/layer.js';
+import type { QuantizeOptions } from '../src/core/options.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;

@@ -1,9 +1,9 @@
 // llama2.c and Hugging Face Llama checkpoints against the real stories260K files.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FormatError, OptionError, ShapeError } from '../src/errors.js';
-import { readLlama2c, writeLlama2c, ropeTables } from '../src/formats/llama2c.js';
-import { readHfLlama, writeHfLlama, permuteRopeRows, hfLinearName } from '../src/formats/hf.js';
+import { FormatError, OptionError, ShapeError } from '../src/core/errors.js';
+import { readLlama2c, writeLlama2c, ropeTables } from '../src/model/checkpoint/llama2c.js';
+import { readHfLlama, writeHfLlama, permuteRopeRows, hfLinearName } from '../src/model/checkpoint/hf.js';
 import { parseSafetensors, readTensorRaw, readTensorF32, writeSafetensors, type TensorToWrite } from '../src/formats/safetensors.js';
 import { f32ToF16Bits, f32ToBf16Bits, f16BitsToF32, bf16BitsToF32 } from '../src/formats/half.js';
 import { LINEAR_NAMES, type LlamaModel } from '../src/model/types.js';

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Kernel } from '../src/kernel.js';
+import { Kernel } from '../src/core/kernel.js';
 
 test('wasm loads and allocates', async () => {
   const k = await Kernel.create();

@@ -1,7 +1,7 @@
 // llama2.c tokenizer: encode must match run.c token for token; decode must invert it.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FormatError, OptionError } from '../src/errors.js';
+import { FormatError, OptionError } from '../src/core/errors.js';
 import { readTokenizer } from '../src/formats/tokenizer.js';
 import { readData, readDataText, rng, throwsType, sameArray, outcome } from './helpers/util.js';
 

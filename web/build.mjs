@@ -14,7 +14,7 @@ export async function buildWeb({ root, common }) {
     entryPoints: {
       main: join(root, 'web', 'main.ts'),
       'job-worker': join(root, 'web', 'job-worker.ts'),
-      worker: join(root, 'src', 'worker.ts'),
+      worker: join(root, 'src', 'parallel', 'worker.ts'),
     },
     outdir: out,
     platform: 'browser',

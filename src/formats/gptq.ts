@@ -14,7 +14,7 @@
 // or pad the model's dimensions before quantizing. `pad: true` packs anyway, padding with zero
 // codes up to a multiple of 32 (ceil size), for consumers of our own that unpack with
 // unpackGptq; stock loaders will not accept those tensors.
-import { NonFiniteError, OptionError, ShapeError } from '../errors.js';
+import { NonFiniteError, OptionError, ShapeError } from '../core/errors.js';
 import { f16BitsToF32, f32ToF16Bits } from './half.js';
 import type { TensorToWrite } from './safetensors.js';
 

@@ -1,7 +1,7 @@
 // safetensors: u64 LE header length N, N bytes of UTF-8 JSON, then the raw tensor bytes.
 // Files come from anywhere, so the parser checks every number before it indexes or
 // allocates with it, and reports every problem as a FormatError/DtypeError naming the tensor.
-import { DtypeError, FormatError, OptionError, ShapeError } from '../errors.js';
+import { DtypeError, FormatError, OptionError, ShapeError } from '../core/errors.js';
 import {
   readF32LE, readF64LE, readI16LE, readI32LE, readI64LE, readU16LE, readU32LE, readU64LE, leBytes,
 } from './bytes.js';

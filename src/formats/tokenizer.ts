@@ -1,7 +1,7 @@
 // llama2.c's tokenizer.bin and its encoder/decoder, reproduced token for token.
 // Pieces are handled as byte strings (one char per byte, 0..255) so concatenation and lookup
 // are byte-exact like the C code's strcmp, whatever the pieces hold.
-import { FormatError, OptionError } from '../errors.js';
+import { FormatError, OptionError } from '../core/errors.js';
 
 export const BOS = 1;
 export const EOS = 2;

@@ -1,10 +1,10 @@
 // Checkpoints out of a quantized model: a GPTQ checkpoint in the Hugging Face Llama layout
 // (qweight/qzeros/scales/g_idx per packable linear layer, quantization_config in config.json,
 // quantize_config.json), and reading such a checkpoint back into a dense model.
-import { FormatError, OptionError } from '../errors.js';
-import type { Kernel } from '../kernel.js';
+import { FormatError, OptionError } from '../core/errors.js';
+import type { Kernel } from '../core/kernel.js';
 import { packGptq, unpackGptq, gptqTensors, quantizeConfig, type GptqFormat } from '../formats/gptq.js';
-import { hfConfigJson, hfLinearName, permuteRopeRows, readHfLlama, type HfDtype } from '../formats/hf.js';
+import { hfConfigJson, hfLinearName, permuteRopeRows, readHfLlama, type HfDtype } from './checkpoint/hf.js';
 import { parseSafetensors, readTensorRaw, writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { dequantizeLinear, type QuantizedLinear } from './pipeline.js';
 import { LINEAR_NAMES, linearShape, type LinearName, type LlamaModel } from './types.js';

@@ -6,8 +6,8 @@
 //   h   = x + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1))),  n1 = rmsnorm(x)
 //   out = h + down_proj(silu(gate_proj(n2)) * up_proj(n2)),                          n2 = rmsnorm(h)
 // then logits = classifier(rmsnorm(x_L)).
-import type { Kernel } from '../kernel.js';
-import { OptionError, ShapeError, KernelError, assertFinite } from '../errors.js';
+import type { Kernel } from '../core/kernel.js';
+import { OptionError, ShapeError, KernelError, assertFinite } from '../core/errors.js';
 import { LINEAR_NAMES, linearShape, type LinearName, type LlamaConfig, type LlamaModel } from './types.js';
 
 /** The nn_* exports of cdquant.wasm (see assembly/nn.ts). */

@@ -3,11 +3,11 @@
 // format, GPTQ checkpoint, report). `cdquant quantize` (Node, files on disk, resume) and the
 // browser page (web/, files from the user or the example) both run it, so the same options give
 // the same bytes.
-import { FormatError, OptionError } from '../errors.js';
-import type { Kernel } from '../kernel.js';
-import { resolveOptions, type QuantizeOptions } from '../options.js';
-import { readLlama2c, writeLlama2c } from '../formats/llama2c.js';
-import { readHfLlama, writeHfLlama, type HfDtype } from '../formats/hf.js';
+import { FormatError, OptionError } from '../core/errors.js';
+import type { Kernel } from '../core/kernel.js';
+import { resolveOptions, type QuantizeOptions } from '../core/options.js';
+import { readLlama2c, writeLlama2c } from './checkpoint/llama2c.js';
+import { readHfLlama, writeHfLlama, type HfDtype } from './checkpoint/hf.js';
 import { parseSafetensors } from '../formats/safetensors.js';
 import { sha256Hex } from '../formats/digest.js';
 import type { Tokenizer } from '../formats/tokenizer.js';

@@ -3,13 +3,13 @@
 // already quantized*, their Hessians streamed (never all activations at once), the layers
 // quantized in the reference order (q/k/v, o, gate/up, down), and the block re-run with its
 // quantized weights to produce the next block's inputs.
-import { AbortError, OptionError } from '../errors.js';
-import { Kernel, defaultKernel } from '../kernel.js';
-import { HessianAccumulator } from '../hessian.js';
-import { prepareLayer, quantizeLayer, quantizePrepared, type LayerResult } from '../layer.js';
-import type { Method, QuantizeOptions } from '../options.js';
-import { WorkerPool } from '../pool.js';
-import { workersAvailable } from '../runtime.js';
+import { AbortError, OptionError } from '../core/errors.js';
+import { Kernel, defaultKernel } from '../core/kernel.js';
+import { HessianAccumulator } from '../core/hessian.js';
+import { prepareLayer, quantizeLayer, quantizePrepared, type LayerResult } from '../core/layer.js';
+import type { Method, QuantizeOptions } from '../core/options.js';
+import { WorkerPool } from '../parallel/pool.js';
+import { workersAvailable } from '../core/runtime.js';
 import { LlamaRunner, type HiddenState } from './forward.js';
 import { LINEAR_NAMES, linearShape, type LinearName, type LlamaModel } from './types.js';
 

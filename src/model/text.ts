@@ -1,7 +1,7 @@
 // Text for calibration and evaluation: paragraphs (separated by blank lines), each tokenized
 // with BOS (llama2.c trains on BOS + story; a plain text file does not mark where one story
 // ends and the next begins, so every paragraph starts fresh), concatenated into one stream.
-import { OptionError } from '../errors.js';
+import { OptionError } from '../core/errors.js';
 import type { Tokenizer } from '../formats/tokenizer.js';
 
 export function splitParagraphs(text: string): string[] {

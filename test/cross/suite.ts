@@ -4,7 +4,7 @@
 // SHA-256 (crypto.subtle). Bundled into the Node test, the Deno/Bun script, the browser page
 // and the workerd worker; `lib` is the built package (build/index.js or build/workerd.js).
 import type * as Cdquant from '../../src/index.js';
-import type { QuantizeOptions } from '../../src/options.js';
+import type { QuantizeOptions } from '../../src/core/options.js';
 
 type Lib = typeof Cdquant;
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CdquantError } from '../../src/errors.js';
+import { CdquantError } from '../../src/core/errors.js';
 
 export const DATA = join(process.cwd(), '..', 'shared', 'data');
 export const readData = (name: string) => new Uint8Array(readFileSync(join(DATA, name)));

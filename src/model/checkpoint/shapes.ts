@@ -1,6 +1,6 @@
 // Writers take models built by any pipeline stage, so they check lengths before laying out bytes.
-import { ShapeError } from '../errors.js';
-import { LINEAR_NAMES, linearShape, type LlamaModel } from '../model/types.js';
+import { ShapeError } from '../../core/errors.js';
+import { LINEAR_NAMES, linearShape, type LlamaModel } from '../types.js';
 
 /** Checks every array of `model` has the length its config implies (ShapeError otherwise). */
 export function checkModelShapes(model: LlamaModel): void {

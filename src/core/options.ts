@@ -1,7 +1,7 @@
 // Layer-solver options: defaults, validation and the resolved form every solver path reads.
 import { OptionError } from './errors.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from './layer.js';
-import type { SolveOptions } from './pool.js';
+import type { SolveOptions } from '../parallel/pool.js';
 
 export type Method = 'rtn' | 'gptq' | 'cd' | 'bcd';
 export type Clip = 'minmax' | 'mse' | 'owc';

@@ -2,18 +2,18 @@
 import { parseArgs } from 'node:util';
 import { resolve, join } from 'node:path';
 import { readFile, rm } from 'node:fs/promises';
-import { CdquantError, FormatError, OptionError, ShapeError } from './errors.js';
-import { defaultKernel } from './kernel.js';
-import { quantizeLayer, type LayerResult } from './layer.js';
-import type { QuantizeOptions } from './options.js';
-import { HessianAccumulator } from './hessian.js';
-import { parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors } from './formats/safetensors.js';
-import { sha256Hex } from './formats/digest.js';
-import type { QuantizedLinear, LayerProgress } from './model/pipeline.js';
-import { VERSION } from './model/export.js';
-import { FanoutPool } from './fanout.js';
-import { modelPerplexity, planJob, round, runJob, textTokens, tokenFile } from './model/job.js';
-import { loadModel, loadTokenizer, readBytes, writeAtomic } from './node/io.js';
+import { CdquantError, FormatError, OptionError, ShapeError } from '../core/errors.js';
+import { defaultKernel } from '../core/kernel.js';
+import { quantizeLayer, type LayerResult } from '../core/layer.js';
+import type { QuantizeOptions } from '../core/options.js';
+import { HessianAccumulator } from '../core/hessian.js';
+import { parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors } from '../formats/safetensors.js';
+import { sha256Hex } from '../formats/digest.js';
+import type { QuantizedLinear, LayerProgress } from '../model/pipeline.js';
+import { VERSION } from '../model/export.js';
+import { FanoutPool } from '../parallel/fanout.js';
+import { modelPerplexity, planJob, round, runJob, textTokens, tokenFile } from '../model/job.js';
+import { loadModel, loadTokenizer, readBytes, writeAtomic } from './io.js';
 
 const USAGE = `cdquant ${VERSION}: post-training weight quantization (RTN, GPTQ, CDQuant CD/BCD with OWC) in WebAssembly
 

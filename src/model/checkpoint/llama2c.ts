@@ -1,10 +1,10 @@
 // llama2.c "v0" checkpoints (run.c's format): seven int32 header fields, then float32 tensors
 // stacked over layers. The format has no room for eps, theta or RoPE layout: those are fixed
 // by run.c (1e-5, 10000, adjacent pairs), so a model with other values cannot be written.
-import { FormatError, OptionError } from '../errors.js';
-import type { LlamaBlock, LlamaConfig, LlamaModel } from '../model/types.js';
-import { checkModelShapes } from './model-shapes.js';
-import { readF32LE, leBytes } from './bytes.js';
+import { FormatError, OptionError } from '../../core/errors.js';
+import type { LlamaBlock, LlamaConfig, LlamaModel } from '../types.js';
+import { checkModelShapes } from './shapes.js';
+import { readF32LE, leBytes } from '../../formats/bytes.js';
 import { permuteRopeRows } from './rope.js';
 
 const HEADER_BYTES = 28;

@@ -1,11 +1,11 @@
 // Hugging Face Llama checkpoints: config.json + one or more safetensors shards, weights named
 // model.layers.N.*. HF stores q/k rows in the half-split RoPE layout, so models read here
 // carry ropeStyle 'half'; models with 'interleaved' rows are permuted on write.
-import { FormatError, OptionError, ShapeError } from '../errors.js';
-import { LINEAR_NAMES, linearShape, type LinearName, type LlamaBlock, type LlamaConfig, type LlamaModel } from '../model/types.js';
-import { checkModelShapes } from './model-shapes.js';
+import { FormatError, OptionError, ShapeError } from '../../core/errors.js';
+import { LINEAR_NAMES, linearShape, type LinearName, type LlamaBlock, type LlamaConfig, type LlamaModel } from '../types.js';
+import { checkModelShapes } from './shapes.js';
 import { permuteRopeRows } from './rope.js';
-import { parseSafetensors, readTensorF32, writeSafetensors, type SafetensorsFile, type TensorToWrite } from './safetensors.js';
+import { parseSafetensors, readTensorF32, writeSafetensors, type SafetensorsFile, type TensorToWrite } from '../../formats/safetensors.js';
 
 export { permuteRopeRows };
 

@@ -3,10 +3,10 @@
 // a Node worker_threads worker and as a module Web Worker (browsers, Deno, Bun).
 import { expose, transfer } from 'comlink';
 import { nodeEndpoint } from './node-endpoint.js';
-import { CdquantError, NonFiniteError, KernelError } from './errors.js';
-import { Kernel } from './kernel.js';
-import { LayerSession, type BandResult, type PreparedLayer, type WeightMatrix } from './layer.js';
-import { nodeModule } from './runtime.js';
+import { CdquantError, NonFiniteError, KernelError } from '../core/errors.js';
+import { Kernel } from '../core/kernel.js';
+import { LayerSession, type BandResult, type PreparedLayer, type WeightMatrix } from '../core/layer.js';
+import { nodeModule } from '../core/runtime.js';
 
 /** Test-only fault injection (see WorkerPool's `testFault`). */
 export type FaultKind = 'throw' | 'exit' | 'uncaught';

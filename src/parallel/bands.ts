@@ -5,9 +5,9 @@
 // Byte format (little-endian, version 1): 'CDQP' (prepared layer) or 'CDQB' (band result),
 // u32 header length, a UTF-8 JSON header { meta, arrays: [{ name, type, offset, length }] },
 // then the arrays' raw bytes, each starting at an 8-byte aligned offset from the payload start.
-import { FormatError, ShapeError } from './errors.js';
-import { Kernel, defaultKernel } from './kernel.js';
-import { LayerSession, type BandResult, type PreparedLayer, type WeightMatrix } from './layer.js';
+import { FormatError, ShapeError } from '../core/errors.js';
+import { Kernel, defaultKernel } from '../core/kernel.js';
+import { LayerSession, type BandResult, type PreparedLayer, type WeightMatrix } from '../core/layer.js';
 
 /**
  * Solves rows [r0, r1) of `weights` (the whole matrix; only the band is read) for a prepared

@@ -23,10 +23,10 @@
 // Errors are JSON { code, message } with the code also in x-cdquant-error: 400 HASH_MISMATCH /
 // BAD_REQUEST, 401 UNAUTHORIZED, 404 NOT_FOUND, 405 BAD_METHOD, 409 PREPARED_MISSING, 413 TOO_LARGE, 422 with a
 // CdquantError code (the solver refused: the same on every instance, so not retried), 500 INTERNAL.
-import { AbortError, OptionError, WorkerError, errorFromCode, type ErrorCode } from './errors.js';
-import { sha256Hex } from './formats/digest.js';
-import { decodeBand, encodePrepared } from './jobs.js';
-import type { BandResult, PreparedLayer, WeightMatrix } from './layer.js';
+import { AbortError, OptionError, WorkerError, errorFromCode, type ErrorCode } from '../core/errors.js';
+import { sha256Hex } from '../formats/digest.js';
+import { decodeBand, encodePrepared } from './bands.js';
+import type { BandResult, PreparedLayer, WeightMatrix } from '../core/layer.js';
 import { bandRowsFor, type SolveOptions } from './pool.js';
 
 export const FANOUT_PROTOCOL = 1;

@@ -3,13 +3,13 @@
 // `export default createFanoutWorker()` is a complete workerd / Cloudflare Workers module
 // (import it from 'cdquant', which resolves to build/workerd.js there, so the wasm comes in as
 // an imported module); in Node, Deno or Bun pass its fetch() to any HTTP server.
-import { CdquantError } from './errors.js';
+import { CdquantError } from '../core/errors.js';
 import { FANOUT_HEADERS, FANOUT_PROTOCOL, FanoutProtocolError, decodeJob, type FanoutErrorCode } from './fanout.js';
-import { sha256Hex } from './formats/digest.js';
-import { decodePrepared, encodeBand } from './jobs.js';
-import { defaultKernel } from './kernel.js';
-import { LayerSession, type PreparedLayer } from './layer.js';
-import { runtimeName } from './runtime.js';
+import { sha256Hex } from '../formats/digest.js';
+import { decodePrepared, encodeBand } from './bands.js';
+import { defaultKernel } from '../core/kernel.js';
+import { LayerSession, type PreparedLayer } from '../core/layer.js';
+import { runtimeName } from '../core/runtime.js';
 
 export interface FanoutWorkerOptions {
   /** Bytes of prepared layers kept (least recently used dropped first; the newest is always

@@ -2,8 +2,8 @@
 // (The core stays free of Node built-ins; only the CLI imports this.)
 import { readFile, readdir, stat, writeFile, rename, mkdir } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
-import { FormatError, OptionError } from '../errors.js';
-import type { Kernel } from '../kernel.js';
+import { FormatError, OptionError } from '../core/errors.js';
+import type { Kernel } from '../core/kernel.js';
 import { readTokenizer, type Tokenizer } from '../formats/tokenizer.js';
 import { hfSource, llama2cSource, type ModelSource } from '../model/job.js';
 

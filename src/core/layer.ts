@@ -4,7 +4,7 @@
 import { AbortError, HessianError, ShapeError, assertFinite } from './errors.js';
 import { Kernel, defaultKernel } from './kernel.js';
 import { resolveOptions, type QuantizeOptions, type ResolvedOptions } from './options.js';
-import { autoThreads, checkThreads, quantizeLayerThreaded } from './pool.js';
+import { autoThreads, checkThreads, quantizeLayerThreaded } from '../parallel/pool.js';
 import { workersAvailable } from './runtime.js';
 
 export interface WeightMatrix {

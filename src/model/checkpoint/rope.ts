@@ -2,7 +2,7 @@
 // rotates (x[i], x[i + head/2]). The same model works under either convention once the rows
 // of q_proj and k_proj are permuted within each head, which is what HF's converter does:
 // w.view(n_heads, head/2, 2, cols).transpose(1, 2).reshape(rows, cols).
-import { ShapeError } from '../errors.js';
+import { ShapeError } from '../../core/errors.js';
 
 /**
  * Permutes the rows of `w` ([rows, cols], rows = nHeads * headDim) between the interleaved

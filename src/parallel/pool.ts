@@ -5,11 +5,11 @@
 // started (workerd), the same bands are solved on this thread.
 import { transfer, wrap, type Remote } from 'comlink';
 import { nodeEndpoint } from './node-endpoint.js';
-import { AbortError, CdquantError, OptionError, WorkerError, errorFromCode } from './errors.js';
-import { defaultKernel, wasmModule } from './kernel.js';
-import { LayerSession, mergeBands, prepareLayer, validateWeights, type BandResult, type LayerResult, type PreparedLayer, type WeightMatrix } from './layer.js';
-import type { QuantizeOptions } from './options.js';
-import { hardwareConcurrency, nodeModule, runtimeName, sharedMemoryAvailable, workersAvailable } from './runtime.js';
+import { AbortError, CdquantError, OptionError, WorkerError, errorFromCode } from '../core/errors.js';
+import { defaultKernel, wasmModule } from '../core/kernel.js';
+import { LayerSession, mergeBands, prepareLayer, validateWeights, type BandResult, type LayerResult, type PreparedLayer, type WeightMatrix } from '../core/layer.js';
+import type { QuantizeOptions } from '../core/options.js';
+import { hardwareConcurrency, nodeModule, runtimeName, sharedMemoryAvailable, workersAvailable } from '../core/runtime.js';
 import type { FaultKind, Reply, WorkerApi } from './worker.js';
 
 export interface PoolOptions {
