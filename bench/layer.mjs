@@ -3,12 +3,12 @@
 // For each square layer size: random W [n x n] and H = 2/n X^T X with X [2n x n] (as
 // /work/shared/bench/torch_gptq.py), both generated deterministically here, H accumulated
 // streaming by the kernel's own hessianUpdate. 4-bit, group 128 unless said otherwise.
-// Every case runs on one thread (this one) through prepareLayer + LayerSession.solveBand in
+// Every case runs on one thread (this one) through prepareLayer + LocalBandSolver in
 // bands of 128 rows, exactly as quantizeLayer does, with the kernel's exports wrapped to time
 // each kernel call, so the table can separate e.g. GPTQ itself from the loss products.
 // Times are medians over --repeat runs (default 1; the machine is shared and noisy).
 import { performance } from 'node:perf_hooks';
-import { Kernel, prepareLayer, LayerSession, mergeBands } from '../build/index.js';
+import { Kernel, prepareLayer, LocalBandSolver, mergeBands } from '../build/index.js';
 
 const args = process.argv.slice(2);
 const arg = (name, dflt) => {
@@ -120,15 +120,9 @@ async function run(k, W, H, cols, options) {
   const t0 = performance.now();
   const prepared = await prepareLayer(H, cols, options, k);
   const tPrep = performance.now();
-  const session = new LayerSession(k, prepared);
-  const bands = [];
-  try {
-    for (let r0 = 0; r0 < W.rows; r0 += BAND) bands.push(session.solveBand(W, r0, Math.min(W.rows, r0 + BAND)));
-    notePeak(k);
-  } finally {
-    session.free();
-  }
-  const result = mergeBands(prepared, W.rows, bands);
+  const bands = await new LocalBandSolver(k).solveBands(prepared, W, { bandRows: BAND });
+  notePeak(k); // wasm memory never shrinks: its size now is the peak
+  const result = await mergeBands(prepared, W.rows, bands, k);
   const t1 = performance.now();
   // First-round CD (every other cdBand call when refit: 1 runs CD, refit, CD per band).
   const cd = kernelCalls.get('cdBand') ?? [];

@@ -1,30 +1,58 @@
-export * from './core/errors.js';
-export { Kernel, setWasmSource } from './core/kernel.js';
-export { quantizeLayer, quantizePrepared, prepareLayer, LayerSession, mergeBands } from './core/layer.js';
-export type { WeightMatrix, PreparedLayer, BandResult, LayerResult } from './core/layer.js';
+// cdquant: post-training weight quantization of language models (RTN, GPTQ, CDQuant's CD and
+// BCD on OWC grids) in SIMD WebAssembly, with the same bits in every JavaScript runtime.
+// The public API, grouped as a user meets it; everything else is internal.
+
+// --- One layer: W [out, in] and H [in, in] (or its inputs) in, codes and grids out.
+export { quantizeLayer, quantizePrepared } from './quantize.js';
+export type { QuantizeOptions, RunOptions } from './quantize.js';
+export { HessianAccumulator } from './core/hessian.js';
+export { prepareLayer } from './core/prepare.js';
+export { mergeBands, dequantize } from './core/merge.js';
+export { resolveSolver, planLayer } from './core/options.js';
+export type { SolverOptions, SolverSpec, LayerPlan, Method, Clip, Init } from './core/options.js';
+export type { WeightMatrix, QuantizedWeights, PreparedLayer, BandResult, LayerResult } from './core/types.js';
+
+// --- Errors: every deliberate failure is a CdquantError with a stable `code`.
+export {
+  CdquantError, ShapeError, NonFiniteError, HessianError, OptionError, FormatError, DtypeError,
+  AbortError, WorkerError, KernelError,
+} from './core/errors.js';
+export type { ErrorCode } from './core/errors.js';
+
+// --- Where the rows are solved: this thread, worker threads, or HTTP band workers.
 export { WorkerPool } from './parallel/pool.js';
-export type { PoolOptions, SolveOptions } from './parallel/pool.js';
-export { solveBandJob, encodeBand, decodeBand, encodePrepared, decodePrepared } from './parallel/bands.js';
-export { runtimeName, hardwareConcurrency, workersAvailable, sharedMemoryAvailable } from './core/runtime.js';
-export type { RuntimeName } from './core/runtime.js';
-export type { QuantizeOptions, Method, Clip, Init, BandSolver } from './core/options.js';
-export { FanoutPool, FanoutProtocolError, FANOUT_PROTOCOL, FANOUT_HEADERS, encodeJob, decodeJob } from './parallel/fanout.js';
-export type { FanoutPoolOptions, FanoutEvent, FanoutStats, FanoutErrorCode, JobHeader } from './parallel/fanout.js';
+export type { PoolOptions } from './parallel/pool.js';
+export { LocalBandSolver, solveBand } from './parallel/bands.js';
+export type { BandSolver, SolveOptions } from './parallel/bands.js';
+export { encodePrepared, decodePrepared, encodeBand, decodeBand } from './parallel/frame.js';
+export { FanoutPool, FanoutProtocolError, FANOUT_PROTOCOL } from './parallel/fanout.js';
+export type { FanoutPoolOptions, FanoutEvent, FanoutStats, FanoutErrorCode } from './parallel/fanout.js';
 export { createFanoutWorker } from './parallel/fanout-worker.js';
 export type { FanoutWorker, FanoutWorkerOptions } from './parallel/fanout-worker.js';
-export { LlamaRunner, HiddenState, perplexity } from './model/forward.js';
-export type { CaptureFn, RunBlockOptions, PerplexityResult } from './model/forward.js';
-export * from './formats/index.js';
-export { HessianAccumulator } from './core/hessian.js';
-export { quantizeModel, calibrationWindows, dequantizeLinear, STAGES } from './model/pipeline.js';
-export type { QuantizedLinear, QuantizedModel, ModelQuantizeOptions, LayerProgress } from './model/pipeline.js';
-export { gptqCheckpoint, readGptqCheckpoint, isPackable, VERSION } from './model/export.js';
-export type { GptqCheckpoint, Provenance } from './model/export.js';
-export { splitParagraphs, paragraphRange, tokenizeParagraphs } from './model/text.js';
-export { LINEAR_NAMES, linearShape } from './model/types.js';
-export type { LlamaModel, LlamaConfig, LlamaBlock, LinearName, RopeStyle } from './model/types.js';
+export { Kernel, setWasmSource } from './core/kernel.js';
+export { runtimeName, hardwareConcurrency, workersAvailable, sharedMemoryAvailable } from './core/runtime.js';
+export type { RuntimeName } from './core/runtime.js';
+
+// --- Whole models: read, calibrate, quantize block by block, write, evaluate.
+export { quantizeModel, calibrationWindows, STAGES } from './model/pipeline.js';
+export type { QuantizedLinear, QuantizedModel, ModelQuantizeOptions, ModelRunOptions, LayerProgress } from './model/pipeline.js';
 export { modelFromFiles, llama2cSource, hfSource, textTokens, tokenFile, planJob, runJob, modelPerplexity } from './model/job.js';
 export type { ModelSource, ModelKind, CalibrationOptions, JobPlan, JobOptions, JobResult, JobReport, LayerReport, OutputFile } from './model/job.js';
-export { readLlama2c, writeLlama2c, ropeTables } from './model/checkpoint/llama2c.js';
-export { checkModelShapes } from './model/checkpoint/shapes.js';
-export { readHfLlama, writeHfLlama, hfConfigJson, hfLinearName, permuteRopeRows, type HfDtype } from './model/checkpoint/hf.js';
+export { LlamaRunner, HiddenState, perplexity } from './model/forward.js';
+export type { CaptureFn, RunBlockOptions, PerplexityResult } from './model/forward.js';
+export { LINEAR_NAMES, linearShape } from './model/types.js';
+export type { LlamaModel, LlamaConfig, LlamaBlock, LinearName, RopeStyle } from './model/types.js';
+export { readLlama2c, writeLlama2c } from './model/checkpoint/llama2c.js';
+export { readHfLlama, writeHfLlama } from './model/checkpoint/hf.js';
+export type { HfDtype } from './model/checkpoint/hf.js';
+export { gptqCheckpoint, readGptqCheckpoint, isPackable, VERSION } from './model/export.js';
+export type { GptqCheckpoint, Provenance } from './model/export.js';
+export { splitParagraphs, paragraphRange } from './model/text.js';
+
+// --- File formats.
+export { parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors } from './formats/safetensors.js';
+export type { SafetensorsFile, TensorInfo, TensorToWrite } from './formats/safetensors.js';
+export { readTokenizer } from './formats/tokenizer.js';
+export type { Tokenizer } from './formats/tokenizer.js';
+export { packGptq, unpackGptq, quantizeConfig } from './formats/gptq.js';
+export type { GptqFormat, GptqLayer, PackedGptq } from './formats/gptq.js';

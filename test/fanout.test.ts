@@ -11,11 +11,14 @@ import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
-  FanoutPool, createFanoutWorker, encodeJob, encodePrepared, prepareLayer, quantizeLayer, quantizeModel, calibrationWindows,
-  gptqCheckpoint, readLlama2c, readTokenizer, splitParagraphs, tokenizeParagraphs, sha256Hex, HessianAccumulator, Kernel,
-  WorkerError, NonFiniteError, AbortError, FANOUT_HEADERS,
+  FanoutPool, createFanoutWorker, encodePrepared, prepareLayer, quantizeLayer, quantizeModel, calibrationWindows,
+  gptqCheckpoint, readLlama2c, readTokenizer, splitParagraphs, HessianAccumulator, Kernel,
+  WorkerError, NonFiniteError, AbortError,
   type FanoutEvent, type FanoutWorker, type LayerResult, type QuantizedLinear, type Provenance, type QuantizeOptions,
 } from '../src/index.js';
+import { encodeBandRequest as encodeJob, FANOUT_HEADERS } from '../src/parallel/fanout.js';
+import { tokenizeParagraphs } from '../src/model/text.js';
+import { sha256Hex } from '../src/formats/digest.js';
 import { startLocalWorkers } from '../examples/fanout/run-local.mjs';
 import { DATA, rng } from './helpers/util.js';
 

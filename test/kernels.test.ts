@@ -4,8 +4,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Kernel } from '../src/core/kernel.js';
-import { prepareLayer, LayerSession, mergeBands, type WeightMatrix, type LayerResult } from '../src/core/layer.js';
-import type { QuantizeOptions } from '../src/core/options.js';
+import { prepareLayer } from '../src/core/prepare.js';
+import { LayerSession } from '../src/core/session.js';
+import { mergeBands } from '../src/core/merge.js';
+import type { WeightMatrix, LayerResult } from '../src/core/types.js';
+import type { SolverOptions as QuantizeOptions } from '../src/core/options.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -36,7 +39,7 @@ async function solve(k: Kernel, w: WeightMatrix, h: Float32Array, options: Quant
   const bands = [];
   for (let r0 = 0; r0 < w.rows; r0 += band) bands.push(session.solveBand(w, r0, Math.min(w.rows, r0 + band)));
   session.free();
-  return mergeBands(prepared, w.rows, bands);
+  return mergeBands(prepared, w.rows, bands, k);
 }
 
 const { w, h } = layer(45, 200, 1);

@@ -8,9 +8,11 @@ import { tmpdir } from 'node:os';
 import { spawn, spawnSync } from 'node:child_process';
 import {
   Kernel, LlamaRunner, quantizeModel, calibrationWindows, gptqCheckpoint, readGptqCheckpoint, readLlama2c,
-  readTokenizer, splitParagraphs, tokenizeParagraphs, writeSafetensors, parseSafetensors, readTensorF32, readTensorRaw,
-  f16BitsToF32, f32ToF16Bits, isPackable, LINEAR_NAMES, type QuantizedLinear, type Provenance,
+  readTokenizer, splitParagraphs, writeSafetensors, parseSafetensors, readTensorF32, readTensorRaw,
+  isPackable, LINEAR_NAMES, type QuantizedLinear, type Provenance,
 } from '../src/index.js';
+import { tokenizeParagraphs } from '../src/model/text.js';
+import { f16BitsToF32, f32ToF16Bits } from '../src/formats/half.js';
 
 const data = join(process.cwd(), '..', 'shared', 'data');
 const cli = join(process.cwd(), 'build', 'cli.js');

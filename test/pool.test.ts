@@ -53,7 +53,7 @@ test('setup: single-thread results', async () => {
 test('a typed error thrown in a worker reaches the caller as the same class, code and message; the pool stays usable', async () => {
   const pool = new lib.WorkerPool({ threads: 2, testFault: { band: 2, kind: 'throw' } });
   try {
-    const e = await rejects(pool.quantizeLayer(cd.weights, cd.hessian, cdProblem.options), 'throwing worker');
+    const e = await rejects(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool: pool }), 'throwing worker');
     assert.instance(e, lib.NonFiniteError);
     assert.instance(e, lib.CdquantError);
     assert.is(e.code, 'NON_FINITE');
@@ -65,7 +65,7 @@ test('a typed error thrown in a worker reaches the caller as the same class, cod
   }
   const healthy = new lib.WorkerPool({ threads: 2 });
   try {
-    same(await settles(healthy.quantizeLayer(cd.weights, cd.hessian, cdProblem.options), 'pool'), inlineCd, 'after error');
+    same(await settles(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool: healthy }), 'pool'), inlineCd, 'after error');
   } finally {
     healthy.terminate();
   }
@@ -74,7 +74,7 @@ test('a typed error thrown in a worker reaches the caller as the same class, cod
 test('a worker that exits (process.exit in the worker) fails the call with WorkerError, never hangs; the pool restarts', async () => {
   const pool = new lib.WorkerPool({ threads: 2, testFault: { band: 1, kind: 'exit' } });
   try {
-    const e = await rejects(pool.quantizeLayer(cd.weights, cd.hessian, cdProblem.options), 'exiting worker');
+    const e = await rejects(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool: pool }), 'exiting worker');
     assert.instance(e, lib.WorkerError);
     assert.is(e.code, 'WORKER_FAILED');
     assert.match(e.message, /worker exited with code 7/);
@@ -87,7 +87,7 @@ test('a worker that exits (process.exit in the worker) fails the call with Worke
 test('an uncaught error in a worker fails the call with WorkerError', async () => {
   const pool = new lib.WorkerPool({ threads: 3, testFault: { band: 0, kind: 'uncaught' } });
   try {
-    const e = await rejects(pool.quantizeLayer(cd.weights, cd.hessian, cdProblem.options), 'uncaught error');
+    const e = await rejects(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool: pool }), 'uncaught error');
     assert.instance(e, lib.WorkerError);
     assert.match(e.message, /injected uncaught error in worker/);
     assert.is(pool.liveWorkers, 0);
@@ -99,7 +99,7 @@ test('an uncaught error in a worker fails the call with WorkerError', async () =
 test('a worker script that cannot load fails the call, never hangs', async () => {
   const pool = new lib.WorkerPool({ threads: 2, workerUrl: new URL('./no-such-worker.js', import.meta.url) });
   try {
-    const e = await rejects(pool.quantizeLayer(cd.weights, cd.hessian, cdProblem.options), 'missing worker');
+    const e = await rejects(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool: pool }), 'missing worker');
     assert.instance(e, lib.WorkerError);
     assert.is(pool.liveWorkers, 0);
   } finally {
@@ -112,7 +112,7 @@ test('AbortSignal mid-layer: AbortError, workers terminated, no hang', async () 
   const controller = new AbortController();
   const seen: number[] = [];
   try {
-    const e = await rejects(pool.quantizeLayer(bigProblem.weights, bigProblem.hessian, {
+    const e = await rejects(lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { pool: pool, 
       ...big.options,
       signal: controller.signal,
       onProgress: ({ rowsDone }) => {
@@ -126,7 +126,7 @@ test('AbortSignal mid-layer: AbortError, workers terminated, no hang', async () 
     assert.ok(seen[1] < big.rows, 'aborted mid-layer');
     assert.is(pool.liveWorkers, 0, 'workers terminated');
     // The pool starts fresh workers afterwards.
-    same(await settles(pool.quantizeLayer(bigProblem.weights, bigProblem.hessian, big.options), 'pool after abort'), inlineBig, 'after abort');
+    same(await settles(lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, pool: pool }), 'pool after abort'), inlineBig, 'after abort');
   } finally {
     pool.terminate();
   }
@@ -148,7 +148,7 @@ test('progress: rows done rise to the total; same bits with shared memory and wi
     assert.is(pool.usesSharedMemory(), sharedMemory, 'shared memory as asked (Node has SharedArrayBuffer)');
     const progress: Array<{ rowsDone: number; rows: number; stage: string }> = [];
     try {
-      const r = await settles(pool.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, onProgress: (p) => progress.push(p) }), 'pool');
+      const r = await settles(lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { pool: pool,  ...big.options, onProgress: (p) => progress.push(p) }), 'pool');
       same(r, inlineBig, `sharedMemory ${sharedMemory}`);
     } finally {
       pool.terminate();
@@ -179,7 +179,7 @@ test('concurrent calls on one pool wait their turn and give the same bits', asyn
     const [a, b, c] = await settles(Promise.all([
       lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, pool }),
       lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool }),
-      pool.quantizeLayer(bigProblem.weights, bigProblem.hessian, big.options),
+      lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, pool: pool }),
     ]), 'concurrent');
     same(a, inlineBig, 'first');
     same(b, inlineCd, 'second');
@@ -204,13 +204,13 @@ test('band jobs: bytes round-trip exactly, bad ranges and bad bytes are typed er
   const prepared = await lib.prepareLayer(cd.hessian, cd.weights.cols, cdProblem.options);
   const again = lib.decodePrepared(lib.encodePrepared(prepared));
   assert.equal(again, prepared);
-  const band = await lib.solveBandJob(again, cd.weights, 10, 40);
+  const band = await lib.solveBand(again, cd.weights, 10, 40);
   const back = lib.decodeBand(lib.encodeBand(band));
   assert.equal(back, band);
-  const bands = [back, await lib.solveBandJob(prepared, cd.weights, 0, 10), await lib.solveBandJob(prepared, cd.weights, 40, cd.weights.rows)];
-  same(lib.mergeBands(prepared, cd.weights.rows, bands), inlineCd, 'merged bands');
-  await rejects(lib.solveBandJob(prepared, cd.weights, 5, 5), 'empty band').then((e) => assert.instance(e, lib.ShapeError));
-  await rejects(lib.solveBandJob(prepared, cd.weights, 0, cd.weights.rows + 1), 'past the end').then((e) => assert.instance(e, lib.ShapeError));
+  const bands = [back, await lib.solveBand(prepared, cd.weights, 0, 10), await lib.solveBand(prepared, cd.weights, 40, cd.weights.rows)];
+  same(await lib.mergeBands(prepared, cd.weights.rows, bands), inlineCd, 'merged bands');
+  await rejects(lib.solveBand(prepared, cd.weights, 5, 5), 'empty band').then((e) => assert.instance(e, lib.ShapeError));
+  await rejects(lib.solveBand(prepared, cd.weights, 0, cd.weights.rows + 1), 'past the end').then((e) => assert.instance(e, lib.ShapeError));
   assert.throws(() => lib.decodeBand(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])), (e: Error) => e instanceof lib.FormatError);
   assert.throws(() => lib.decodeBand(lib.encodePrepared(prepared)), (e: Error) => e instanceof lib.FormatError);
 });

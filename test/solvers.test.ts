@@ -2,7 +2,8 @@
 // against the invariants the algorithms promise.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { quantizeLayer, quantizePrepared, prepareLayer, LayerSession, mergeBands, Kernel, HessianAccumulator, CdquantError } from '../src/index.js';
+import { quantizeLayer, quantizePrepared, prepareLayer, mergeBands, Kernel, HessianAccumulator, CdquantError } from '../src/index.js';
+import { LayerSession } from '../src/core/session.js';
 import type { LayerResult, QuantizeOptions } from '../src/index.js';
 import * as ref from './reference.js';
 
@@ -325,8 +326,8 @@ test('the result does not depend on how rows are banded', async () => {
     const kernel = await Kernel.create();
     const prepared = await prepareLayer(H, p.cols, options, kernel);
     const session = new LayerSession(kernel, prepared);
-    const whole = mergeBands(prepared, p.rows, [session.solveBand(weights, 0, p.rows)]);
-    const split = mergeBands(prepared, p.rows, [session.solveBand(weights, 5, 11), session.solveBand(weights, 0, 5), session.solveBand(weights, 11, p.rows)]);
+    const whole = await mergeBands(prepared, p.rows, [session.solveBand(weights, 0, p.rows)], kernel);
+    const split = await mergeBands(prepared, p.rows, [session.solveBand(weights, 5, 11), session.solveBand(weights, 0, 5), session.solveBand(weights, 11, p.rows)], kernel);
     session.free();
     assert.equal(split.codes, whole.codes, `${options.method} codes`);
     assert.equal(split.scales, whole.scales, `${options.method} scales`);
@@ -342,13 +343,13 @@ test('one preparation serves every layer that shares H, with the same bits as qu
   const prepared = await prepareLayer(H, p.cols, options);
   for (const rows of [p.rows, 5]) {
     const weights = { data: W.subarray(0, rows * p.cols), rows, cols: p.cols };
-    const shared = await quantizePrepared(weights, prepared, options);
+    const shared = await quantizePrepared(weights, prepared);
     const alone = await quantizeLayer(weights, H, options);
     assert.equal(shared.codes, alone.codes);
     assert.is(shared.loss, alone.loss);
   }
   try {
-    await quantizePrepared({ data: W.subarray(0, 2 * 10), rows: 2, cols: 10 }, prepared, options);
+    await quantizePrepared({ data: W.subarray(0, 2 * 10), rows: 2, cols: 10 }, prepared);
     assert.unreachable('no error');
   } catch (e) {
     assert.is((e as CdquantError).code, 'SHAPE_MISMATCH');

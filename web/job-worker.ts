@@ -20,10 +20,10 @@ async function run(req: JobRequest): Promise<void> {
   const calibTokens = textTokens(tokenizer, req.text, req.calibParagraphs);
   const evalTokens = textTokens(tokenizer, req.text, req.evalParagraphs);
   const isolated = (self as any).crossOriginIsolated === true;
-  const options = { ...req.options };
+  const { threads: requested, ...solverOptions } = req.options;
   // Without cross-origin isolation there is no SharedArrayBuffer: solve on this thread.
-  if (!isolated) options.threads = 1;
-  const plan = await planJob(source.model, calibTokens, options, req.calibration);
+  const threads = isolated ? requested : 1;
+  const plan = await planJob(source.model, calibTokens, solverOptions, req.calibration);
   post({
     type: 'model',
     info: {
@@ -31,7 +31,7 @@ async function run(req: JobRequest): Promise<void> {
       calibrationTokens: calibTokens.length, evalTokens: evalTokens.length, nsamples: plan.provenance.nsamples, seqlen: plan.seqlen,
       calibrationSha256: plan.provenance.calibrationSha256,
       shapes: Object.fromEntries(LINEAR_NAMES.map((n) => [n, linearShape(config, n)])),
-      threads: !isolated ? '1 (page not cross-origin isolated)' : options.threads === undefined ? 'automatic' : String(options.threads),
+      threads: !isolated ? '1 (page not cross-origin isolated)' : threads === undefined ? 'automatic' : String(threads),
     },
   });
 
@@ -48,6 +48,7 @@ async function run(req: JobRequest): Promise<void> {
   post({ type: 'status', text: 'Quantizing…' });
   const job = await runJob(source, plan, {
     kernel,
+    threads,
     modelName: req.modelName,
     compareMethods: req.compareGptq ? ['gptq'] : undefined,
     onProgress: (progress) => post({ type: 'progress', progress }),

@@ -4,8 +4,8 @@ import { resolve, join } from 'node:path';
 import { readFile, rm } from 'node:fs/promises';
 import { CdquantError, FormatError, OptionError, ShapeError } from '../core/errors.js';
 import { defaultKernel } from '../core/kernel.js';
-import { quantizeLayer, type LayerResult } from '../core/layer.js';
-import type { QuantizeOptions } from '../core/options.js';
+import type { LayerResult } from '../core/types.js';
+import { quantizeLayer, type QuantizeOptions } from '../quantize.js';
 import { HessianAccumulator } from '../core/hessian.js';
 import { parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors } from '../formats/safetensors.js';
 import { sha256Hex } from '../formats/digest.js';
@@ -80,12 +80,13 @@ function num(values: Values, name: string): number | undefined {
   return n;
 }
 
+/** The solver options and `threads` from the flags (resolved and checked by the library). */
 function layerOptions(values: Values): QuantizeOptions {
   const o: QuantizeOptions = {};
   if (values.method !== undefined) o.method = values.method as QuantizeOptions['method'];
   if (values.init !== undefined) o.init = values.init as QuantizeOptions['init'];
   if (values.clip !== undefined) o.clip = values.clip as QuantizeOptions['clip'];
-  const set = <K extends keyof QuantizeOptions>(key: K, flag: string) => {
+  const set = (key: keyof QuantizeOptions, flag: string) => {
     const n = num(values, flag);
     if (n !== undefined) (o as Record<string, unknown>)[key] = n;
   };
@@ -256,7 +257,7 @@ async function quantizeCommand(argv: string[]) {
   if (!values.out) throw new OptionError('cdquant quantize needs --out DIR');
   const outDir = values.out;
   refuseOverwrite(modelPath, outDir);
-  const options = layerOptions(values);
+  const { threads, ...solverOptions } = layerOptions(values);
   const calibration = { nsamples: num(values, 'nsamples'), seqlen: num(values, 'seqlen'), seed: num(values, 'seed') };
   const kernel = await defaultKernel();
   const loaded = await loadModel(modelPath, kernel);
@@ -264,16 +265,17 @@ async function quantizeCommand(argv: string[]) {
   const tokens = values['calib-tokens']
     ? tokenFile(await readBytes(values['calib-tokens']), model.config.vocabSize, values['calib-tokens'])
     : textTokens(await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer), new TextDecoder().decode(await readBytes(values.calib!)), values['calib-paragraphs']);
-  const plan = await planJob(model, tokens, options, calibration);
+  const plan = await planJob(model, tokens, solverOptions, calibration);
   const { provenance, samples, seqlen } = plan;
   const { calibrationSha256 } = provenance;
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`cdquant ${VERSION}: ${loaded.kind} model ${modelPath} (${model.config.nLayers} blocks, dim ${model.config.dim})`);
   log(`method ${provenance.method}, ${provenance.bits} bits, group ${provenance.groupSize}, grid ${provenance.clip}${provenance.init ? `, init ${provenance.init}` : ''}${provenance.refit ? `, refit ${provenance.refit}` : ''}; calibration ${samples.length} x ${seqlen} tokens (sha256 ${calibrationSha256.slice(0, 12)})`);
 
-  // Resume: finished blocks of an interrupted run with the same model, options and data.
+  // Resume: finished blocks of an interrupted run with the same model, solver and data (how it
+  // ran, e.g. --threads or --workers-url, does not change a bit, so it is not in the key).
   const progressDir = join(outDir, '.progress');
-  const key = await sha256Hex(new TextEncoder().encode(JSON.stringify({ model: await sha256Hex(loaded.bytes), provenance, options, VERSION })));
+  const key = await sha256Hex(new TextEncoder().encode(JSON.stringify({ model: await sha256Hex(loaded.bytes), provenance, solver: plan.solver, VERSION })));
   const resume: QuantizedLinear[][] = [];
   let manifest: RunManifest = { key, blocks: [] };
   try {
@@ -302,6 +304,7 @@ async function quantizeCommand(argv: string[]) {
   const bar = new ProgressBar();
   const { gptq, files, report } = await runJob(loaded, plan, {
     ...(pool ? { pool } : {}),
+    threads,
     kernel,
     modelName: modelPath,
     resume,

@@ -4,12 +4,49 @@ import { instantiate } from '@assemblyscript/loader';
 import { wasmBase64 } from 'virtual:cdquant-wasm';
 import { KernelError } from './errors.js';
 
-/** The raw exports of cdquant.wasm: plain functions over byte offsets and sizes. */
+/** gridParams' grid searches (assembly/grid.ts): min-max, the MSE clip search, OWC (the fast
+ * per-channel search when a row is one wide group), OWC with the exact per-channel search. */
+export const GRID_SEARCH = { minmax: 0, mse: 1, owc: 2, owcExact: 3 } as const;
+
+type Ptr = number;
+
+/** The exports of cdquant.wasm: plain functions over byte offsets (Ptr) and sizes. Each
+ * kernel's contract (shapes, scratch sizes) is documented at its definition in assembly/. */
 export interface KernelExports {
   memory: WebAssembly.Memory;
-  alloc(bytes: number): number;
-  free(ptr: number): void;
-  [kernel: string]: any;
+  alloc(bytes: number): Ptr;
+  free(ptr: Ptr): void;
+  // linalg.ts
+  symmetrize(h: Ptr, n: number): void;
+  addDamping(h: Ptr, n: number, percdamp: number): number;
+  upperCholeskyOfInverse(u: Ptr, h: Ptr, n: number, work: Ptr): number;
+  hessianUpdate(h: Ptr, x: Ptr, m: number, n: number, keep: number, add: number, scratch: Ptr): void;
+  gemmSub(c: Ptr, ldc: number, a: Ptr, lda: number, b: Ptr, ldb: number, m: number, n: number, k: number): void;
+  cholesky(a: Ptr, n: number, scratch: Ptr): number;
+  lowerInverse(m: Ptr, l: Ptr, n: number, scratch: Ptr): void;
+  dot(a: Ptr, b: Ptr, n: number): number;
+  // grid.ts
+  gridParams(w: Ptr, rows: number, cols: number, groupWidth: number, maxq: number, sym: boolean, search: number,
+    h: Ptr, scales: Ptr, zeros: Ptr, shrinkIndex: Ptr, scratch: Ptr): void;
+  quantizeWith(w: Ptr, rows: number, cols: number, maxq: number, scales: Ptr, zeros: Ptr, groups: number, colGroup: Ptr,
+    codes: Ptr, q: Ptr): void;
+  dequantizeCodes(codes: Ptr, rows: number, cols: number, scales: Ptr, zeros: Ptr, groups: number, gIdx: Ptr, out: Ptr): void;
+  rowLosses(w: Ptr, q: Ptr, rows: number, cols: number, h: Ptr, rowLoss: Ptr, scratch: Ptr): void;
+  quadForms(e: Ptr, rows: number, n: number, lde: number, h: Ptr, ldh: number, out: Ptr, scratch: Ptr): void;
+  // gptq.ts
+  gptqBand(w: Ptr, rows: number, cols: number, u: Ptr, maxq: number, sym: boolean, search: number, groupWidth: number,
+    dynamic: boolean, blockSize: number, groups: number, colGroup: Ptr, scales: Ptr, zeros: Ptr, codes: Ptr, q: Ptr, scratch: Ptr): void;
+  // cd.ts
+  gradientBand(g: Ptr, w: Ptr, q: Ptr, rows: number, cols: number, h: Ptr, scratch: Ptr): void;
+  cdBand(q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, hdiag: Ptr, maxq: number, groups: number,
+    colGroup: Ptr, scales: Ptr, zeros: Ptr, iters: number, moves: Ptr, scratch: Ptr): void;
+  bcdPrepare(h: Ptr, cols: number, k: number, order: Ptr, hbb: Ptr, hinv: Ptr): void;
+  bcdBand(q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, k: number, order: Ptr, hbb: Ptr, hinv: Ptr,
+    maxq: number, groups: number, colGroup: Ptr, scales: Ptr, zeros: Ptr, iters: number, moves: Ptr, scratch: Ptr): void;
+  refitBand(w: Ptr, q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, maxq: number, sym: boolean,
+    groupWidth: number, groups: number, scales: Ptr, zeros: Ptr, accepted: Ptr, scratch: Ptr): void;
+  // nn.ts (the forward pass; typed where it is driven, src/model/forward.ts)
+  [nn: `nn_${string}`]: (...args: number[]) => number | void;
 }
 
 let compiled: Promise<WebAssembly.Module> | undefined;
@@ -41,7 +78,7 @@ export class Kernel {
 
   static async create(module?: WebAssembly.Module): Promise<Kernel> {
     let memory: WebAssembly.Memory | undefined;
-    const result = await instantiate<KernelExports>(module ?? (await wasmModule()), {
+    const result = await instantiate<Record<string, unknown>>(module ?? (await wasmModule()), {
       env: {
         abort(msg: number, file: number, line: number, column: number) {
           throw new KernelError(`wasm abort at ${readString(memory, file)}:${line}:${column}: ${readString(memory, msg)}`);

@@ -17,24 +17,13 @@
 import { NonFiniteError, OptionError, ShapeError } from '../core/errors.js';
 import { f16BitsToF32, f32ToF16Bits } from './half.js';
 import type { TensorToWrite } from './safetensors.js';
+import type { QuantizedWeights } from '../core/types.js';
 
 export type GptqFormat = 'gptq' | 'gptq_v2';
 export const GPTQ_BITS = [2, 3, 4, 8] as const;
 
-export interface GptqLayer {
-  /** Integer codes in [0, 2^bits), row-major [rows = out, cols = in]. */
-  codes: Uint8Array;
-  /** [rows, groups] row-major. */
-  scales: Float32Array;
-  /** Integer zero points, [rows, groups] row-major. */
-  zeros: Float32Array;
-  /** Group of each input column, [cols]. */
-  gIdx: Int32Array;
-  rows: number;
-  cols: number;
-  bits: number;
-  groups: number;
-}
+/** A quantized layer as packing sees it: the core's one quantized-weights type. */
+export type GptqLayer = QuantizedWeights;
 
 export interface PackedGptq {
   /** I32 [ceil(cols / 32) * bits, rows]. */

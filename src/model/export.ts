@@ -6,7 +6,8 @@ import type { Kernel } from '../core/kernel.js';
 import { packGptq, unpackGptq, gptqTensors, quantizeConfig, type GptqFormat } from '../formats/gptq.js';
 import { hfConfigJson, hfLinearName, permuteRopeRows, readHfLlama, type HfDtype } from './checkpoint/hf.js';
 import { parseSafetensors, readTensorRaw, writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
-import { dequantizeLinear, type QuantizedLinear } from './pipeline.js';
+import { dequantize } from '../core/merge.js';
+import type { QuantizedLinear } from './pipeline.js';
 import { LINEAR_NAMES, linearShape, type LinearName, type LlamaModel } from './types.js';
 
 export const VERSION = '0.1.0';
@@ -100,7 +101,7 @@ export function gptqCheckpoint(kernel: Kernel, model: LlamaModel, layers: Quanti
         tensors.push(...gptqTensors(prefix, p));
         packed.add(name);
       } else {
-        add(weightName, linearShape(c, name), dequantizeLinear(kernel, oriented));
+        add(weightName, linearShape(c, name), dequantize(kernel, oriented));
         dense.push(weightName);
       }
     }
@@ -182,7 +183,7 @@ export function readGptqCheckpoint(kernel: Kernel, files: { config: string; safe
         { rows, cols, bits, groups },
         format,
       );
-      dense.push({ name: `${prefix}.weight`, dtype: 'F32', shape: [rows, cols], data: dequantizeLinear(kernel, layer) });
+      dense.push({ name: `${prefix}.weight`, dtype: 'F32', shape: [rows, cols], data: dequantize(kernel, layer) });
     } else if (!/\.(qzeros|scales|g_idx)$/.test(name)) {
       const raw = readTensorRaw(file, files.safetensors, name);
       dense.push({ name, dtype: info.dtype as TensorToWrite['dtype'], shape: info.shape, data: raw as TensorToWrite['data'] });

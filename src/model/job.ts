@@ -5,7 +5,7 @@
 // the same bytes.
 import { FormatError, OptionError } from '../core/errors.js';
 import type { Kernel } from '../core/kernel.js';
-import { resolveOptions, type QuantizeOptions } from '../core/options.js';
+import { groupSizeLabel, resolveSolver, solverOptionsOf, type SolverOptions, type SolverSpec } from '../core/options.js';
 import { readLlama2c, writeLlama2c } from './checkpoint/llama2c.js';
 import { readHfLlama, writeHfLlama, type HfDtype } from './checkpoint/hf.js';
 import { parseSafetensors } from '../formats/safetensors.js';
@@ -102,11 +102,12 @@ export interface JobPlan {
   samples: Int32Array[];
   seqlen: number;
   provenance: Provenance;
-  options: QuantizeOptions;
+  /** The solver settings, resolved: what every layer is quantized with. */
+  solver: SolverSpec;
 }
 
 /** Draws the calibration windows and resolves the options into the provenance. */
-export async function planJob(model: LlamaModel, tokens: Int32Array, options: QuantizeOptions, calibration: CalibrationOptions = {}): Promise<JobPlan> {
+export async function planJob(model: LlamaModel, tokens: Int32Array, options: SolverOptions, calibration: CalibrationOptions = {}): Promise<JobPlan> {
   const nsamples = calibration.nsamples ?? 128;
   const seqlen = calibration.seqlen ?? 256;
   const seed = calibration.seed ?? 0;
@@ -115,24 +116,23 @@ export async function planJob(model: LlamaModel, tokens: Int32Array, options: Qu
   const calibBytes = new Uint8Array(samples.length * seqlen * 4);
   samples.forEach((s, i) => calibBytes.set(new Uint8Array(s.buffer, s.byteOffset, s.byteLength), i * seqlen * 4));
   const calibrationSha256 = await sha256Hex(calibBytes);
-  // Defaults resolved once (they do not depend on a layer's width), for provenance and logs.
-  const resolved = resolveOptions(options, 1);
+  const solver = resolveSolver(options);
   const provenance: Provenance = {
-    method: resolved.method,
-    bits: resolved.bits,
-    groupSize: options.groupSize && options.groupSize > 0 ? options.groupSize : -1,
-    sym: resolved.sym,
-    actOrder: resolved.actOrder,
-    staticGroups: resolved.staticGroups,
-    damp: resolved.damp,
-    clip: resolved.clip,
-    init: resolved.method === 'cd' || resolved.method === 'bcd' ? resolved.init : null,
-    refit: resolved.refit,
+    method: solver.method,
+    bits: solver.bits,
+    groupSize: groupSizeLabel(solver),
+    sym: solver.sym,
+    actOrder: solver.actOrder,
+    staticGroups: solver.staticGroups,
+    damp: solver.damp,
+    clip: solver.clip,
+    init: solver.init,
+    refit: solver.refit,
     calibrationSha256,
     nsamples: samples.length,
     seqlen,
   };
-  return { samples, seqlen, provenance, options };
+  return { samples, seqlen, provenance, solver };
 }
 
 /** One output file: a path relative to the output folder (`gptq/model.safetensors`) and its bytes. */
@@ -172,7 +172,7 @@ export interface JobResult {
   report: JobReport;
 }
 
-export type JobOptions = Pick<ModelQuantizeOptions, 'onProgress' | 'onBlockDone' | 'resume' | 'compareMethods' | 'signal' | 'pool'> & {
+export type JobOptions = Partial<Pick<ModelQuantizeOptions, 'onProgress' | 'onBlockDone' | 'resume' | 'compareMethods' | 'signal' | 'pool' | 'threads'>> & {
   kernel: Kernel;
   /** Names the model in the report (a path, or a file name). */
   modelName: string;
@@ -183,7 +183,7 @@ export async function runJob(source: ModelSource, plan: JobPlan, job: JobOptions
   const { kernel, modelName, ...hooks } = job;
   const { provenance } = plan;
   const t0 = performance.now();
-  const result = await quantizeModel(source.model, plan.samples, { ...plan.options, ...hooks, kernel });
+  const result = await quantizeModel(source.model, plan.samples, { ...solverOptionsOf(plan.solver), ...hooks, kernel });
   const seconds = (performance.now() - t0) / 1000;
 
   // Outputs: the dequantized model in the input's own format, and the GPTQ checkpoint.

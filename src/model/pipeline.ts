@@ -6,10 +6,13 @@
 import { AbortError, OptionError } from '../core/errors.js';
 import { Kernel, defaultKernel } from '../core/kernel.js';
 import { HessianAccumulator } from '../core/hessian.js';
-import { prepareLayer, quantizeLayer, quantizePrepared, type LayerResult } from '../core/layer.js';
-import type { Method, QuantizeOptions } from '../core/options.js';
+import { dequantize } from '../core/merge.js';
+import { prepareLayer } from '../core/prepare.js';
+import { solverOptionsOf, type Method, type SolverOptions, type SolverSpec } from '../core/options.js';
+import type { LayerResult, QuantizedWeights } from '../core/types.js';
 import { WorkerPool } from '../parallel/pool.js';
 import { workersAvailable } from '../core/runtime.js';
+import { quantizeLayer, quantizePrepared, splitOptions, type RunOptions } from '../quantize.js';
 import { LlamaRunner, type HiddenState } from './forward.js';
 import { LINEAR_NAMES, linearShape, type LinearName, type LlamaModel } from './types.js';
 
@@ -21,16 +24,10 @@ export const STAGES: readonly (readonly LinearName[])[] = [
   ['down_proj'],
 ];
 
-/** A quantized layer as the exporters need it (no dequantized copy). */
-export interface QuantizedLinear {
+/** A quantized layer of a model, as the exporters and the report need it. */
+export interface QuantizedLinear extends QuantizedWeights {
   block: number;
   name: LinearName;
-  rows: number;
-  cols: number;
-  codes: Uint8Array;
-  scales: Float32Array;
-  zeros: Float32Array;
-  gIdx: Int32Array;
   loss: number;
   rtnLoss: number;
   seconds: number;
@@ -56,7 +53,10 @@ export interface LayerProgress {
   compare?: Partial<Record<Method, number>>;
 }
 
-export interface ModelQuantizeOptions extends Omit<QuantizeOptions, 'onProgress'> {
+export type ModelQuantizeOptions = SolverOptions & ModelRunOptions;
+
+/** How a model run goes: none of these changes a result. */
+export interface ModelRunOptions extends Omit<RunOptions, 'onProgress'> {
   onProgress?: (progress: LayerProgress) => void;
   /** Called when a block is finished, with its layers: the place to persist progress. */
   onBlockDone?: (block: number, layers: QuantizedLinear[]) => void | Promise<void>;
@@ -74,21 +74,6 @@ export interface QuantizedModel {
   layers: QuantizedLinear[];
 }
 
-/** Dequantized weights of a quantized layer: scale * (code - zero), computed in WASM. */
-export function dequantizeLinear(kernel: Kernel, layer: Pick<QuantizedLinear, 'rows' | 'cols' | 'codes' | 'scales' | 'zeros' | 'gIdx'>): Float32Array {
-  const { rows, cols } = layer;
-  const groups = layer.scales.length / rows;
-  return kernel.scoped((alloc, put) => {
-    const codes = put(layer.codes);
-    const scales = put(layer.scales);
-    const zeros = put(layer.zeros);
-    const gIdx = put(layer.gIdx);
-    const out = alloc(rows * cols * 4);
-    kernel.exports.dequantizeCodes(codes, rows, cols, scales, zeros, groups, gIdx, out);
-    return kernel.f32(out, rows * cols).slice();
-  });
-}
-
 function summarize(block: number, name: LinearName, res: LayerResult, seconds: number): QuantizedLinear {
   let moves = 0;
   if (res.moves) for (const m of res.moves) moves += m;
@@ -97,6 +82,8 @@ function summarize(block: number, name: LinearName, res: LayerResult, seconds: n
     name,
     rows: res.rows,
     cols: res.cols,
+    bits: res.bits,
+    groups: res.groups,
     codes: res.codes,
     scales: res.scales,
     zeros: res.zeros,
@@ -127,12 +114,14 @@ function cloneModel(model: LlamaModel): LlamaModel {
 export async function quantizeModel(model: LlamaModel, samples: Int32Array[], options: ModelQuantizeOptions = {}): Promise<QuantizedModel> {
   if (samples.length === 0) throw new OptionError('quantizeModel needs at least one calibration sample');
   const kernel = options.kernel ?? (await defaultKernel());
-  const { onProgress, onBlockDone, resume, kernel: _k, signal, compareMethods, ...layerOptions } = options;
+  const { onProgress, onBlockDone, resume, compareMethods, ...rest } = options;
+  const { solver, run } = splitOptions(rest);
   // One pool for the whole model, so workers start once rather than per layer.
-  const ownPool = !layerOptions.pool && layerOptions.threads !== undefined && layerOptions.threads > 1 && workersAvailable()
-    ? new WorkerPool({ threads: layerOptions.threads })
+  const ownPool = !run.pool && run.threads !== undefined && run.threads > 1 && workersAvailable()
+    ? new WorkerPool({ threads: run.threads })
     : null;
-  if (ownPool) layerOptions.pool = ownPool;
+  const pool = run.pool ?? ownPool ?? undefined;
+  const { signal } = run;
   const out = cloneModel(model);
   const runner = new LlamaRunner(kernel, model);
   const layers: QuantizedLinear[] = [];
@@ -145,7 +134,7 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
       if (done) {
         // A finished block from an earlier run: its layers, then its quantized outputs.
         for (const layer of done) {
-          const weights = dequantizeLinear(kernel, layer);
+          const weights = dequantize(kernel, layer);
           runner.setLinear(block, layer.name, weights);
           out.blocks[block].linear[layer.name] = weights;
           layers.push(layer);
@@ -169,7 +158,7 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
           acc.free();
           // One preparation (symmetrize, dead columns, act-order, GPTQ's factor) per stage:
           // the layers of a stage share their input, hence H.
-          const prepared = await prepareLayer(hessian, cols, layerOptions, kernel);
+          const prepared = await prepareLayer(hessian, cols, solver, kernel);
           for (const name of stage) {
             const [rows] = linearShape(model.config, name);
             const weights = { data: runner.getLinear(block, name), rows, cols };
@@ -177,7 +166,9 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
             onProgress?.({ ...base, rowsDone: 0, stage: 'quantize' });
             const t0 = performance.now();
             const res = await quantizePrepared(weights, prepared, {
-              ...layerOptions,
+              threads: run.threads,
+              pool,
+              kernel,
               signal,
               onProgress: (p) => onProgress?.({ ...base, rowsDone: p.rowsDone, stage: 'quantize' }),
             });
@@ -187,7 +178,7 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
               for (const method of compareMethods) {
                 summary.compare[method] = method === res.method
                   ? res.loss
-                  : (await quantizeLayer(weights, hessian, { ...compareOptions(layerOptions, method), signal })).loss;
+                  : (await quantizeLayer(weights, hessian, { ...compareOptions(solver, method), threads: run.threads, pool, kernel, signal })).loss;
               }
             }
             const q = res.dequantize();
@@ -212,11 +203,13 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
 /** Options of a comparison solve with `method`: the grid and GPTQ settings of the run (bits,
  * group, sym, act-order, static groups, damp, an explicitly chosen clip), without the CD/BCD
  * settings; an OWC grid is kept only for CD/BCD, so GPTQ compares on its own min-max grid. */
-function compareOptions(options: QuantizeOptions, method: Method): QuantizeOptions {
-  const { init: _i, iters: _it, blockSize: _b, refit: _r, onProgress: _p, ...rest } = options;
+function compareOptions(spec: SolverSpec, method: Method): SolverOptions {
+  const { init: _init, iters: _iters, blockSize: _block, refit: _refit, clip, ...grid } = solverOptionsOf(spec);
   const descent = method === 'cd' || method === 'bcd';
-  if (!descent && rest.clip === 'owc') delete rest.clip;
-  return { ...rest, method };
+  // An OWC grid is kept only for CD/BCD (started from it); GPTQ and RTN compare on their own
+  // min-max grid. Other clips carry over, descent then starting from RTN on that grid.
+  if (clip === 'owc') return { ...grid, method, ...(descent ? { clip } : {}) };
+  return { ...grid, method, clip, ...(descent ? { init: 'rtn' as const } : {}) };
 }
 
 /** Splits a token stream into `count` windows of `seqLen` at seeded random offsets (like

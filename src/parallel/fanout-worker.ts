@@ -1,14 +1,15 @@
-// The band worker of the fan-out protocol (see src/fanout.ts): an HTTP handler that solves one
+// The band worker of the fan-out protocol (see src/parallel/fanout.ts): an HTTP handler that solves one
 // row band of one prepared layer per request. Runtime-neutral (Request/Response, crypto.subtle):
 // `export default createFanoutWorker()` is a complete workerd / Cloudflare Workers module
 // (import it from 'cdquant', which resolves to build/workerd.js there, so the wasm comes in as
 // an imported module); in Node, Deno or Bun pass its fetch() to any HTTP server.
 import { CdquantError } from '../core/errors.js';
-import { FANOUT_HEADERS, FANOUT_PROTOCOL, FanoutProtocolError, decodeJob, type FanoutErrorCode } from './fanout.js';
+import { FANOUT_HEADERS, FANOUT_PROTOCOL, FanoutProtocolError, decodeBandRequest, type FanoutErrorCode } from './fanout.js';
 import { sha256Hex } from '../formats/digest.js';
-import { decodePrepared, encodeBand } from './bands.js';
+import { decodePrepared, encodeBand } from './frame.js';
 import { defaultKernel } from '../core/kernel.js';
-import { LayerSession, type PreparedLayer } from '../core/layer.js';
+import { LayerSession } from '../core/session.js';
+import type { PreparedLayer } from '../core/types.js';
 import { runtimeName } from '../core/runtime.js';
 
 export interface FanoutWorkerOptions {
@@ -117,12 +118,12 @@ export function createFanoutWorker(options: FanoutWorkerOptions = {}): FanoutWor
     if (!claimed) throw new FanoutProtocolError('BAD_REQUEST', `no ${FANOUT_HEADERS.job} header`);
     const jobHash = await sha256Hex(body);
     if (jobHash !== claimed) throw new FanoutProtocolError('HASH_MISMATCH', `job body has SHA-256 ${jobHash}, the request says ${claimed}`);
-    const { header, inlinePrepared, weights, weightsBytes } = decodeJob(body);
-    const weightsHash = await sha256Hex(weightsBytes);
-    if (weightsHash !== header.weights) throw new FanoutProtocolError('HASH_MISMATCH', `weights have SHA-256 ${weightsHash}, the job says ${header.weights}`);
+    const { header, inlinePrepared, weights } = decodeBandRequest(body);
+    const weightsHash = await sha256Hex(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength));
+    if (weightsHash !== header.weights) throw new FanoutProtocolError('HASH_MISMATCH', `weights have SHA-256 ${weightsHash}, the request says ${header.weights}`);
     const prepared = inlinePrepared ? await acceptPrepared(header.prepared, inlinePrepared) : lookup(header.prepared);
     if (!prepared) throw new FanoutProtocolError('PREPARED_MISSING', `prepared layer ${header.prepared} is not cached here: PUT /prepared/${header.prepared} or send it inline`);
-    if (prepared.cols !== header.cols) throw new FanoutProtocolError('BAD_REQUEST', `job has ${header.cols} columns, the prepared layer ${prepared.cols}`);
+    if (prepared.plan.cols !== header.cols) throw new FanoutProtocolError('BAD_REQUEST', `band request has ${header.cols} columns, the prepared layer ${prepared.plan.cols}`);
     const kernel = await defaultKernel();
     // From here to the reply bytes nothing awaits: concurrent requests in one isolate cannot
     // interleave between choosing the session and solving on it.
@@ -165,7 +166,7 @@ export function createFanoutWorker(options: FanoutWorkerOptions = {}): FanoutWor
           });
         }
         if (pathname === '/band') {
-          if (request.method !== 'POST') return errorReply(STATUS.BAD_METHOD, 'BAD_METHOD', 'POST a job frame to /band');
+          if (request.method !== 'POST') return errorReply(STATUS.BAD_METHOD, 'BAD_METHOD', 'POST a band request to /band');
           return await solve(request);
         }
         if (m) {
@@ -176,7 +177,8 @@ export function createFanoutWorker(options: FanoutWorkerOptions = {}): FanoutWor
       } catch (e) {
         if (e instanceof FanoutProtocolError) return errorReply(STATUS[e.code], e.code, e.message);
         if (e instanceof CdquantError) return errorReply(422, e.code, e.message);
-        return errorReply(500, 'INTERNAL', String((e as Error)?.stack ?? e));
+        // The message only: a stack would show the worker's internals to whoever sent the request.
+        return errorReply(500, 'INTERNAL', `the band worker failed: ${(e as Error)?.message ?? String(e)}`);
       }
     },
   };

@@ -6,10 +6,10 @@
 //   PUT  /prepared/<H>   body: encodePrepared() bytes whose SHA-256 is H. The worker verifies the
 //                        hash (400 HASH_MISMATCH otherwise), decodes it and keeps it in a small
 //                        in-memory LRU cache: content-addressed, so any band job may refer to it.
-//   POST /band           body: a job frame (encodeJob): 'CDQJ', u32 header length, JSON header
-//                        { v, r0, r1, cols, prepared: H, weights: W, inline, weightsBytes }, then
-//                        (8-aligned) the prepared bytes when `inline` > 0, then the band's rows of
-//                        the weights as little-endian f32 (W = their SHA-256). Request header
+//   POST /band           body: a band request (encodeBandRequest, a frame of src/parallel/frame.ts,
+//                        magic 'CDQJ'): meta { v, r0, r1, cols, prepared: H, weights: W }, arrays
+//                        `weights` (the band's rows, f32; W = the SHA-256 of their bytes) and,
+//                        when sent inline, `prepared` (u8, the encodePrepared bytes). Request header
 //                        x-cdquant-job-sha256 = SHA-256 of the whole body. The worker checks all
 //                        three (400 HASH_MISMATCH), answers 409 PREPARED_MISSING when it does not
 //                        hold H (the coordinator then PUTs it, or sends it inline), and replies
@@ -25,11 +25,13 @@
 // CdquantError code (the solver refused: the same on every instance, so not retried), 500 INTERNAL.
 import { AbortError, OptionError, WorkerError, errorFromCode, type ErrorCode } from '../core/errors.js';
 import { sha256Hex } from '../formats/digest.js';
-import { decodeBand, encodePrepared } from './bands.js';
-import type { BandResult, PreparedLayer, WeightMatrix } from '../core/layer.js';
-import { bandRowsFor, type SolveOptions } from './pool.js';
+import type { LayerPlan } from '../core/options.js';
+import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
+import { bandRanges, bandRowsFor, checkBandInputs, type BandSolver, type SolveOptions } from './bands.js';
+import { decodeBand, decodeFrame, encodeFrame, encodePrepared } from './frame.js';
+import { SerialQueue } from './serial.js';
 
-export const FANOUT_PROTOCOL = 1;
+export const FANOUT_PROTOCOL = 2;
 
 /** Codes of the fan-out protocol's own refusals (besides the solver's CdquantError codes). */
 export type FanoutErrorCode = 'HASH_MISMATCH' | 'PREPARED_MISSING' | 'BAD_REQUEST' | 'UNAUTHORIZED' | 'NOT_FOUND' | 'BAD_METHOD' | 'TOO_LARGE' | 'INTERNAL';
@@ -48,66 +50,44 @@ const SOLVER_CODES: ReadonlySet<string> = new Set<ErrorCode>([
 ]);
 const HASH = /^[0-9a-f]{64}$/;
 
-/** The header of a band job frame. */
-export interface JobHeader {
+/** The meta of a band request. */
+export interface BandRequestHeader {
   v: number;
   r0: number;
   r1: number;
   cols: number;
   /** SHA-256 of the encodePrepared() bytes. */
   prepared: string;
-  /** SHA-256 of the weights section (the band's rows, f32 little-endian). */
+  /** SHA-256 of the band's weights (f32 little-endian bytes). */
   weights: string;
-  /** Length of the inline prepared bytes (0: refer to the worker's cache). */
-  inline: number;
-  weightsBytes: number;
 }
 
-const align8 = (n: number) => Math.ceil(n / 8) * 8;
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+const BAND_REQUEST = 'CDQJ';
 
-/** A band job as bytes: header, optional inline prepared bytes, the band's weights. */
-export function encodeJob(header: Omit<JobHeader, 'v' | 'inline' | 'weightsBytes'>, weights: Float32Array, inlinePrepared: Uint8Array | null): Uint8Array {
-  const full: JobHeader = { v: FANOUT_PROTOCOL, ...header, inline: inlinePrepared?.length ?? 0, weightsBytes: weights.byteLength };
-  const json = new TextEncoder().encode(JSON.stringify(full));
-  const start = align8(8 + json.length);
-  const weightsAt = start + align8(full.inline);
-  const out = new Uint8Array(weightsAt + weights.byteLength);
-  out.set(new TextEncoder().encode('CDQJ'), 0);
-  new DataView(out.buffer).setUint32(4, json.length, true);
-  out.set(json, 8);
-  if (inlinePrepared) out.set(inlinePrepared, start);
-  out.set(bytesOf(weights), weightsAt);
-  return out;
+/** A band request as bytes: the band's weights and, inline, the prepared layer's bytes. */
+export function encodeBandRequest(header: Omit<BandRequestHeader, 'v'>, weights: Float32Array, inlinePrepared: Uint8Array | null): Uint8Array {
+  return encodeFrame(BAND_REQUEST, { v: FANOUT_PROTOCOL, ...header }, { weights, prepared: inlinePrepared });
 }
 
-/** The inverse of encodeJob(); throws a FanoutProtocolError (BAD_REQUEST) on a malformed frame. */
-export function decodeJob(bytes: Uint8Array): { header: JobHeader; inlinePrepared: Uint8Array | null; weights: Float32Array; weightsBytes: Uint8Array } {
-  const bad = (why: string) => new FanoutProtocolError('BAD_REQUEST', `bad job frame: ${why}`);
-  if (bytes.length < 8 || new TextDecoder().decode(bytes.subarray(0, 4)) !== 'CDQJ') throw bad('no CDQJ magic');
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(4, true);
-  if (8 + headerLength > bytes.length) throw bad('header runs past the end');
-  let h: JobHeader;
+/** The inverse of encodeBandRequest(); a FanoutProtocolError (BAD_REQUEST) for a malformed one. */
+export function decodeBandRequest(bytes: Uint8Array): { header: BandRequestHeader; inlinePrepared: Uint8Array | null; weights: Float32Array } {
+  const bad = (why: string) => new FanoutProtocolError('BAD_REQUEST', `bad band request: ${why}`);
+  let frame;
   try {
-    h = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
-  } catch {
-    throw bad('header is not JSON');
+    frame = decodeFrame(BAND_REQUEST, bytes);
+  } catch (e) {
+    throw bad((e as Error).message);
   }
-  const int = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0;
-  if (!h || h.v !== FANOUT_PROTOCOL) throw bad(`protocol version ${h?.v}, this worker speaks ${FANOUT_PROTOCOL}`);
-  if (!int(h.r0) || !int(h.r1) || h.r1 <= h.r0 || !int(h.cols) || h.cols < 1 || !int(h.inline) || !int(h.weightsBytes)) throw bad('r0, r1, cols, inline, weightsBytes');
+  const h = frame.meta as unknown as BandRequestHeader;
+  const int = (x: unknown) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  if (h.v !== FANOUT_PROTOCOL) throw bad(`protocol version ${String(h.v)}, this worker speaks ${FANOUT_PROTOCOL}`);
+  if (!int(h.r0) || !int(h.r1) || h.r1 <= h.r0 || !int(h.cols) || h.cols < 1) throw bad('r0, r1 and cols must be integers with r0 < r1 and cols >= 1');
   if (typeof h.prepared !== 'string' || !HASH.test(h.prepared) || typeof h.weights !== 'string' || !HASH.test(h.weights)) throw bad('hashes must be hex SHA-256');
-  if (h.weightsBytes !== (h.r1 - h.r0) * h.cols * 4) throw bad(`weightsBytes ${h.weightsBytes} is not (r1 - r0) * cols * 4`);
-  const start = align8(8 + headerLength);
-  const weightsAt = start + align8(h.inline);
-  if (weightsAt + h.weightsBytes !== bytes.length) throw bad(`frame is ${bytes.length} bytes, header says ${weightsAt + h.weightsBytes}`);
-  const weightsBytes = bytes.slice(weightsAt, weightsAt + h.weightsBytes);
-  return {
-    header: h,
-    inlinePrepared: h.inline ? bytes.subarray(start, start + h.inline) : null,
-    weights: new Float32Array(weightsBytes.buffer),
-    weightsBytes,
-  };
+  const { weights, prepared } = frame.arrays;
+  if (!(weights instanceof Float32Array) || weights.length !== (h.r1 - h.r0) * h.cols) throw bad(`weights must be (r1 - r0) * cols = ${(h.r1 - h.r0) * h.cols} f32 values`);
+  if (prepared !== undefined && !(prepared instanceof Uint8Array)) throw bad('inline prepared bytes must be u8');
+  return { header: h, inlinePrepared: prepared ?? null, weights };
 }
 
 /** A refusal of the fan-out protocol (carried as HTTP status + code). */
@@ -186,7 +166,7 @@ interface Target {
   stats: { bands: number; failures: number; uploads: number };
 }
 
-interface Job {
+interface BandTask {
   index: number;
   r0: number;
   r1: number;
@@ -199,9 +179,7 @@ interface Job {
 interface Layer {
   bytes: Uint8Array;
   hash: string;
-  cols: number;
-  groups: number;
-  descent: boolean;
+  plan: LayerPlan;
 }
 
 /**
@@ -211,11 +189,11 @@ interface Layer {
  * 5xx, refused input hash, reply failing its hash or shape checks) is retried on another
  * instance; the merged result is bit-identical to a local run.
  */
-export class FanoutPool {
+export class FanoutPool implements BandSolver {
   private readonly targets: Target[];
   private readonly options: Required<Omit<FanoutPoolOptions, 'urls' | 'bandRows' | 'fetch' | 'onEvent'>> & Pick<FanoutPoolOptions, 'bandRows' | 'onEvent'>;
   private readonly fetchImpl: FetchLike;
-  private tail: Promise<void> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private controllers = new Set<AbortController>();
   private counters = { bands: 0, retries: 0, uploads: 0 };
 
@@ -280,38 +258,23 @@ export class FanoutPool {
   /** Quantizes one layer's rows on the band workers; resolves to the bands for mergeBands().
    * Calls on one pool run one after another. */
   async solveBands(prepared: PreparedLayer, weights: WeightMatrix, options: SolveOptions = {}): Promise<BandResult[]> {
-    const { rows, cols } = weights;
-    if (cols !== prepared.cols) throw new OptionError(`weights have ${cols} columns but the layer was prepared for ${prepared.cols}`);
-    if (!(weights.data instanceof Float32Array) || weights.data.length !== rows * cols) throw new OptionError('weights.data must be a Float32Array of rows * cols values');
+    checkBandInputs(prepared, weights);
     if (options.signal?.aborted) throw new AbortError();
     const slots = this.targets.length * this.options.concurrency;
-    const bandRows = options.bandRows ?? this.options.bandRows ?? bandRowsFor(rows, slots);
-    if (!Number.isInteger(bandRows) || bandRows < 1) throw new OptionError(`bandRows must be a positive integer, got ${String(bandRows)}`);
-    const previous = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((resolve) => (release = resolve));
-    try {
-      await previous;
+    const bandRows = options.bandRows ?? this.options.bandRows ?? bandRowsFor(weights.rows, slots);
+    const ranges = bandRanges(weights.rows, bandRows);
+    return this.queue.run(async () => {
       if (options.signal?.aborted) throw new AbortError();
-      return await this.run(prepared, weights, bandRows, options);
-    } finally {
-      release();
-    }
+      return this.run(prepared, weights, ranges, options);
+    });
   }
 
-  private async run(prepared: PreparedLayer, weights: WeightMatrix, bandRows: number, options: SolveOptions): Promise<BandResult[]> {
+  private async run(prepared: PreparedLayer, weights: WeightMatrix, ranges: Array<[number, number]>, options: SolveOptions): Promise<BandResult[]> {
     const { rows, cols } = weights;
     const bytes = encodePrepared(prepared);
-    const layer: Layer = {
-      bytes,
-      hash: await sha256Hex(bytes),
-      cols,
-      groups: prepared.options.groups,
-      descent: prepared.options.method === 'cd' || prepared.options.method === 'bcd',
-    };
-    const pending: Job[] = [];
-    for (let r0 = 0, index = 0; r0 < rows; r0 += bandRows, index++) {
-      const r1 = Math.min(rows, r0 + bandRows);
+    const layer: Layer = { bytes, hash: await sha256Hex(bytes), plan: prepared.plan };
+    const pending: BandTask[] = [];
+    for (const [index, [r0, r1]] of ranges.entries()) {
       // A copy: the caller may reuse weights.data after the call; hashing wants an ArrayBuffer.
       const band = weights.data.slice(r0 * cols, r1 * cols);
       pending.push({ index, r0, r1, weights: band, weightsHash: await sha256Hex(bytesOf(band)), tried: new Set(), failures: [] });
@@ -355,7 +318,7 @@ export class FanoutPool {
     const live = (t: Target) => t.downUntil <= Date.now();
     // The first job this target may take: one it has not failed, or one every other target
     // has failed or cannot take now (then a retry on the same instance beats waiting).
-    const pick = (t: Target): Job | undefined => {
+    const pick = (t: Target): BandTask | undefined => {
       let i = pending.findIndex((j) => !j.tried.has(t));
       if (i < 0) i = pending.findIndex((j) => this.targets.every((o) => o === t || j.tried.has(o) || !live(o)));
       return i < 0 ? undefined : pending.splice(i, 1)[0];
@@ -389,7 +352,7 @@ export class FanoutPool {
           t.stats.bands++;
           this.counters.bands++;
           this.options.onEvent?.({ type: 'done', url: t.url, r0: job.r0, r1: job.r1, ms: Date.now() - t0 });
-          options.onProgress?.({ rowsDone, rows, stage: prepared.options.method });
+          options.onProgress?.({ rowsDone, rows, stage: prepared.plan.spec.method });
         } catch (e) {
           if (failure) break;
           if (controller.signal.aborted && !(e instanceof AttemptError && e.code === 'TIMEOUT')) {
@@ -435,7 +398,7 @@ export class FanoutPool {
   }
 
   /** One band on one target: upload the prepared layer if needed, send, verify. */
-  private async attempt(t: Target, layer: Layer, job: Job, controller: AbortController): Promise<BandResult> {
+  private async attempt(t: Target, layer: Layer, job: BandTask, controller: AbortController): Promise<BandResult> {
     const timer = setTimeout(() => controller.abort(new AttemptError('TIMEOUT', `no reply within ${this.options.timeoutMs} ms`, true)), this.options.timeoutMs);
     controller.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
     try {
@@ -489,13 +452,13 @@ export class FanoutPool {
     return p;
   }
 
-  private async post(t: Target, layer: Layer, job: Job, inline: boolean, signal: AbortSignal): Promise<Response> {
+  private async post(t: Target, layer: Layer, job: BandTask, inline: boolean, signal: AbortSignal): Promise<Response> {
     if (inline) {
       t.stats.uploads++;
       this.counters.uploads++;
       this.options.onEvent?.({ type: 'upload', url: t.url, hash: layer.hash, bytes: layer.bytes.length });
     }
-    const body = encodeJob({ r0: job.r0, r1: job.r1, cols: layer.cols, prepared: layer.hash, weights: job.weightsHash }, job.weights, inline ? layer.bytes : null);
+    const body = encodeBandRequest({ r0: job.r0, r1: job.r1, cols: layer.plan.cols, prepared: layer.hash, weights: job.weightsHash }, job.weights, inline ? layer.bytes : null);
     return this.fetchImpl(`${t.url}/band`, {
       method: 'POST',
       body: body as Uint8Array<ArrayBuffer>,
@@ -537,7 +500,7 @@ function attemptError(e: unknown, signal: AbortSignal): AttemptError {
 }
 
 /** Checks a band reply against what was sent: body hash, echoed input hashes, rows, shapes. */
-async function verify(res: Response, body: Uint8Array, layer: Layer, job: Job): Promise<BandResult> {
+async function verify(res: Response, body: Uint8Array, layer: Layer, job: BandTask): Promise<BandResult> {
   const h = (name: keyof typeof FANOUT_HEADERS) => res.headers.get(FANOUT_HEADERS[name]);
   const bad = (why: string) => new AttemptError('CORRUPT_RESPONSE', `reply for band [${job.r0}, ${job.r1}) rejected: ${why}`);
   const claimed = h('band');
@@ -549,22 +512,11 @@ async function verify(res: Response, body: Uint8Array, layer: Layer, job: Job): 
   if (h('rows') !== `${job.r0}-${job.r1}`) throw bad(`rows echoed as ${h('rows')}`);
   let band: BandResult;
   try {
-    band = decodeBand(body);
+    band = decodeBand(body, layer.plan);
   } catch (e) {
     throw bad(`undecodable band bytes (${(e as Error).message})`);
   }
-  const n = job.r1 - job.r0;
-  const expect: Array<[string, ArrayLike<number> | null | undefined, number]> = [
-    ['codes', band.codes, n * layer.cols],
-    ['values', band.values, n * layer.cols],
-    ['scales', band.scales, n * layer.groups],
-    ['zeros', band.zeros, n * layer.groups],
-    ['rowLoss', band.rowLoss, n],
-    ['rtnRowLoss', band.rtnRowLoss, n],
-  ];
-  if (layer.descent) expect.push(['moves', band.moves, n]);
   if (band.r0 !== job.r0 || band.r1 !== job.r1) throw bad(`band holds rows [${band.r0}, ${band.r1})`);
-  for (const [name, a, length] of expect) if (!a || a.length !== length) throw bad(`${name} has ${a?.length ?? 'no'} values, expected ${length}`);
   return band;
 }
 

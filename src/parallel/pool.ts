@@ -6,10 +6,11 @@
 import { transfer, wrap, type Remote } from 'comlink';
 import { nodeEndpoint } from './node-endpoint.js';
 import { AbortError, CdquantError, OptionError, WorkerError, errorFromCode } from '../core/errors.js';
-import { defaultKernel, wasmModule } from '../core/kernel.js';
-import { LayerSession, mergeBands, prepareLayer, validateWeights, type BandResult, type LayerResult, type PreparedLayer, type WeightMatrix } from '../core/layer.js';
-import type { QuantizeOptions } from '../core/options.js';
+import { wasmModule } from '../core/kernel.js';
+import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
 import { hardwareConcurrency, nodeModule, runtimeName, sharedMemoryAvailable, workersAvailable } from '../core/runtime.js';
+import { LocalBandSolver, bandRanges, bandRowsFor, checkBandInputs, type BandSolver, type SolveOptions } from './bands.js';
+import { SerialQueue } from './serial.js';
 import type { FaultKind, Reply, WorkerApi } from './worker.js';
 
 export interface PoolOptions {
@@ -25,13 +26,6 @@ export interface PoolOptions {
   testFault?: { band: number; kind: FaultKind };
 }
 
-export interface SolveOptions {
-  signal?: AbortSignal;
-  onProgress?: QuantizeOptions['onProgress'];
-  /** Rows per band. Default: about four bands per worker, between 8 and 128 rows. */
-  bandRows?: number;
-}
-
 /** Checks a `threads` option: undefined (automatic) or an integer >= 1. */
 export function checkThreads(threads: unknown): number | undefined {
   if (threads === undefined) return undefined;
@@ -39,12 +33,6 @@ export function checkThreads(threads: unknown): number | undefined {
     throw new OptionError(`threads must be an integer in [1, 1024], got ${String(threads)}`);
   }
   return threads;
-}
-
-/** Rows per band for `threads` workers: about four bands each, so idle workers balance the
- * load, capped at 128 rows (bounded scratch memory, timely progress and abort). */
-export function bandRowsFor(rows: number, threads: number): number {
-  return Math.max(8, Math.min(128, Math.ceil(rows / (threads * 4))));
 }
 
 /** Worker count used when `threads` is not given: the core count, but one thread for layers
@@ -159,13 +147,13 @@ class PoolWorker {
  * to pay worker start-up once; `terminate()` it when done. Where the runtime cannot start
  * workers, every call runs on this thread with the same results.
  */
-export class WorkerPool {
+export class WorkerPool implements BandSolver {
   private readonly options: PoolOptions;
   private workers: PoolWorker[] = [];
   private generation = 0;
   private size: number | undefined;
   private layerSerial = 0;
-  private tail: Promise<void> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(options: PoolOptions = {}) {
     this.options = options;
@@ -210,15 +198,6 @@ export class WorkerPool {
     for (const w of this.workers.splice(0)) w.terminate();
   }
 
-  /** Quantizes one layer on the pool; same arguments and result as quantizeLayer(). */
-  async quantizeLayer(weights: WeightMatrix, hessian: Float32Array, options: QuantizeOptions = {}): Promise<LayerResult> {
-    validateWeights(weights);
-    if (options.signal?.aborted) throw new AbortError();
-    const prepared = await prepareLayer(hessian, weights.cols, options, await defaultKernel());
-    const bands = await this.solveBands(prepared, weights, options);
-    return mergeBands(prepared, weights.rows, bands);
-  }
-
   /**
    * Solves every row of `weights` for a prepared layer, in bands pulled from a queue by idle
    * workers. Resolves to the bands (for mergeBands); rejects with the worker's typed error,
@@ -226,35 +205,22 @@ export class WorkerPool {
    * terminated).
    */
   async solveBands(prepared: PreparedLayer, weights: WeightMatrix, options: SolveOptions = {}): Promise<BandResult[]> {
-    const { rows, cols } = weights;
-    if (cols !== prepared.cols) throw new OptionError(`weights have ${cols} columns but the layer was prepared for ${prepared.cols}`);
-    const { signal, onProgress } = options;
-    if (signal?.aborted) throw new AbortError();
-    const threads = await this.threads();
-    const bandRows = options.bandRows ?? bandRowsFor(rows, threads);
-    if (!Number.isInteger(bandRows) || bandRows < 1) throw new OptionError(`bandRows must be a positive integer, got ${String(bandRows)}`);
-    const queue: Array<[number, number]> = [];
-    for (let r0 = 0; r0 < rows; r0 += bandRows) queue.push([r0, Math.min(rows, r0 + bandRows)]);
-
-    if (!workersAvailable()) return this.solveHere(prepared, weights, queue, options);
-    // One layer at a time per pool: concurrent calls wait their turn.
-    const previous = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((resolve) => (release = resolve));
-    try {
-      await previous;
-      if (signal?.aborted) throw new AbortError();
-      return await this.solveQueue(prepared, weights, queue, options);
-    } finally {
-      release();
-    }
+    checkBandInputs(prepared, weights);
+    if (options.signal?.aborted) throw new AbortError();
+    const bandRows = options.bandRows ?? bandRowsFor(weights.rows, await this.threads());
+    if (!workersAvailable()) return new LocalBandSolver().solveBands(prepared, weights, { ...options, bandRows });
+    const queue = bandRanges(weights.rows, bandRows);
+    return this.queue.run(async () => {
+      if (options.signal?.aborted) throw new AbortError();
+      return this.solveQueue(prepared, weights, queue, options);
+    });
   }
 
   private async solveQueue(prepared: PreparedLayer, weights: WeightMatrix, queue: Array<[number, number]>, options: SolveOptions): Promise<BandResult[]> {
     const { rows, cols } = weights;
     const { signal, onProgress } = options;
     const threads = await this.threads();
-    const stage = prepared.options.method;
+    const stage = prepared.plan.spec.method;
     const fault = this.options.testFault;
 
     let failed = false;
@@ -321,24 +287,6 @@ export class WorkerPool {
       signal?.removeEventListener('abort', onAbort);
     }
   }
-
-  /** The single-thread path: the same bands on this thread's kernel. */
-  private async solveHere(prepared: PreparedLayer, weights: WeightMatrix, queue: Array<[number, number]>, options: SolveOptions): Promise<BandResult[]> {
-    const session = new LayerSession(await defaultKernel(), prepared);
-    const bands: BandResult[] = [];
-    let rowsDone = 0;
-    try {
-      for (const [r0, r1] of queue) {
-        if (options.signal?.aborted) throw new AbortError();
-        bands.push(session.solveBand(weights, r0, r1));
-        rowsDone += r1 - r0;
-        options.onProgress?.({ rowsDone, rows: weights.rows, stage: prepared.options.method });
-      }
-    } finally {
-      session.free();
-    }
-    return bands;
-  }
 }
 
 function sharedCopy<T extends Float32Array | Int32Array>(a: T): T {
@@ -359,19 +307,4 @@ function toShared(p: PreparedLayer): PreparedLayer {
     gptqFactor: p.gptqFactor && sharedCopy(p.gptqFactor),
     gIdx: sharedCopy(p.gIdx),
   };
-}
-
-/**
- * Solves rows of a layer with `threads` workers and merges them. The same bits as the
- * single-thread loop for any `threads`. Used by quantizeLayer() when threads > 1.
- */
-export async function quantizeLayerThreaded(
-  prepared: PreparedLayer, weights: WeightMatrix, threads: number, options: QuantizeOptions = {},
-): Promise<LayerResult> {
-  const pool = new WorkerPool({ threads });
-  try {
-    return mergeBands(prepared, weights.rows, await pool.solveBands(prepared, weights, options));
-  } finally {
-    pool.terminate();
-  }
 }

@@ -5,7 +5,8 @@ import { expose, transfer } from 'comlink';
 import { nodeEndpoint } from './node-endpoint.js';
 import { CdquantError, NonFiniteError, KernelError } from '../core/errors.js';
 import { Kernel } from '../core/kernel.js';
-import { LayerSession, type BandResult, type PreparedLayer, type WeightMatrix } from '../core/layer.js';
+import { LayerSession } from '../core/session.js';
+import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
 import { nodeModule } from '../core/runtime.js';
 
 /** Test-only fault injection (see WorkerPool's `testFault`). */
@@ -101,7 +102,7 @@ const api: WorkerApi = {
         if (!sharedWeights) throw new KernelError('no shared weights loaded');
         result = session.solveBand(sharedWeights, r0, r1);
       }
-      const buffers = [result.codes, result.scales, result.zeros, result.values, result.rowLoss, result.rtnRowLoss, result.moves]
+      const buffers = [result.codes, result.scales, result.zeros, result.rowLoss, result.rtnRowLoss, result.moves]
         .filter((a) => a !== null)
         .map((a) => a!.buffer as ArrayBuffer);
       return transfer({ ok: true, value: result }, buffers);

@@ -4,7 +4,7 @@
 // SHA-256 (crypto.subtle). Bundled into the Node test, the Deno/Bun script, the browser page
 // and the workerd worker; `lib` is the built package (build/index.js or build/workerd.js).
 import type * as Cdquant from '../../src/index.js';
-import type { QuantizeOptions } from '../../src/core/options.js';
+import type { QuantizeOptions } from '../../src/quantize.js';
 
 type Lib = typeof Cdquant;
 
@@ -116,7 +116,7 @@ export function bandsSolver(lib: Lib): Solver {
     const cuts = [0, 5, 6, 19, weights.rows].filter((c, i, a) => c <= weights.rows && (i === 0 || c > a[i - 1]));
     const bands = [];
     for (let i = cuts.length - 2; i >= 0; i--) {
-      const band = await lib.solveBandJob(prepared, weights, cuts[i], cuts[i + 1]);
+      const band = await lib.solveBand(prepared, weights, cuts[i], cuts[i + 1]);
       bands.push(lib.decodeBand(lib.encodeBand(band)));
     }
     return lib.mergeBands(prepared, weights.rows, bands);
@@ -160,8 +160,7 @@ export async function runSuite(lib: Lib, opts: { threads?: number[]; faults?: bo
   for (const n of opts.threads ?? []) {
     const pool = new lib.WorkerPool({ threads: n, workerUrl: opts.workerUrl });
     try {
-      // pool3 goes through quantizeLayer({ pool }), the others through pool.quantizeLayer().
-      await record(`pool${n}`, n === 3 ? (w, h, o) => lib.quantizeLayer(w, h, { ...o, pool }) : (w, h, o) => pool.quantizeLayer(w, h, o));
+      await record(`pool${n}`, (w, h, o) => lib.quantizeLayer(w, h, { ...o, pool }));
     } finally {
       pool.terminate();
     }
@@ -169,7 +168,7 @@ export async function runSuite(lib: Lib, opts: { threads?: number[]; faults?: bo
   if (opts.threads?.length) {
     const pool = new lib.WorkerPool({ threads: 2, sharedMemory: false, workerUrl: opts.workerUrl });
     try {
-      await record('pool2-copy', (w, h, o) => pool.quantizeLayer(w, h, o));
+      await record('pool2-copy', (w, h, o) => lib.quantizeLayer(w, h, { ...o, pool }));
     } finally {
       pool.terminate();
     }
@@ -180,7 +179,7 @@ export async function runSuite(lib: Lib, opts: { threads?: number[]; faults?: bo
     for (const kind of ['throw', 'exit', 'uncaught'] as const) {
       const pool = new lib.WorkerPool({ threads: 2, workerUrl: opts.workerUrl, testFault: { band: 1, kind } });
       try {
-        await pool.quantizeLayer(weights, hessian, { ...PROBLEMS[8].options });
+        await lib.quantizeLayer(weights, hessian, { ...PROBLEMS[8].options, pool });
         report.faults[kind] = 'no error';
       } catch (e) {
         const err = e as Error & { code?: string };
@@ -193,7 +192,7 @@ export async function runSuite(lib: Lib, opts: { threads?: number[]; faults?: bo
     const pool = new lib.WorkerPool({ threads: 2, workerUrl: opts.workerUrl });
     const controller = new AbortController();
     try {
-      await pool.quantizeLayer(weights, hessian, { ...PROBLEMS[8].options, signal: controller.signal, onProgress: () => controller.abort() });
+      await lib.quantizeLayer(weights, hessian, { ...PROBLEMS[8].options, pool, signal: controller.signal, onProgress: () => controller.abort() });
       report.faults.abort = 'no error';
     } catch (e) {
       const err = e as Error & { code?: string };

@@ -1,0 +1,75 @@
+// Bands back into one layer result, and quantized weights back into values.
+import { ShapeError } from './errors.js';
+import { defaultKernel, type Kernel } from './kernel.js';
+import type { BandResult, LayerResult, PreparedLayer, QuantizedWeights } from './types.js';
+
+/** scale * (code - zero) for every weight, computed in WASM with the solvers' own arithmetic,
+ * so the values are the ones the solver optimised, bit for bit. */
+export function dequantize(kernel: Kernel, q: QuantizedWeights): Float32Array {
+  const { rows, cols, groups } = q;
+  if (q.codes.length !== rows * cols || q.scales.length !== rows * groups || q.zeros.length !== rows * groups || q.gIdx.length !== cols) {
+    throw new ShapeError(`quantized weights of ${rows} x ${cols} with ${groups} groups have arrays of the wrong length`);
+  }
+  return kernel.scoped((alloc, put) => {
+    const out = alloc(rows * cols * 4);
+    kernel.exports.dequantizeCodes(put(q.codes), rows, cols, put(q.scales), put(q.zeros), groups, put(q.gIdx), out);
+    return kernel.f32(out, rows * cols).slice();
+  });
+}
+
+/** One layer result from bands that tile its rows (in any order; from any thread or machine).
+ * `kernel` (default: this realm's) computes `dequantize()`. */
+export async function mergeBands(prepared: PreparedLayer, rows: number, bands: BandResult[], kernel?: Kernel): Promise<LayerResult> {
+  const k = kernel ?? (await defaultKernel());
+  const { plan } = prepared;
+  const { cols, groups, spec } = plan;
+  const sorted = [...bands].sort((a, b) => a.r0 - b.r0);
+  let next = 0;
+  for (const b of sorted) {
+    if (b.r0 !== next) throw new ShapeError(`bands do not tile the rows: expected a band starting at row ${next}, got ${b.r0}`);
+    next = b.r1;
+  }
+  if (next !== rows) throw new ShapeError(`bands cover rows [0, ${next}) of ${rows}`);
+  const codes = new Uint8Array(rows * cols);
+  const scales = new Float32Array(rows * groups);
+  const zeros = new Float32Array(rows * groups);
+  const rowLoss = new Float64Array(rows);
+  const rtnRowLoss = new Float64Array(rows);
+  const moves = spec.descent ? new Int32Array(rows) : null;
+  for (const b of sorted) {
+    codes.set(b.codes, b.r0 * cols);
+    scales.set(b.scales, b.r0 * groups);
+    zeros.set(b.zeros, b.r0 * groups);
+    rowLoss.set(b.rowLoss, b.r0);
+    rtnRowLoss.set(b.rtnRowLoss, b.r0);
+    if (moves && b.moves) moves.set(b.moves, b.r0);
+  }
+  // Summed in row order, so the total is the same however the rows were banded.
+  let loss = 0, rtnLoss = 0;
+  for (let r = 0; r < rows; r++) {
+    loss += rowLoss[r];
+    rtnLoss += rtnRowLoss[r];
+  }
+  const result: LayerResult = {
+    method: spec.method,
+    bits: spec.bits,
+    groupSize: plan.perChannel ? -1 : plan.groupWidth,
+    groups,
+    clip: spec.clip,
+    init: spec.init,
+    rows,
+    cols,
+    codes,
+    scales,
+    zeros,
+    gIdx: prepared.gIdx,
+    perm: prepared.perm,
+    loss,
+    rtnLoss,
+    rowLoss,
+    dampUsed: prepared.dampUsed,
+    moves,
+    dequantize: () => dequantize(k, result),
+  };
+  return result;
+}

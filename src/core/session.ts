@@ -1,0 +1,234 @@
+// One prepared layer resident in a kernel, and the solve of any band of its rows.
+// Like llama2.c's RunState, everything a band needs is laid out once: the H-side arrays when
+// the session opens, the band buffers (grown only when a larger band arrives) on first use.
+// Rows are independent in every solver, so a band's result does not depend on which other
+// rows share it: bands can run on any thread or machine and merge to the same bits.
+import type { Kernel } from './kernel.js';
+import { GRID_SEARCH } from './kernel.js';
+import type { LayerPlan } from './options.js';
+import { gptqSweep } from './gptq.js';
+import { permuteColumns, permuteSquare } from './permute.js';
+import type { BandResult, PreparedLayer, WeightMatrix } from './types.js';
+
+/** gridParams' search for a plan's clip: per-channel OWC is exact or fast as planned. */
+export function gridSearchOf(plan: LayerPlan): number {
+  switch (plan.spec.clip) {
+    case 'minmax': return GRID_SEARCH.minmax;
+    case 'mse': return GRID_SEARCH.mse;
+    case 'owc': return plan.owcExact ? GRID_SEARCH.owcExact : GRID_SEARCH.owc;
+  }
+}
+
+/** Kernel buffers for bands of up to `capacity` rows. */
+interface BandBuffers {
+  capacity: number;
+  w: number;
+  w0: number;
+  scales: number;
+  zeros: number;
+  codes: number;
+  q: number;
+  g: number;
+  scratch: number;
+  rowLoss: number;
+  rtnRowLoss: number;
+  moves: number;
+  accepted: number;
+}
+
+export class LayerSession {
+  private readonly k: Kernel;
+  private readonly p: PreparedLayer;
+  private readonly plan: LayerPlan;
+  private readonly owned: number[] = [];
+  private band: BandBuffers | null = null;
+  /** Symmetrized H with dead diagonals 1 (CD, BCD, refit, OWC). */
+  private readonly hFix: number;
+  /** H as given (dead columns carry no weight): the loss. */
+  private readonly hLoss: number;
+  private readonly factor: number;
+  private readonly order: number;
+  private readonly hdiag: number;
+  private readonly hbb: number;
+  private readonly hinv: number;
+  private readonly colGroup: number;
+  /** Column -> group for grids of consecutive columns (the RTN baseline's; the same as
+   * colGroup unless act-order formed GPTQ's groups in permuted order). */
+  private readonly colGroupConsecutive: number;
+  /** Columns sorted by group when groups are not consecutive columns (act-order + dynamic
+   * GPTQ groups): refit works on contiguous groups, in this order. */
+  private readonly groupOrder: Int32Array | null;
+  private readonly hGroup: number;
+
+  constructor(kernel: Kernel, prepared: PreparedLayer) {
+    this.k = kernel;
+    this.p = prepared;
+    this.plan = prepared.plan;
+    const { cols, spec } = this.plan;
+    const keep = (ptr: number) => (this.owned.push(ptr), ptr);
+    this.hFix = keep(kernel.put(prepared.hessian));
+    if (prepared.dead.length) {
+      const given = prepared.hessian.slice();
+      for (const i of prepared.dead) given[i * cols + i] = 0;
+      this.hLoss = keep(kernel.put(given));
+    } else {
+      this.hLoss = this.hFix;
+    }
+    this.factor = prepared.gptqFactor ? keep(kernel.put(prepared.gptqFactor)) : 0;
+    const identity = Int32Array.from({ length: cols }, (_, i) => i);
+    this.order = keep(kernel.put(prepared.perm ?? identity));
+    this.hdiag = keep(kernel.put(Float32Array.from(identity, (i) => prepared.hessian[i * cols + i])));
+    this.colGroup = keep(kernel.put(prepared.gIdx));
+    const consecutive = Int32Array.from(identity, (c) => Math.floor(c / this.plan.groupWidth));
+    const contiguous = prepared.gIdx.every((g, c) => g === consecutive[c]);
+    this.colGroupConsecutive = contiguous ? this.colGroup : keep(kernel.put(consecutive));
+    if (!contiguous && spec.refit > 0) {
+      this.groupOrder = Int32Array.from(identity).sort((a, b) => prepared.gIdx[a] - prepared.gIdx[b] || a - b);
+      this.hGroup = keep(kernel.put(permuteSquare(prepared.hessian, cols, this.groupOrder)));
+    } else {
+      this.groupOrder = null;
+      this.hGroup = this.hFix;
+    }
+    if (spec.method === 'bcd') {
+      const blocks = Math.ceil(cols / spec.blockSize) * spec.blockSize * spec.blockSize;
+      this.hbb = keep(kernel.alloc(blocks * 4));
+      this.hinv = keep(kernel.alloc(blocks * 4));
+      kernel.exports.bcdPrepare(this.hFix, cols, spec.blockSize, this.order, this.hbb, this.hinv);
+    } else {
+      this.hbb = 0;
+      this.hinv = 0;
+    }
+  }
+
+  get prepared(): PreparedLayer {
+    return this.p;
+  }
+
+  free(): void {
+    this.freeBand();
+    for (const p of this.owned.splice(0)) this.k.free(p);
+  }
+
+  private freeBand(): void {
+    const b = this.band;
+    if (!b) return;
+    for (const [key, ptr] of Object.entries(b)) if (key !== 'capacity') this.k.free(ptr);
+    this.band = null;
+  }
+
+  /** Band buffers for `rows` rows, reused across bands. */
+  private buffers(rows: number): BandBuffers {
+    if (this.band && this.band.capacity >= rows) return this.band;
+    this.freeBand();
+    const { cols, groups, spec } = this.plan;
+    const k = this.k;
+    const n = rows * cols;
+    const scratchFloats = Math.max(2 * n, n + 256 * rows, 4 * n, 160 * cols, rows * spec.gptqBlock + spec.gptqBlock);
+    this.band = {
+      capacity: rows,
+      w: k.alloc(n * 4),
+      w0: k.alloc(n * 4),
+      scales: k.alloc(rows * groups * 4),
+      zeros: k.alloc(rows * groups * 4),
+      codes: k.alloc(n),
+      q: k.alloc(n * 4),
+      g: spec.descent ? k.alloc(n * 4) : 0,
+      scratch: k.alloc(scratchFloats * 4),
+      rowLoss: k.alloc(rows * 8),
+      rtnRowLoss: k.alloc(rows * 8),
+      moves: spec.descent ? k.alloc(rows * 4) : 0,
+      accepted: spec.refit > 0 ? k.alloc(rows * 4) : 0,
+    };
+    return this.band;
+  }
+
+  /** Solves rows [r0, r1) of `weights` (the whole matrix is passed; only the band is read). */
+  solveBand(weights: WeightMatrix, r0: number, r1: number): BandResult {
+    const plan = this.plan;
+    const { cols, groups, spec, maxq } = plan;
+    const rows = r1 - r0;
+    const k = this.k;
+    const x = k.exports;
+    const b = this.buffers(rows);
+    const n = rows * cols;
+    const band = weights.data.subarray(r0 * cols, r1 * cols);
+    k.f32(b.w, n).set(band);
+    k.f32(b.w0, n).set(band);
+    this.zeroDead(b.w0, rows);
+
+    // Baseline: RTN on min-max grids of W as given.
+    x.gridParams(b.w, rows, cols, plan.groupWidth, maxq, spec.sym, GRID_SEARCH.minmax, 0, b.scales, b.zeros, 0, 0);
+    x.quantizeWith(b.w, rows, cols, maxq, b.scales, b.zeros, groups, this.colGroupConsecutive, b.codes, b.q);
+    x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rtnRowLoss, b.scratch);
+
+    const search = gridSearchOf(plan);
+    if (spec.start === 'gptq') {
+      gptqSweep(
+        { kernel: k, plan, perm: this.p.perm, gIdx: this.p.gIdx, factor: this.factor, hessian: this.hFix, gridSearch: search },
+        { rows, w: b.w, w0: b.w0, scales: b.scales, zeros: b.zeros, codes: b.codes, q: b.q, scratch: b.scratch },
+      );
+      // The sweep consumed w0; descent continues from the dead-zeroed weights.
+      k.f32(b.w0, n).set(band);
+      this.zeroDead(b.w0, rows);
+    } else if (spec.method !== 'rtn' || spec.clip !== 'minmax') {
+      // Grid from W as given (min-max, MSE) or from the dead-zeroed W in H's metric (OWC).
+      const src = spec.clip === 'owc' ? b.w0 : b.w;
+      x.gridParams(src, rows, cols, plan.groupWidth, maxq, spec.sym, search, this.hFix, b.scales, b.zeros, 0, b.scratch);
+      x.quantizeWith(b.w, rows, cols, maxq, b.scales, b.zeros, groups, this.colGroupConsecutive, b.codes, b.q);
+    }
+
+    if (spec.descent) this.descend(b, rows);
+
+    // Plain RTN is the baseline itself: its loss is already known.
+    const isBaseline = spec.method === 'rtn' && spec.clip === 'minmax';
+    const rowLoss = isBaseline ? b.rtnRowLoss : b.rowLoss;
+    if (!isBaseline) x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rowLoss, b.scratch);
+    return {
+      r0,
+      r1,
+      codes: k.u8(b.codes, n).slice(),
+      scales: k.f32(b.scales, rows * groups).slice(),
+      zeros: k.f32(b.zeros, rows * groups).slice(),
+      rowLoss: k.f64(rowLoss, rows).slice(),
+      rtnRowLoss: k.f64(b.rtnRowLoss, rows).slice(),
+      moves: spec.descent ? k.i32(b.moves, rows).slice() : null,
+    };
+  }
+
+  /** CD or BCD from the current codes, with `refit` rounds of scale refits in between. */
+  private descend(b: BandBuffers, rows: number): void {
+    const { cols, groups, spec, maxq } = this.plan;
+    const x = this.k.exports;
+    x.gradientBand(b.g, b.w0, b.q, rows, cols, this.hFix, b.scratch);
+    for (let round = 0; ; round++) {
+      if (spec.method === 'cd') {
+        x.cdBand(b.q, b.codes, b.g, rows, cols, this.hFix, this.hdiag, maxq, groups, this.colGroup, b.scales, b.zeros, this.plan.movesPerRow, b.moves, b.scratch);
+      } else {
+        x.bcdBand(b.q, b.codes, b.g, rows, cols, this.hFix, spec.blockSize, this.order, this.hbb, this.hinv, maxq, groups, this.colGroup, b.scales, b.zeros, this.plan.movesPerRow, b.moves, b.scratch);
+      }
+      if (round === spec.refit) break;
+      this.inGroupOrder(rows, [b.w0, b.q, b.g], b.codes, false);
+      x.refitBand(b.w0, b.q, b.codes, b.g, rows, cols, this.hGroup, maxq, spec.sym, this.plan.groupWidth, groups, b.scales, b.zeros, b.accepted, b.scratch);
+      this.inGroupOrder(rows, [b.w0, b.q, b.g], b.codes, true);
+    }
+  }
+
+  /** Permutes band matrices into (or back from) group order; a no-op when groups are contiguous. */
+  private inGroupOrder(rows: number, floats: number[], codes: number, back: boolean): void {
+    const order = this.groupOrder;
+    if (!order) return;
+    const { cols } = this.plan;
+    const k = this.k;
+    for (const ptr of floats) k.f32(ptr, rows * cols).set(permuteColumns(k.f32(ptr, rows * cols), rows, cols, order, back));
+    k.u8(codes, rows * cols).set(permuteColumns(k.u8(codes, rows * cols), rows, cols, order, back));
+  }
+
+  /** Step 1 of GPTQ, for every solver: dead columns of W are zero. */
+  private zeroDead(ptr: number, rows: number): void {
+    const { dead } = this.p;
+    if (!dead.length) return;
+    const { cols } = this.plan;
+    const m = this.k.f32(ptr, rows * cols);
+    for (let r = 0; r < rows; r++) for (const d of dead) m[r * cols + d] = 0;
+  }
+}

@@ -1,8 +1,0 @@
-export {
-  parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors, DTYPE_SIZE, MAX_HEADER_BYTES,
-  type SafetensorsDtype, type SafetensorsFile, type TensorInfo, type TensorToWrite, type WritableDtype, type RawTensor,
-} from './safetensors.js';
-export { readTokenizer, BOS, EOS, type Tokenizer } from './tokenizer.js';
-export { packGptq, unpackGptq, gptqTensors, quantizeConfig, GPTQ_BITS, type GptqFormat, type GptqLayer, type PackedGptq, type QuantizeConfigOptions } from './gptq.js';
-export { f32ToF16Bits, f16BitsToF32, f32ToBf16Bits, bf16BitsToF32 } from './half.js';
-export { sha256Hex } from './digest.js';
