@@ -7,18 +7,25 @@
 // group parameters from; the block's errors then update the remaining columns by one GEMM.
 
 import { axpySub, gemmSub } from './linalg';
-import { gridMinMax, gridMse, gridScale, gridZero, quantCode, dequantCode } from './grid';
+import { gridMinMax, gridMse, quantCode, dequantCode } from './grid';
+import { GRID_MSE } from './clip';
+import { pairFirst, pairSecond } from './pairs';
+
+/** Bytes of gptqBand's scratch: the block's errors for every row, and one row's block. */
+export function gptqBandScratch(rows: i32, blockSize: i32): f64 {
+  return (<f64>rows + 1) * <f64>blockSize * 4;
+}
 
 /**
  * w: [rows x cols] working weights (overwritten), u: [cols x cols] upper factor.
- * groupSize > 0 with dynamic: group g's grid is computed when column g*groupSize is reached
- * (clip: 0 min-max, 1 MSE) and written to scales/zeros; otherwise scales/zeros hold fixed grids
- * and colGroup maps working column -> group. codes (u8) and q (dequantized f32) in working order.
- * scratch: rows * blockSize + blockSize floats.
+ * With dynamic groups, group g's grid is computed when column g*groupWidth is reached (search:
+ * GRID_MSE for the MSE clip search, else min-max) and written to scales/zeros; otherwise
+ * scales/zeros hold fixed grids. colGroup maps working column -> group either way. codes (u8)
+ * and q (dequantized f32) in working order. scratch: gptqBandScratch(rows, blockSize) bytes.
  */
 export function gptqBand(
-  w: usize, rows: i32, cols: i32, u: usize, maxq: f32, sym: bool, clip: i32,
-  groupSize: i32, dynamic: bool, blockSize: i32, groups: i32, colGroup: usize,
+  w: usize, rows: i32, cols: i32, u: usize, maxq: f32, sym: bool, search: i32,
+  groupWidth: i32, dynamic: bool, blockSize: i32, groups: i32, colGroup: usize,
   scales: usize, zeros: usize, codes: usize, q: usize, scratch: usize,
 ): void {
   const bs = blockSize;
@@ -35,20 +42,15 @@ export function gptqBand(
       let currentGroup = -1;
       for (let i = 0; i < width; i++) {
         const j = i1 + i;
-        let g: i32;
-        if (dynamic) {
-          g = j / groupSize;
-          if (j % groupSize == 0) {
-            const len = min(groupSize, cols - j);
-            if (clip == 1) gridMse(wRow + (<usize>j << 2), len, maxq, sym);
-            else gridMinMax(wRow + (<usize>j << 2), len, maxq, sym);
-            const go = (<usize>r * <usize>groups + <usize>g) << 2;
-            store<f32>(scales + go, gridScale);
-            store<f32>(zeros + go, gridZero);
-          }
-        } else {
-          g = load<i32>(colGroup + (<usize>j << 2));
+        if (dynamic && j % groupWidth == 0) {
+          const len = min(groupWidth, cols - j);
+          const x = wRow + (<usize>j << 2);
+          const grid = search == GRID_MSE ? gridMse(x, len, maxq, sym) : gridMinMax(x, len, maxq, sym);
+          const go = (<usize>r * <usize>groups + <usize>(j / groupWidth)) << 2;
+          store<f32>(scales + go, pairFirst(grid));
+          store<f32>(zeros + go, pairSecond(grid));
         }
+        const g = load<i32>(colGroup + (<usize>j << 2));
         if (g != currentGroup) {
           const go = (<usize>r * <usize>groups + <usize>g) << 2;
           s = load<f32>(scales + go);

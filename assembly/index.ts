@@ -1,5 +1,7 @@
-// The exported surface of cdquant.wasm: plain functions over byte offsets and sizes.
-// Memory is raw (no managed objects cross the boundary); TypeScript allocates with alloc/free.
+// The exported surface of cdquant.wasm: plain functions over byte offsets and sizes, one file
+// per algorithm. Memory is raw (no managed objects cross the boundary); TypeScript allocates
+// with alloc/free and gives every kernel its scratch (sized by the kernel's *Scratch function),
+// so kernels never allocate.
 
 export function alloc(bytes: usize): usize {
   return heap.alloc(bytes);
@@ -10,7 +12,11 @@ export function free(ptr: usize): void {
 }
 
 export * from './linalg';
-export * from './grid';
+export { dequantizeCodes, quantizeWith } from './grid';
+export * from './clip';
+export { quadForms, quadFormsScratch, rowLosses, rowLossesScratch, gradientBand, gradientScratch } from './loss';
 export * from './gptq';
 export * from './cd';
+export * from './bcd';
+export * from './refit';
 export * from './nn';

@@ -178,6 +178,11 @@ export function transpose(dst: usize, ldd: i32, src: usize, lds: i32, m: i32, k:
   }
 }
 
+/** Bytes of hessianUpdate's scratch for n columns: a transposed 128-row slice and X^T X. */
+export function hessianUpdateScratch(n: i32): f64 {
+  return (128 * <f64>n + <f64>n * <f64>n) * 4;
+}
+
 /**
  * H = H * keep + X^T X * add for X [m x n]: the streaming Hessian update. X^T X goes through
  * gemmSub one 128-row slice of X at a time (transposed into scratch), which is exactly the k
@@ -286,11 +291,16 @@ export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
   }
 }
 
+/** Bytes of upperCholeskyOfInverse's work for n x n: the reversed H and the blocked scratch. */
+export function upperCholeskyOfInverseScratch(n: i32): f64 {
+  return (<f64>n * <f64>n + 128 * <f64>n) * 4;
+}
+
 /**
  * U = upper Cholesky factor of H^-1 (U^T U = H^-1), as GPTQ needs it, in two O(n^3/3) steps
  * instead of the reference's three: with J the reversal, chol(J H J) = L gives H = R R^T for
  * the upper R = J L J, so H^-1 = (R^-1)^T R^-1 and U = R^-1 = J L^-1 J.
- * h is read only; u receives U; work must hold n*n + 128*n floats.
+ * h is read only; u receives U; work: upperCholeskyOfInverseScratch(n) bytes.
  * Returns 0, or 1 + the failing pivot (in reversed order) if H is not positive definite.
  */
 export function upperCholeskyOfInverse(u: usize, h: usize, n: i32, work: usize): i32 {

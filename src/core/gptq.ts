@@ -45,7 +45,7 @@ export function gptqFactor(kernel: Kernel, h: Float32Array, cols: number, perm: 
   return kernel.scoped((alloc) => {
     const hd = alloc(cols * cols * 4);
     const u = alloc(cols * cols * 4);
-    const work = alloc((cols * cols + 128 * cols) * 4);
+    const work = alloc(x.upperCholeskyOfInverseScratch(cols));
     let percdamp = damp;
     for (let attempt = 0; ; attempt++) {
       kernel.f32(hd, cols * cols).set(permuted);
@@ -96,7 +96,10 @@ export interface GptqBand {
   zeros: number;
   codes: number;
   q: number;
+  /** At least gptqBandScratch and gridParamsScratch bytes. */
   scratch: number;
+  /** Room for cols i32: column -> group in working order. */
+  colGroup: number;
 }
 
 /** Steps 5-7 on a band: fixed grids (per-channel, static groups, OWC) or dynamic ones, the
@@ -111,14 +114,12 @@ export function gptqSweep(c: GptqContext, b: GptqBand): void {
     // Per-channel grids come from W before dead columns are zeroed (the reference calls
     // find_params first); static groups and OWC grids from the dead-zeroed W.
     const src = plan.perChannel && spec.clip !== 'owc' ? b.w : b.w0;
-    x.gridParams(src, rows, cols, plan.groupWidth, plan.maxq, spec.sym, c.gridSearch, c.hessian, b.scales, b.zeros, 0, b.scratch);
+    x.gridParams(src, rows, cols, plan.groupWidth, plan.maxq, spec.sym, c.gridSearch, c.hessian, b.scales, b.zeros, b.scratch);
   }
   if (perm) k.f32(b.w0, rows * cols).set(permuteColumns(k.f32(b.w0, rows * cols), rows, cols, perm, false));
-  const colGroup = Int32Array.from({ length: cols }, (_, j) => c.gIdx[perm ? perm[j] : j]);
-  k.scoped((alloc, put) => {
-    const sweepScratch = alloc((rows * spec.gptqBlock + spec.gptqBlock) * 4);
-    x.gptqBand(b.w0, rows, cols, c.factor, plan.maxq, spec.sym, c.gridSearch, plan.groupWidth, plan.dynamicGroups, spec.gptqBlock, plan.groups, put(colGroup), b.scales, b.zeros, b.codes, b.q, sweepScratch);
-  });
+  const colGroup = k.i32(b.colGroup, cols);
+  for (let j = 0; j < cols; j++) colGroup[j] = c.gIdx[perm ? perm[j] : j];
+  x.gptqBand(b.w0, rows, cols, c.factor, plan.maxq, spec.sym, c.gridSearch, plan.groupWidth, plan.dynamicGroups, spec.gptqBlock, plan.groups, b.colGroup, b.scales, b.zeros, b.codes, b.q, b.scratch);
   if (perm) {
     k.u8(b.codes, rows * cols).set(permuteColumns(k.u8(b.codes, rows * cols), rows, cols, perm, true));
     k.f32(b.q, rows * cols).set(permuteColumns(k.f32(b.q, rows * cols), rows, cols, perm, true));

@@ -5,8 +5,6 @@
 import { NonFiniteError, OptionError, ShapeError, assertFinite } from './errors.js';
 import { Kernel, defaultKernel } from './kernel.js';
 
-/** Rows of X transposed at a time by the kernel's hessianUpdate. */
-const SLICE_ROWS = 128;
 
 interface Resident {
   kernel: Kernel;
@@ -91,7 +89,7 @@ export class HessianAccumulator {
     const cols = this.cols;
     const h = kernel.alloc(cols * cols * 4);
     kernel.f32(h, cols * cols).fill(0);
-    const r: Resident = { kernel, h, scratch: kernel.alloc((cols * SLICE_ROWS + cols * cols) * 4) };
+    const r: Resident = { kernel, h, scratch: kernel.alloc(kernel.exports.hessianUpdateScratch(cols)) };
     this.resident = r;
     released?.register(this, r, this);
     return r;

@@ -4,47 +4,69 @@ import { instantiate } from '@assemblyscript/loader';
 import { wasmBase64 } from 'virtual:cdquant-wasm';
 import { KernelError } from './errors.js';
 
-/** gridParams' grid searches (assembly/grid.ts): min-max, the MSE clip search, OWC (the fast
- * per-channel search when a row is one wide group), OWC with the exact per-channel search. */
+/** gridParams' grid searches (assembly/clip.ts GRID_*): min-max, the MSE clip search, OWC (the
+ * fast per-channel search when a row is one wide group), OWC with the exact per-channel search.
+ * Kernel.create checks them against the module's own constants. */
 export const GRID_SEARCH = { minmax: 0, mse: 1, owc: 2, owcExact: 3 } as const;
 
+/** wasm32 addresses 4 GiB; a larger allocation is refused before it can wrap around. */
+export const MAX_WASM_BYTES = 2 ** 32 - 2 ** 16;
+
 type Ptr = number;
+/** Sizes from the kernels' *Scratch functions are f64 byte counts (no u32 wrap-around). */
+type Bytes = number;
 
 /** The exports of cdquant.wasm: plain functions over byte offsets (Ptr) and sizes. Each
- * kernel's contract (shapes, scratch sizes) is documented at its definition in assembly/. */
+ * kernel's contract (shapes, scratch) is documented at its definition in assembly/. */
 export interface KernelExports {
   memory: WebAssembly.Memory;
   alloc(bytes: number): Ptr;
   free(ptr: Ptr): void;
+  GRID_MINMAX: WebAssembly.Global;
+  GRID_MSE: WebAssembly.Global;
+  GRID_OWC: WebAssembly.Global;
+  GRID_OWC_EXACT: WebAssembly.Global;
   // linalg.ts
   symmetrize(h: Ptr, n: number): void;
   addDamping(h: Ptr, n: number, percdamp: number): number;
   upperCholeskyOfInverse(u: Ptr, h: Ptr, n: number, work: Ptr): number;
+  upperCholeskyOfInverseScratch(n: number): Bytes;
   hessianUpdate(h: Ptr, x: Ptr, m: number, n: number, keep: number, add: number, scratch: Ptr): void;
+  hessianUpdateScratch(n: number): Bytes;
   gemmSub(c: Ptr, ldc: number, a: Ptr, lda: number, b: Ptr, ldb: number, m: number, n: number, k: number): void;
   cholesky(a: Ptr, n: number, scratch: Ptr): number;
   lowerInverse(m: Ptr, l: Ptr, n: number, scratch: Ptr): void;
   dot(a: Ptr, b: Ptr, n: number): number;
-  // grid.ts
+  // grid.ts, clip.ts, owc.ts
   gridParams(w: Ptr, rows: number, cols: number, groupWidth: number, maxq: number, sym: boolean, search: number,
-    h: Ptr, scales: Ptr, zeros: Ptr, shrinkIndex: Ptr, scratch: Ptr): void;
+    h: Ptr, scales: Ptr, zeros: Ptr, scratch: Ptr): void;
+  gridParamsScratch(rows: number, cols: number, groupWidth: number, search: number): Bytes;
   quantizeWith(w: Ptr, rows: number, cols: number, maxq: number, scales: Ptr, zeros: Ptr, groups: number, colGroup: Ptr,
     codes: Ptr, q: Ptr): void;
   dequantizeCodes(codes: Ptr, rows: number, cols: number, scales: Ptr, zeros: Ptr, groups: number, gIdx: Ptr, out: Ptr): void;
+  // loss.ts
   rowLosses(w: Ptr, q: Ptr, rows: number, cols: number, h: Ptr, rowLoss: Ptr, scratch: Ptr): void;
+  rowLossesScratch(rows: number, cols: number): Bytes;
   quadForms(e: Ptr, rows: number, n: number, lde: number, h: Ptr, ldh: number, out: Ptr, scratch: Ptr): void;
+  quadFormsScratch(rows: number): Bytes;
+  gradientBand(g: Ptr, w: Ptr, q: Ptr, rows: number, cols: number, h: Ptr, scratch: Ptr): void;
+  gradientScratch(rows: number, cols: number): Bytes;
   // gptq.ts
   gptqBand(w: Ptr, rows: number, cols: number, u: Ptr, maxq: number, sym: boolean, search: number, groupWidth: number,
     dynamic: boolean, blockSize: number, groups: number, colGroup: Ptr, scales: Ptr, zeros: Ptr, codes: Ptr, q: Ptr, scratch: Ptr): void;
-  // cd.ts
-  gradientBand(g: Ptr, w: Ptr, q: Ptr, rows: number, cols: number, h: Ptr, scratch: Ptr): void;
+  gptqBandScratch(rows: number, blockSize: number): Bytes;
+  // cd.ts, bcd.ts, refit.ts
   cdBand(q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, hdiag: Ptr, maxq: number, groups: number,
     colGroup: Ptr, scales: Ptr, zeros: Ptr, iters: number, moves: Ptr, scratch: Ptr): void;
-  bcdPrepare(h: Ptr, cols: number, k: number, order: Ptr, hbb: Ptr, hinv: Ptr): void;
+  cdBandScratch(cols: number): Bytes;
+  bcdPrepare(h: Ptr, cols: number, k: number, order: Ptr, hbb: Ptr, hinv: Ptr, scratch: Ptr): void;
+  bcdPrepareScratch(k: number): Bytes;
   bcdBand(q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, k: number, order: Ptr, hbb: Ptr, hinv: Ptr,
     maxq: number, groups: number, colGroup: Ptr, scales: Ptr, zeros: Ptr, iters: number, moves: Ptr, scratch: Ptr): void;
+  bcdBandScratch(cols: number, k: number): Bytes;
   refitBand(w: Ptr, q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, maxq: number, sym: boolean,
     groupWidth: number, groups: number, scales: Ptr, zeros: Ptr, accepted: Ptr, scratch: Ptr): void;
+  refitBandScratch(rows: number, cols: number): Bytes;
   // nn.ts (the forward pass; typed where it is driven, src/model/forward.ts)
   [nn: `nn_${string}`]: (...args: number[]) => number | void;
 }
@@ -85,13 +107,26 @@ export class Kernel {
         },
       },
     });
-    memory = result.exports.memory;
-    return new Kernel(result.exports as unknown as KernelExports);
+    const exports = result.exports as unknown as KernelExports;
+    memory = exports.memory;
+    const constants = { minmax: exports.GRID_MINMAX, mse: exports.GRID_MSE, owc: exports.GRID_OWC, owcExact: exports.GRID_OWC_EXACT };
+    for (const [name, global] of Object.entries(constants)) {
+      if (global?.value !== GRID_SEARCH[name as keyof typeof GRID_SEARCH]) throw new KernelError(`cdquant.wasm's grid search ${name} is ${global?.value}, this build expects ${GRID_SEARCH[name as keyof typeof GRID_SEARCH]}`);
+    }
+    return new Kernel(exports);
   }
 
+  /** Allocates `bytes` (a JS number: sizes are computed in double precision, never in u32). */
   alloc(bytes: number): number {
-    const ptr = this.exports.alloc(Math.max(16, bytes));
-    if (!ptr) throw new KernelError(`out of wasm memory allocating ${bytes} bytes`);
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new KernelError(`cannot allocate ${bytes} bytes`);
+    if (bytes > MAX_WASM_BYTES) throw new KernelError(`allocation of ${bytes} bytes exceeds wasm32's 4 GiB address space`);
+    let ptr = 0;
+    try {
+      ptr = this.exports.alloc(Math.max(16, bytes));
+    } catch {
+      // the allocator traps when memory cannot grow
+    }
+    if (!ptr) throw new KernelError(`out of wasm memory allocating ${bytes} bytes (${this.exports.memory.buffer.byteLength} bytes in use)`);
     return ptr;
   }
   free(ptr: number): void {

@@ -34,6 +34,8 @@ interface BandBuffers {
   rtnRowLoss: number;
   moves: number;
   accepted: number;
+  /** GPTQ: column -> group in working order. */
+  colGroup: number;
 }
 
 export class LayerSession {
@@ -93,7 +95,7 @@ export class LayerSession {
       const blocks = Math.ceil(cols / spec.blockSize) * spec.blockSize * spec.blockSize;
       this.hbb = keep(kernel.alloc(blocks * 4));
       this.hinv = keep(kernel.alloc(blocks * 4));
-      kernel.exports.bcdPrepare(this.hFix, cols, spec.blockSize, this.order, this.hbb, this.hinv);
+      kernel.scoped((alloc) => kernel.exports.bcdPrepare(this.hFix, cols, spec.blockSize, this.order, this.hbb, this.hinv, alloc(kernel.exports.bcdPrepareScratch(spec.blockSize))));
     } else {
       this.hbb = 0;
       this.hinv = 0;
@@ -120,10 +122,22 @@ export class LayerSession {
   private buffers(rows: number): BandBuffers {
     if (this.band && this.band.capacity >= rows) return this.band;
     this.freeBand();
-    const { cols, groups, spec } = this.plan;
+    const plan = this.plan;
+    const { cols, groups, spec } = plan;
     const k = this.k;
+    const x = k.exports;
     const n = rows * cols;
-    const scratchFloats = Math.max(2 * n, n + 256 * rows, 4 * n, 160 * cols, rows * spec.gptqBlock + spec.gptqBlock);
+    // One scratch serves every kernel of a band in turn: the largest any of them needs.
+    const scratchBytes = Math.max(
+      x.rowLossesScratch(rows, cols),
+      x.gridParamsScratch(rows, cols, plan.groupWidth, GRID_SEARCH.minmax),
+      x.gridParamsScratch(rows, cols, plan.groupWidth, gridSearchOf(plan)),
+      spec.start === 'gptq' ? x.gptqBandScratch(rows, spec.gptqBlock) : 0,
+      spec.descent ? x.gradientScratch(rows, cols) : 0,
+      spec.method === 'cd' ? x.cdBandScratch(cols) : 0,
+      spec.method === 'bcd' ? x.bcdBandScratch(cols, spec.blockSize) : 0,
+      spec.refit > 0 ? x.refitBandScratch(rows, cols) : 0,
+    );
     this.band = {
       capacity: rows,
       w: k.alloc(n * 4),
@@ -133,11 +147,12 @@ export class LayerSession {
       codes: k.alloc(n),
       q: k.alloc(n * 4),
       g: spec.descent ? k.alloc(n * 4) : 0,
-      scratch: k.alloc(scratchFloats * 4),
+      scratch: k.alloc(scratchBytes),
       rowLoss: k.alloc(rows * 8),
       rtnRowLoss: k.alloc(rows * 8),
       moves: spec.descent ? k.alloc(rows * 4) : 0,
       accepted: spec.refit > 0 ? k.alloc(rows * 4) : 0,
+      colGroup: spec.start === 'gptq' ? k.alloc(cols * 4) : 0,
     };
     return this.band;
   }
@@ -157,7 +172,7 @@ export class LayerSession {
     this.zeroDead(b.w0, rows);
 
     // Baseline: RTN on min-max grids of W as given.
-    x.gridParams(b.w, rows, cols, plan.groupWidth, maxq, spec.sym, GRID_SEARCH.minmax, 0, b.scales, b.zeros, 0, 0);
+    x.gridParams(b.w, rows, cols, plan.groupWidth, maxq, spec.sym, GRID_SEARCH.minmax, 0, b.scales, b.zeros, 0);
     x.quantizeWith(b.w, rows, cols, maxq, b.scales, b.zeros, groups, this.colGroupConsecutive, b.codes, b.q);
     x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rtnRowLoss, b.scratch);
 
@@ -165,7 +180,7 @@ export class LayerSession {
     if (spec.start === 'gptq') {
       gptqSweep(
         { kernel: k, plan, perm: this.p.perm, gIdx: this.p.gIdx, factor: this.factor, hessian: this.hFix, gridSearch: search },
-        { rows, w: b.w, w0: b.w0, scales: b.scales, zeros: b.zeros, codes: b.codes, q: b.q, scratch: b.scratch },
+        { rows, w: b.w, w0: b.w0, scales: b.scales, zeros: b.zeros, codes: b.codes, q: b.q, scratch: b.scratch, colGroup: b.colGroup },
       );
       // The sweep consumed w0; descent continues from the dead-zeroed weights.
       k.f32(b.w0, n).set(band);
@@ -173,7 +188,7 @@ export class LayerSession {
     } else if (spec.method !== 'rtn' || spec.clip !== 'minmax') {
       // Grid from W as given (min-max, MSE) or from the dead-zeroed W in H's metric (OWC).
       const src = spec.clip === 'owc' ? b.w0 : b.w;
-      x.gridParams(src, rows, cols, plan.groupWidth, maxq, spec.sym, search, this.hFix, b.scales, b.zeros, 0, b.scratch);
+      x.gridParams(src, rows, cols, plan.groupWidth, maxq, spec.sym, search, this.hFix, b.scales, b.zeros, b.scratch);
       x.quantizeWith(b.w, rows, cols, maxq, b.scales, b.zeros, groups, this.colGroupConsecutive, b.codes, b.q);
     }
 
