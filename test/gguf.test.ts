@@ -6,6 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readGgufFileInfo } from 'node-llama-cpp';
@@ -214,6 +215,11 @@ test('container: the writer produces the gguf.h bytes exactly, streamed or assem
   assert.ok(Math.max(...chunks.slice(1).map((c) => c.length)) <= 64, 'no chunk larger than a piece or a padding run');
   // A producer that gives the wrong number of bytes is caught.
   await rejects(() => writeGguf(plan, (_info, i) => tensors[i].data.subarray(1), () => {}), ShapeError, /"w" produced 23 bytes/);
+  // Metadata only (a vocabulary file): llama.cpp's writer still pads to the alignment.
+  const metaOnly = assembleGguf(metadata, []);
+  assert.is(metaOnly.length % 64, 0);
+  assert.equal([...parseGgufHeader(metaOnly).metadata.keys()], [...metadata.keys()]);
+  assert.is(parseGgufHeader(metaOnly).tensors.length, 0);
   // Writer-side validation
   throwsType(() => planGguf(metadata, [{ name: 'q', dims: [31], type: 'Q8_0' }]), ShapeError, /block size/);
   throwsType(() => planGguf(metadata, [{ name: 'x', dims: [2], type: 'F32' }, { name: 'x', dims: [2], type: 'F32' }]), OptionError, /twice/);
@@ -282,6 +288,28 @@ test('container: the header is read from a growing prefix, tensor data only on r
   sameModel(await readLlamaGguf(src2), llamaFromGguf(bytes), 'lazy read');
   const read = src2.reads.reduce((a, [, n]) => a + n, 0);
   assert.ok(read < bytes.length + 2 * (1 << 20), `read ${read} bytes of a ${bytes.length}-byte file`);
+  await rejects(() => readGgufHeader(bytesSource(bytes), { firstRead: 64, maxHeaderBytes: 4096 }), FormatError, /header is larger than 4096 bytes/);
+  // A file on disk read at offsets (what a Node CLI does).
+  const dir = mkdtempSync(join(tmpdir(), 'cdquant-gguf-'));
+  try {
+    writeFileSync(join(dir, 'm.gguf'), bytes);
+    const handle = await open(join(dir, 'm.gguf'), 'r');
+    try {
+      const fileSource: ByteSource = {
+        size: (await handle.stat()).size,
+        read: async (offset, length) => {
+          const b = new Uint8Array(length);
+          const { bytesRead } = await handle.read(b, 0, length, offset);
+          return b.subarray(0, bytesRead);
+        },
+      };
+      sameModel(await readLlamaGguf(fileSource), llamaFromGguf(bytes), 'read from a file handle');
+    } finally {
+      await handle.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   // A source that comes back short is a FormatError.
   await rejects(() => readGgufHeader({ size: bytes.length, read: async (o, n) => bytes.slice(o, o + n - 1) }), FormatError, /returned/);
   await rejects(() => readLlamaGguf(bytesSource(bytes.subarray(0, bytes.length - 100))), FormatError, /runs past the end/);

@@ -645,7 +645,8 @@ export function planGguf(metadata: GgufMetadata, tensors: readonly GgufTensorDes
     infos.push({ name: t.name, dims, type: t.type, elements, byteLength, offset, fileOffset: 0 });
     offset += alignUp(byteLength, alignment);
   }
-  const dataOffset = tensors.length > 0 ? alignUp(w.length, alignment) : w.length;
+  // llama.cpp's writer pads even when there are no tensors (its reader then does not skip it).
+  const dataOffset = alignUp(w.length, alignment);
   w.zeros(dataOffset - w.length);
   for (const t of infos) t.fileOffset = dataOffset + t.offset;
   return { header: w.result(), alignment, dataOffset, fileSize: dataOffset + offset, tensors: infos };
