@@ -550,7 +550,7 @@ test('model: streamed writing gives the same bytes, one tensor at a time', async
   sameArray(Uint8Array.from(chunks.flatMap((c) => [...c])), whole, 'streamed model');
 });
 
-test('model: GGUF files we cannot run are refused with typed errors', () => {
+test('model: GGUF files we cannot run are refused with typed errors', async () => {
   const good = writeLlamaGguf(model, { metadata: vocab });
   const f = parseGgufHeader(good);
   /** Rewrites `good` with changed metadata/tensors (tensor bytes carried over). */
@@ -569,9 +569,15 @@ test('model: GGUF files we cannot run are refused with typed errors', () => {
   throwsType(() => llamaFromGguf(remake((m) => m.set('llama.rope.scaling.type', { type: 'string', value: 'linear' }))), FormatError, /scaling/);
   throwsType(() => llamaFromGguf(remake((m) => m.set('llama.attention.head_count', { type: 'u32', value: 7 }))), FormatError, /divisible/);
   throwsType(() => llamaFromGguf(remake((m) => m.set('llama.embedding_length', { type: 'u32', value: 65 }))), FormatError);
-  throwsType(() => llamaFromGguf(remake((m) => m.set('llama.block_count', { type: 'u32', value: 6 }))), FormatError, /blk.5.attn_q.weight" is missing/);
+  throwsType(() => llamaFromGguf(remake((m) => m.set('llama.block_count', { type: 'u32', value: 6 }))), FormatError, /blk.5.attn_norm.weight" is missing/);
   throwsType(() => llamaFromGguf(remake(() => {}, (t) => t.filter((x) => x.name !== 'blk.3.ffn_up.weight'))), FormatError, /blk.3.ffn_up.weight" is missing/);
-  throwsType(() => llamaFromGguf(remake(() => {}, (t) => [...t, { name: 'blk.0.attn_q.bias', dims: [64], type: 'F32', data: new Uint8Array(256) }])), FormatError, /attn_q.bias" is not part/);
+  const withBias = remake(() => {}, (t) => [...t, { name: 'blk.0.attn_q.bias', dims: [64], type: 'F32', data: new Uint8Array(256) }]);
+  throwsType(() => llamaFromGguf(withBias), FormatError, /attn_q.bias" is not part/);
+  // Read lazily, the file is refused from its header: no tensor byte is read.
+  const src = recording(withBias);
+  await rejects(() => readLlamaGguf(src, { firstRead: 4096 }), FormatError, /attn_q.bias" is not part/);
+  const dataOffset = parseGgufHeader(withBias).dataOffset;
+  assert.ok(src.reads.every(([o, n]) => o + n < 2 * dataOffset), 'reads stay within the header\'s doubling prefix');
   throwsType(() => llamaFromGguf(remake(() => {}, (t) => t.map((x) => (x.name === 'blk.1.attn_v.weight' ? { ...x, dims: [32, 64] } : x)))), ShapeError, /attn_v.weight" has dims \[32, 64\]/);
   // A quantized tensor (valid Q8_0 bytes: 2 blocks of 34 bytes per 64-wide row) without a decoder.
   throwsType(() => llamaFromGguf(remake(() => {}, (t) => t.map((x) => (x.name === 'blk.0.attn_k.weight' ? { ...x, type: 'Q8_0', data: new Uint8Array(32 * 68) } : x)))), DtypeError, /Q8_0/);

@@ -14,10 +14,10 @@ import { FormatError, OptionError, ShapeError, DtypeError } from '../core/errors
 import {
   planGguf, writeGguf, readGgufHeader, readTensorData, tensorData, decodeTensor, parseGgufHeader,
   FLOAT_ENCODERS, FLOAT_DECODERS, GGML_TYPES,
-  type GgmlType, type GgmlEncoder, type GgmlDecoder, type GgufFile, type GgufPlan, type GgufTensorInfo, type ByteSource,
+  type GgmlType, type GgmlEncoder, type GgmlDecoder, type GgufFile, type GgufPlan, type ByteSource,
 } from '../formats/gguf.js';
 import type { GgufMetadata, GgufValue } from '../formats/gguf-types.js';
-import { LINEAR_NAMES, linearShape, type LinearName, type LlamaBlock, type LlamaConfig, type LlamaModel, type RopeStyle } from './types.js';
+import { LINEAR_NAMES, linearShape, type LinearName, type LlamaConfig, type LlamaModel, type RopeStyle } from './types.js';
 import { checkModelShapes } from './checkpoint/shapes.js';
 import { permuteRopeRows } from './checkpoint/rope.js';
 
@@ -113,35 +113,53 @@ export function llamaGgufMetadata(config: LlamaConfig, options: GgufWriteOptions
   return md;
 }
 
-interface Source {
+/** Where a GGUF tensor lives in a LlamaModel. */
+type Slot =
+  | { kind: 'embedding' | 'finalNorm' | 'classifier' }
+  | { kind: 'attnNorm' | 'ffnNorm'; layer: number }
+  | { kind: 'linear'; layer: number; linear: LinearName };
+
+interface TensorEntry {
   name: string;
-  /** PyTorch [rows, cols] (1-D: [n]). */
+  /** PyTorch order ([rows, cols]; 1-D: [n]); GGUF dims are its reverse. */
   shape: number[];
-  values: () => Float32Array;
+  slot: Slot;
 }
 
-/** Every tensor of `model` under its GGUF name, q/k rows already in the family's layout. */
-function modelTensors(model: LlamaModel, family: GgufFamily): Source[] {
-  const c = model.config;
-  const kvDim = (c.dim / c.nHeads) * c.nKvHeads;
-  const permute = c.ropeStyle !== family.qkRows;
-  const direction = family.qkRows === 'interleaved' ? 'toInterleaved' : 'toHalf';
-  const out: Source[] = [{ name: GGUF_EMBEDDING, shape: [c.vocabSize, c.dim], values: () => model.embedding }];
-  model.blocks.forEach((b, l) => {
-    out.push({ name: ggufBlockName(l, 'attn_norm'), shape: [c.dim], values: () => b.attnNorm });
-    for (const n of LINEAR_NAMES) {
-      if (n === 'gate_proj') out.push({ name: ggufBlockName(l, 'ffn_norm'), shape: [c.dim], values: () => b.ffnNorm });
-      let values = () => b.linear[n];
-      if (permute && n === 'q_proj') values = () => permuteRopeRows(b.linear.q_proj, c.nHeads, c.dim, c.dim, direction);
-      if (permute && n === 'k_proj') values = () => permuteRopeRows(b.linear.k_proj, c.nKvHeads, kvDim, c.dim, direction);
-      out.push({ name: ggufBlockName(l, GGUF_LINEAR[n]), shape: linearShape(c, n), values });
+/** Every tensor of a model of `config`, in file order, under its GGUF name. Both directions
+ * go through this one table. */
+function tensorTable(c: LlamaConfig): TensorEntry[] {
+  const out: TensorEntry[] = [{ name: GGUF_EMBEDDING, shape: [c.vocabSize, c.dim], slot: { kind: 'embedding' } }];
+  for (let layer = 0; layer < c.nLayers; layer++) {
+    out.push({ name: ggufBlockName(layer, 'attn_norm'), shape: [c.dim], slot: { kind: 'attnNorm', layer } });
+    for (const linear of LINEAR_NAMES) {
+      if (linear === 'gate_proj') out.push({ name: ggufBlockName(layer, 'ffn_norm'), shape: [c.dim], slot: { kind: 'ffnNorm', layer } });
+      out.push({ name: ggufBlockName(layer, GGUF_LINEAR[linear]), shape: linearShape(c, linear), slot: { kind: 'linear', layer, linear } });
     }
-  });
-  out.push({ name: GGUF_FINAL_NORM, shape: [c.dim], values: () => model.finalNorm });
+  }
+  out.push({ name: GGUF_FINAL_NORM, shape: [c.dim], slot: { kind: 'finalNorm' } });
   // The converter writes output.weight only when the checkpoint has an lm_head; llama.cpp
   // falls back to token_embd without it.
-  if (!c.tiedEmbeddings) out.push({ name: GGUF_CLASSIFIER, shape: [c.vocabSize, c.dim], values: () => model.classifier });
+  if (!c.tiedEmbeddings) out.push({ name: GGUF_CLASSIFIER, shape: [c.vocabSize, c.dim], slot: { kind: 'classifier' } });
   return out;
+}
+
+/** Moves q/k rows between RoPE layouts (other tensors pass through). */
+function qkRows(w: Float32Array, slot: Slot, c: LlamaConfig, from: RopeStyle, to: RopeStyle): Float32Array {
+  if (from === to || slot.kind !== 'linear' || (slot.linear !== 'q_proj' && slot.linear !== 'k_proj')) return w;
+  const heads = slot.linear === 'q_proj' ? c.nHeads : c.nKvHeads;
+  return permuteRopeRows(w, heads, heads * (c.dim / c.nHeads), c.dim, to === 'half' ? 'toHalf' : 'toInterleaved');
+}
+
+function tensorOf(model: LlamaModel, slot: Slot): Float32Array {
+  switch (slot.kind) {
+    case 'embedding': return model.embedding;
+    case 'finalNorm': return model.finalNorm;
+    case 'classifier': return model.classifier;
+    case 'attnNorm': return model.blocks[slot.layer].attnNorm;
+    case 'ffnNorm': return model.blocks[slot.layer].ffnNorm;
+    case 'linear': return model.blocks[slot.layer].linear[slot.linear];
+  }
 }
 
 /** A planned GGUF file for `model` and the bytes of each tensor, computed when asked for. */
@@ -167,7 +185,7 @@ export function planLlamaGguf(model: LlamaModel, options: GgufWriteOptions = {})
   const type = options.type ?? 'F32';
   if (!Object.prototype.hasOwnProperty.call(GGML_TYPES, type)) throw new DtypeError(`GGUF: unknown ggml type ${String(type)}`);
   const encoders = { ...FLOAT_ENCODERS, ...options.encoders };
-  const sources = modelTensors(model, family);
+  const sources = tensorTable(c);
   const descriptors = sources.map((s) => {
     const dims = [...s.shape].reverse(); // ggml order: row length first
     const t: GgmlType = s.shape.length === 1 ? 'F32' : options.typeOf?.(s.name, dims) ?? type;
@@ -182,7 +200,8 @@ export function planLlamaGguf(model: LlamaModel, options: GgufWriteOptions = {})
       const info = plan.tensors[index];
       if (!s || !info) throw new OptionError(`GGUF: no tensor #${index}`);
       const rows = s.shape.length === 1 ? 1 : s.shape[0];
-      const bytes = encoders[info.type]!(s.values(), rows, info.dims[0]);
+      const values = qkRows(tensorOf(model, s.slot), s.slot, c, c.ropeStyle, family.qkRows);
+      const bytes = encoders[info.type]!(values, rows, info.dims[0]);
       if (bytes.length !== info.byteLength) throw new ShapeError(`GGUF: the ${info.type} encoder gave ${bytes.length} bytes for "${info.name}", expected ${info.byteLength}`);
       return bytes;
     },
@@ -211,6 +230,8 @@ export interface GgufReadOptions {
   ropeStyle?: RopeStyle;
   /** Decoders for types beyond F32/F16/BF16. */
   decoders?: Partial<Record<GgmlType, GgmlDecoder>>;
+  /** readLlamaGguf: bytes of the first header read (see readGgufHeader). */
+  firstRead?: number;
 }
 
 const INTEGER_TYPES = new Set(['u8', 'i8', 'u16', 'i16', 'u32', 'i32', 'u64', 'i64']);
@@ -280,59 +301,88 @@ export function llamaConfigFromGguf(file: GgufFile): { family: GgufFamily; confi
   return { family, config };
 }
 
-/** Builds the model from a parsed header and a way to get each tensor's values. */
-function assemble(file: GgufFile, valuesOf: (info: GgufTensorInfo) => Float32Array, options: GgufReadOptions): LlamaModel {
-  const { family, config } = llamaConfigFromGguf(file);
-  const c = config;
-  const used = new Set<string>();
-  const get = (name: string, shape: number[]): Float32Array => {
+/**
+ * Checks that `file` holds exactly the tensors of the model its metadata describes, with the
+ * right dims and decodable types, before any tensor byte is read.
+ */
+function checkTensors(file: GgufFile, family: GgufFamily, config: LlamaConfig, decoders: Partial<Record<GgmlType, GgmlDecoder>>): TensorEntry[] {
+  const table = tensorTable(config);
+  for (const { name, shape } of table) {
     const info = file.byName.get(name);
     if (!info) throw new FormatError(`GGUF: tensor "${name}" is missing`);
     const want = [...shape].reverse();
     if (info.dims.length !== want.length || info.dims.some((d, i) => d !== want[i])) {
       throw new ShapeError(`GGUF: tensor "${name}" has dims [${info.dims.join(', ')}], the metadata implies [${want.join(', ')}]`);
     }
-    used.add(name);
-    return valuesOf(info);
-  };
-  const kvDim = (c.dim / c.nHeads) * c.nKvHeads;
+    if (!decoders[info.type]) throw new DtypeError(`GGUF: tensor "${name}" has type ${info.type}, which cannot be decoded here (supported: ${Object.keys(decoders).join(', ')})`);
+  }
+  // A tensor we would not consume (biases, rope_freqs, extra norms) changes what the model computes.
+  const names = new Set(table.map((t) => t.name));
+  const extra = file.tensors.find((t) => !names.has(t.name));
+  if (extra) throw new FormatError(`GGUF: tensor "${extra.name}" is not part of the ${family.arch} model we can run (not supported)`);
+  return table;
+}
+
+interface ReadPlan {
+  config: LlamaConfig;
+  family: GgufFamily;
+  style: RopeStyle;
+  table: TensorEntry[];
+  decoders: Partial<Record<GgmlType, GgmlDecoder>>;
+}
+
+/** Everything the header says, checked before any tensor byte is read. */
+function readPlan(file: GgufFile, options: GgufReadOptions): ReadPlan {
+  const { family, config } = llamaConfigFromGguf(file);
   const style = options.ropeStyle ?? family.qkRows;
   if (style !== 'interleaved' && style !== 'half') throw new OptionError(`GGUF: ropeStyle must be 'interleaved' or 'half', not ${String(style)}`);
-  const direction = style === 'half' ? 'toHalf' : 'toInterleaved';
-  const embedding = get(GGUF_EMBEDDING, [c.vocabSize, c.dim]);
-  const blocks: LlamaBlock[] = [];
-  for (let l = 0; l < c.nLayers; l++) {
-    const linear = {} as Record<LinearName, Float32Array>;
-    for (const n of LINEAR_NAMES) {
-      let w = get(ggufBlockName(l, GGUF_LINEAR[n]), linearShape(c, n));
-      if (style !== family.qkRows && n === 'q_proj') w = permuteRopeRows(w, c.nHeads, c.dim, c.dim, direction);
-      if (style !== family.qkRows && n === 'k_proj') w = permuteRopeRows(w, c.nKvHeads, kvDim, c.dim, direction);
-      linear[n] = w;
+  const decoders = { ...FLOAT_DECODERS, ...options.decoders };
+  return { config, family, style, decoders, table: checkTensors(file, family, config, decoders) };
+}
+
+/** The model from its tensors' decoded values (in the file's q/k row layout). */
+function assemble(p: ReadPlan, valueOf: (name: string) => Float32Array): LlamaModel {
+  const c = p.config;
+  const model: LlamaModel = {
+    config: { ...c, ropeStyle: p.style },
+    embedding: new Float32Array(0),
+    blocks: Array.from({ length: c.nLayers }, () => ({ attnNorm: new Float32Array(0), ffnNorm: new Float32Array(0), linear: {} as Record<LinearName, Float32Array> })),
+    finalNorm: new Float32Array(0),
+    classifier: new Float32Array(0),
+  };
+  for (const { name, slot } of p.table) {
+    const w = qkRows(valueOf(name), slot, c, p.family.qkRows, p.style);
+    switch (slot.kind) {
+      case 'embedding': model.embedding = w; break;
+      case 'finalNorm': model.finalNorm = w; break;
+      case 'classifier': model.classifier = w; break;
+      case 'attnNorm': model.blocks[slot.layer].attnNorm = w; break;
+      case 'ffnNorm': model.blocks[slot.layer].ffnNorm = w; break;
+      case 'linear': model.blocks[slot.layer].linear[slot.linear] = w; break;
     }
-    blocks.push({ attnNorm: get(ggufBlockName(l, 'attn_norm'), [c.dim]), ffnNorm: get(ggufBlockName(l, 'ffn_norm'), [c.dim]), linear });
   }
-  const finalNorm = get(GGUF_FINAL_NORM, [c.dim]);
-  const classifier = c.tiedEmbeddings ? embedding : get(GGUF_CLASSIFIER, [c.vocabSize, c.dim]);
-  // A tensor we do not consume (biases, rope_freqs, extra norms) changes what the model computes.
-  const extra = file.tensors.find((t) => !used.has(t.name));
-  if (extra) throw new FormatError(`GGUF: tensor "${extra.name}" is not part of the ${family.arch} model we can run (not supported)`);
-  return { config: { ...c, ropeStyle: style }, embedding, blocks, finalNorm, classifier };
+  if (c.tiedEmbeddings) model.classifier = model.embedding;
+  return model;
 }
 
 /** A Llama-family model from a whole GGUF file in memory. */
 export function llamaFromGguf(bytes: Uint8Array, options: GgufReadOptions = {}): LlamaModel {
   const file = parseGgufHeader(bytes);
-  const decoders = { ...FLOAT_DECODERS, ...options.decoders };
-  return assemble(file, (info) => decodeTensor(info, tensorData(file, bytes, info), decoders), options);
+  const p = readPlan(file, options);
+  return assemble(p, (name) => {
+    const info = file.byName.get(name)!;
+    return decodeTensor(info, tensorData(file, bytes, info), p.decoders);
+  });
 }
 
-/** A Llama-family model from a GGUF file read at offsets (the header first, then each tensor). */
+/** A Llama-family model from a GGUF file read at offsets: the header, then one tensor at a time. */
 export async function readLlamaGguf(source: ByteSource, options: GgufReadOptions = {}): Promise<LlamaModel> {
-  const file = await readGgufHeader(source);
-  llamaConfigFromGguf(file); // refuse unsupported files before reading any tensor
-  const decoders = { ...FLOAT_DECODERS, ...options.decoders };
-  // One tensor's raw bytes in memory at a time.
+  const file = await readGgufHeader(source, options.firstRead === undefined ? {} : { firstRead: options.firstRead });
+  const p = readPlan(file, options);
   const values = new Map<string, Float32Array>();
-  for (const info of file.tensors) values.set(info.name, decodeTensor(info, await readTensorData(source, info), decoders));
-  return assemble(file, (info) => values.get(info.name)!, options);
+  for (const { name } of p.table) {
+    const info = file.byName.get(name)!;
+    values.set(name, decodeTensor(info, await readTensorData(source, info), p.decoders));
+  }
+  return assemble(p, (name) => values.get(name)!);
 }
