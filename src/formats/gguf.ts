@@ -311,7 +311,6 @@ function parseFrom(bytes: Uint8Array, fileSize: number): GgufFile {
 
   const tensors: GgufTensorInfo[] = [];
   const byName = new Map<string, GgufTensorInfo>();
-  const offsets: bigint[] = [];
   for (let i = 0; i < nTensors; i++) {
     const name = c.string(`tensor #${i} name`);
     const label = `tensor "${name}"`;
@@ -340,7 +339,6 @@ function parseFrom(bytes: Uint8Array, fileSize: number): GgufFile {
     const offset = c.u64(`${label} offset`);
     if (offset % BigInt(alignment) !== 0n) throw new FormatError(`GGUF: ${label} offset ${offset} is not a multiple of the alignment ${alignment}`);
     if (offset > BigInt(fileSize)) throw new FormatError(`GGUF: ${label} offset ${offset} is past the end of the ${fileSize}-byte file`);
-    offsets.push(offset);
     const info: GgufTensorInfo = {
       name, dims: ne.map(Number), type, elements: Number(elements), byteLength: Number(byteLength), offset: Number(offset), fileOffset: 0,
     };
