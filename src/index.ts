@@ -13,6 +13,7 @@ export type { FanoutPoolOptions, FanoutEvent, FanoutStats, FanoutErrorCode, JobH
 export { createFanoutWorker } from './parallel/fanout-worker.js';
 export type { FanoutWorker, FanoutWorkerOptions } from './parallel/fanout-worker.js';
 export { LlamaRunner, HiddenState, perplexity } from './model/forward.js';
+export type { RunnerOptions } from './model/forward.js';
 export type { CaptureFn, RunBlockOptions, PerplexityResult } from './model/forward.js';
 export * from './formats/index.js';
 export { HessianAccumulator } from './core/hessian.js';
@@ -21,10 +22,12 @@ export type { QuantizedLinear, QuantizedModel, ModelQuantizeOptions, LayerProgre
 export { gptqCheckpoint, readGptqCheckpoint, isPackable, VERSION } from './model/export.js';
 export type { GptqCheckpoint, Provenance } from './model/export.js';
 export { splitParagraphs, paragraphRange, tokenizeParagraphs } from './model/text.js';
-export { LINEAR_NAMES, linearShape } from './model/types.js';
-export type { LlamaModel, LlamaConfig, LlamaBlock, LinearName, RopeStyle } from './model/types.js';
+export { LINEAR_NAMES, ALL_LINEAR_NAMES } from './model/types.js';
+export type { LlamaModel, LlamaConfig, LlamaBlock, LinearName, RopeStyle, Family, RopeScaling, LayerType } from './model/types.js';
+export { resolveArch, linearShape, linearNames, quantStages } from './model/arch.js';
+export type { Arch, LinearSpec, Stage, StagePoint } from './model/arch.js';
 export { modelFromFiles, llama2cSource, hfSource, textTokens, tokenFile, planJob, runJob, modelPerplexity } from './model/job.js';
 export type { ModelSource, ModelKind, CalibrationOptions, JobPlan, JobOptions, JobResult, JobReport, LayerReport, OutputFile } from './model/job.js';
 export { readLlama2c, writeLlama2c, ropeTables } from './model/checkpoint/llama2c.js';
 export { checkModelShapes } from './model/checkpoint/shapes.js';
-export { readHfLlama, writeHfLlama, hfConfigJson, hfLinearName, permuteRopeRows, type HfDtype } from './model/checkpoint/hf.js';
+export { readHfModel, writeHfModel, readHfLlama, writeHfLlama, parseHfConfig, hfConfigJson, hfLinearName, hfTensors, permuteRopeRows, type HfDtype } from './model/checkpoint/hf.js';
