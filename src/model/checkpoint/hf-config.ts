@@ -106,8 +106,8 @@ export function parseHfConfig(text: string): LlamaConfig {
     ropeTheta: d.theta,
     ropeStyle: 'half',
     tiedEmbeddings: bool('tie_word_embeddings', d.tie),
-    family,
   };
+  if (family !== 'llama') out.family = family; // absent means a plain Llama, as llama2.c's reader leaves it
   if (headDim * nHeads !== dim || family === 'qwen3' || family === 'gemma3') out.headDim = headDim;
 
   // RoPE: legacy rope_theta + rope_scaling, or transformers 5's rope_parameters (for Gemma 3
@@ -258,7 +258,6 @@ export function hfConfigJson(config: LlamaConfig, dtype: HfDtype = 'F32'): strin
     num_hidden_layers: c.nLayers,
     num_attention_heads: c.nHeads,
     num_key_value_heads: c.nKvHeads,
-    head_dim: a.head,
     vocab_size: c.vocabSize,
     max_position_embeddings: c.maxSeqLen,
     rms_norm_eps: c.normEps,
@@ -269,6 +268,8 @@ export function hfConfigJson(config: LlamaConfig, dtype: HfDtype = 'F32'): strin
     eos_token_id: 2,
     torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
   };
+  // Qwen2Config and Phi3Config have no head_dim field (their attention reads it with getattr)
+  if ((family !== 'qwen2' && family !== 'phi3') || a.head * c.nHeads !== c.dim) j.head_dim = a.head;
   const s = a.ropeScaling;
   if (s?.type === 'linear') j.rope_scaling = { rope_type: 'linear', factor: s.factor };
   else if (s?.type === 'llama3') j.rope_scaling = { rope_type: 'llama3', factor: s.factor, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor, original_max_position_embeddings: s.originalMaxPositions };
