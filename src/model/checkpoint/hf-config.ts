@@ -264,8 +264,9 @@ export function hfConfigJson(config: LlamaConfig, dtype: HfDtype = 'F32'): strin
     rope_theta: c.ropeTheta,
     [family === 'gemma3' ? 'hidden_activation' : 'hidden_act']: family === 'gemma3' ? 'gelu_pytorch_tanh' : 'silu',
     tie_word_embeddings: c.tiedEmbeddings,
-    bos_token_id: 1,
-    eos_token_id: 2,
+    // llama2.c's ids; other families' token ids are not part of the model we hold, so their
+    // configuration classes' defaults stand
+    ...(family === 'llama' ? { bos_token_id: 1, eos_token_id: 2 } : {}),
     torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
   };
   // Qwen2Config and Phi3Config have no head_dim field (their attention reads it with getattr)
