@@ -213,6 +213,10 @@ test('config.json fields the forward pass would not honour are refused, naming t
     [{ ...base, model_type: 'llama', rope_scaling: { rope_type: 'llama3', factor: 8 } }, /rope_scaling\.low_freq_factor/],
     [{ ...base, model_type: 'llama', attention_bias: 'yes' }, /attention_bias/],
     [{ ...base, model_type: 'llama', hidden_size: undefined }, /hidden_size/],
+    [{ ...base, model_type: 'qwen2', partial_rotary_factor: 0.5 }, /partial_rotary_factor 0.5 is not supported for qwen2/],
+    [{ ...base, model_type: 'llama', rope_parameters: { rope_type: 'default', rope_theta: 1e4, partial_rotary_factor: 0.5 } }, /partial_rotary_factor/],
+    [{ ...gemma3, use_bidirectional_attention: true }, /use_bidirectional_attention/],
+    [{ ...gemma3, rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 1e6 }, sliding_attention: { rope_type: 'linear', factor: 2, rope_theta: 1e4 } } }, /sliding_attention\.rope_type "linear"/],
   ];
   for (const [cfg, match] of bad) throwsType(() => parseHfConfig(JSON.stringify(cfg)), FormatError, match);
   // a checkpoint missing a family tensor names it
@@ -242,7 +246,10 @@ test('configuration class defaults (transformers) fill fields a config.json leav
   // Qwen2: sliding only with use_sliding_window, from max_window_layers on
   assert.is(parseHfConfig(JSON.stringify({ ...base, model_type: 'qwen2', sliding_window: 4 })).layerTypes, undefined);
   assert.equal(parseHfConfig(JSON.stringify(qwen2)).layerTypes, ['full', 'sliding', 'sliding']);
-  // transformers 5's rope_parameters
+  // transformers 5's rope_parameters (Gemma 3: one per layer type)
+  const g5 = parseHfConfig(JSON.stringify({ ...gemma3, rope_theta: undefined, rope_local_base_freq: undefined, rope_scaling: undefined,
+    rope_parameters: { full_attention: { rope_type: 'linear', factor: 8, rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4 } } }));
+  assert.equal([g5.ropeTheta, g5.ropeLocalTheta, g5.ropeScaling], [1e6, 1e4, { type: 'linear', factor: 8 }]);
   const rp = parseHfConfig(JSON.stringify({ ...base, model_type: 'llama', rope_parameters: { rope_type: 'linear', rope_theta: 1234, factor: 2 } }));
   assert.is(rp.ropeTheta, 1234);
   assert.equal(rp.ropeScaling, { type: 'linear', factor: 2 });

@@ -130,6 +130,12 @@ export function parseHfConfig(text: string): LlamaConfig {
   const scaling = scalingSrc ? ropeScaling(scalingSrc, global ? 'rope_parameters' : 'rope_scaling', family, cfg, maxSeqLen) : null;
   if (scaling) out.ropeScaling = scaling;
 
+  if (family !== 'phi3') {
+    // modeling_rope_utils reads partial_rotary_factor for any model; only Phi-3 applies it
+    const partial = cfg.partial_rotary_factor ?? global?.partial_rotary_factor ?? 1;
+    if (partial !== 1) throw new FormatError(`config.json: partial_rotary_factor ${JSON.stringify(partial)} is not supported for ${family} (whole heads rotate)`);
+  }
+  if (family === 'gemma3' && cfg.use_bidirectional_attention === true) throw new FormatError('config.json: use_bidirectional_attention is not supported (causal attention only)');
   if (family === 'phi3') {
     const partial = cfg.partial_rotary_factor ?? (global?.partial_rotary_factor as number | undefined) ?? 1;
     if (typeof partial !== 'number' || !(partial > 0 && partial <= 1)) throw new FormatError(`config.json: partial_rotary_factor ${JSON.stringify(partial)} must be in (0, 1]`);
