@@ -166,15 +166,75 @@ export function nn_rmsnorm(x: usize, weight: usize, y: usize, T: i32, dim: i32, 
  * p = 0..nPos-1 and pair index i; computed in f64 and rounded to f32 once. */
 export function nn_rope_table(tab: usize, nPos: i32, head: i32, theta: f64): void {
   const half = head >> 1;
+  const freqs = heap.alloc(<usize>half << 3);
+  nn_rope_freqs(freqs, head, theta, 0, 1, 0, 0, 0, 0);
+  nn_rope_table_freqs(tab, nPos, half, freqs, 1);
+  heap.free(freqs);
+}
+
+// @ts-ignore: decorator
+@inline const ROPE_DEFAULT: i32 = 0;
+// @ts-ignore: decorator
+@inline const ROPE_LINEAR: i32 = 1;
+// @ts-ignore: decorator
+@inline const ROPE_LLAMA3: i32 = 2;
+// @ts-ignore: decorator
+@inline const ROPE_LONGROPE: i32 = 3;
+
+/**
+ * Inverse frequencies of the rot/2 rotated pairs, in f64, as transformers' modeling_rope_utils
+ * defines them (its `dim` is our `rot`, the rotated part of a head):
+ * - 0 default:  f_i = theta^(-2i/rot)
+ * - 1 linear:   f_i / factor
+ * - 2 llama3:   wavelength w = 2 pi / f_i against the original context L = origMax:
+ *               w < L / high: f_i; w > L / low: f_i / factor; otherwise
+ *               (1 - s) f_i / factor + s f_i with s = (L / w - low) / (high - low)
+ * - 3 longrope: f_i / ext[i] (ext: rot/2 f64 factors, short or long as chosen by the caller)
+ * transformers computes these in float32; f64 here keeps them within 1e-16 of the exact values.
+ */
+export function nn_rope_freqs(
+  out: usize, rot: i32, theta: f64, kind: i32, factor: f64, low: f64, high: f64, origMax: f64, ext: usize,
+): void {
+  const half = rot >> 1;
   for (let i = 0; i < half; i++) {
-    const freq = Math.pow(theta, -<f64>(2 * i) / <f64>head);
+    let f = Math.pow(theta, -<f64>(2 * i) / <f64>rot);
+    if (kind == ROPE_LINEAR) {
+      f = f / factor;
+    } else if (kind == ROPE_LLAMA3) {
+      const wavelen = 2 * Math.PI / f;
+      const lowWavelen = origMax / low;
+      const highWavelen = origMax / high;
+      if (wavelen > lowWavelen) {
+        f = f / factor;
+      } else if (!(wavelen < highWavelen)) {
+        const s = (origMax / wavelen - low) / (high - low);
+        f = (1 - s) * f / factor + s * f;
+      }
+    } else if (kind == ROPE_LONGROPE) {
+      f = f / load<f64>(ext + (<usize>i << 3));
+    }
+    store<f64>(out + (<usize>i << 3), f);
+  }
+}
+
+/** Fills tab [nPos, half, 2] with (cos, sin) of p * freqs[i], times mscale (longrope's
+ * attention factor; 1 otherwise), computed in f64 and rounded to f32 once. */
+export function nn_rope_table_freqs(tab: usize, nPos: i32, half: i32, freqs: usize, mscale: f64): void {
+  for (let i = 0; i < half; i++) {
+    const freq = load<f64>(freqs + (<usize>i << 3));
     for (let p = 0; p < nPos; p++) {
       const ang = <f64>p * freq;
       const at = tab + ((<usize>p * <usize>half + <usize>i) << 3);
-      store<f32>(at, <f32>Math.cos(ang));
-      store<f32>(at + 4, <f32>Math.sin(ang));
+      store<f32>(at, <f32>(Math.cos(ang) * mscale));
+      store<f32>(at + 4, <f32>(Math.sin(ang) * mscale));
     }
   }
+}
+
+/** LongRoPE's default attention factor (transformers): 1 for factor <= 1, else
+ * sqrt(1 + ln(factor) / ln(origMax)). */
+export function nn_longrope_mscale(factor: f64, origMax: f64): f64 {
+  return factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(origMax));
 }
 
 /** Rotates x [T, nHeads * head] in place; row t uses tab row t (pass tab + pos0 * head * 4
@@ -182,7 +242,14 @@ export function nn_rope_table(tab: usize, nPos: i32, head: i32, theta: f64): voi
  * halfSplit = 1: pairs (i, i + head/2) (Hugging Face `rotate_half`). Both rotate a pair
  * (a, b) to (a c - b s, a s + b c). */
 export function nn_rope(x: usize, tab: usize, T: i32, nHeads: i32, head: i32, halfSplit: i32): void {
-  const half = head >> 1;
+  nn_rope_partial(x, tab, T, nHeads, head, head, halfSplit);
+}
+
+/** nn_rope on the first `rot` dimensions of each head only (partial rotary, Phi-3's
+ * partial_rotary_factor: q_rot = q[..., :rot] is rotated, q[..., rot:] passes through); tab
+ * rows hold rot/2 pairs. */
+export function nn_rope_partial(x: usize, tab: usize, T: i32, nHeads: i32, head: i32, rot: i32, halfSplit: i32): void {
+  const half = rot >> 1;
   const row = <usize>(nHeads * head) << 2;
   const headBytes = <usize>head << 2;
   const strideA: usize = halfSplit ? 4 : 8; // distance between successive pairs' first elements
@@ -271,6 +338,30 @@ export function nn_exp_f32(x: f32): f32 {
   return exp1(x);
 }
 
+// tanh from the exp above: tanh(y) = sign(y) (1 - e) / (1 + e), e = exp(-2|y|) in (0, 1], so
+// nothing overflows; absolute error a few 1e-8 (the cancellation in 1 - e near 0 costs
+// relative, not absolute, accuracy). Used by gelu-tanh and by soft-capping, both of which
+// multiply it by a bounded or the original value.
+
+@inline function tanh4(y: v128): v128 {
+  const e = exp4(f32x4.mul(f32x4.abs(y), f32x4.splat(-2)));
+  const one = f32x4.splat(1);
+  const t = f32x4.div(f32x4.sub(one, e), f32x4.add(one, e));
+  // copy the sign of y onto t (t >= 0)
+  return v128.or(t, v128.and(y, f32x4.splat(-0.0)));
+}
+
+/** tanh4 on one lane: the same operations in the same order. */
+@inline function tanh1(y: f32): f32 {
+  const e = exp1(abs<f32>(y) * <f32>-2);
+  const t = (<f32>1 - e) / (<f32>1 + e);
+  return reinterpret<f32>(reinterpret<u32>(t) | (reinterpret<u32>(y) & 0x80000000));
+}
+
+export function nn_tanh_f32(x: f32): f32 {
+  return tanh1(x);
+}
+
 /** Four canonical horizontal sums at once: lane k = (a_k.0 + a_k.1) + (a_k.2 + a_k.3). */
 @inline function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
   const u = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 2, 4, 6), v128.shuffle<f32>(a0, a1, 1, 3, 5, 7));
@@ -288,10 +379,30 @@ export function nn_exp_f32(x: f32): f32 {
 // Every row's result depends only on its own q row and keys 0..t, never on T.
 
 export function nn_attention(q: usize, k: usize, v: usize, out: usize, T: i32, nHeads: i32, nKv: i32, head: i32): void {
-  const scores = heap.alloc((<usize>T + 8) << 2);
+  nn_attention_ex(q, k, v, out, T, nHeads, nKv, head, nn_attn_scale(<f64>head), 0, 0);
+}
+
+/** The attention scale 1/sqrt(scalar) in f32: the head size, or Gemma's query_pre_attn_scalar. */
+export function nn_attn_scale(scalar: f64): f32 {
+  return <f32>1.0 / Mathf.sqrt(<f32>scalar);
+}
+
+/** Causal attention as above, generalized: scores are dot(q, k_j) * scale; with softcap > 0
+ * they are then capped as tanh(s / softcap) * softcap (Gemma's attn_logit_softcapping); with
+ * window > 0 query t sees keys j with t - window < j <= t (transformers' sliding_window_overlay:
+ * kv_idx > q_idx - sliding_window), otherwise keys 0..t. Summation orders are those of
+ * nn_attention, taken over the visible keys j0..t in order, so a row still depends only on its
+ * own q row and its visible keys. */
+export function nn_attention_ex(
+  q: usize, k: usize, v: usize, out: usize, T: i32, nHeads: i32, nKv: i32, head: i32,
+  scale: f32, window: i32, softcap: f32,
+): void {
+  const nMax = window > 0 ? min<i32>(T, window) : T;
+  const scores = heap.alloc((<usize>nMax + 8) << 2);
   const group = nHeads / nKv;
-  const scale: f32 = <f32>1.0 / Mathf.sqrt(<f32>head);
   const vscale = f32x4.splat(scale);
+  const capped = softcap > 0;
+  const invCap: f32 = capped ? <f32>1.0 / softcap : 0;
   const qRow = <usize>(nHeads * head) << 2;
   const kRow = <usize>(nKv * head) << 2;
   const headBytes = <usize>head << 2;
@@ -301,13 +412,15 @@ export function nn_attention(q: usize, k: usize, v: usize, out: usize, T: i32, n
     const kvOff = <usize>(h / group) * headBytes;
     const qOff = <usize>h * headBytes;
     for (let t = 0; t < T; t++) {
-      const n = t + 1;
+      const j0 = window > 0 ? max<i32>(0, t - window + 1) : 0;
+      const n = t + 1 - j0; // visible keys j0..t; local index jj = j - j0
       const qp = q + <usize>t * qRow + qOff;
+      const kb = k + <usize>j0 * kRow + kvOff;
       // scores, four keys at a time
       let vm = f32x4.splat(-Infinity);
       let j = 0;
       for (; j + 4 <= n; j += 4) {
-        const k0 = k + <usize>j * kRow + kvOff, k1 = k0 + kRow, k2 = k1 + kRow, k3 = k2 + kRow;
+        const k0 = kb + <usize>j * kRow, k1 = k0 + kRow, k2 = k1 + kRow, k3 = k2 + kRow;
         let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
         for (let d = 0; d < h4; d += 4) {
           const o = <usize>d << 2;
@@ -325,13 +438,15 @@ export function nn_attention(q: usize, k: usize, v: usize, out: usize, T: i32, n
           s = f32x4.replace_lane(s, 3, dotTail(f32x4.extract_lane(s, 3), qp, k3, h4, head));
         }
         s = f32x4.mul(s, vscale);
+        if (capped) s = f32x4.mul(tanh4(f32x4.mul(s, f32x4.splat(invCap))), f32x4.splat(softcap));
         v128.store(scores + (<usize>j << 2), s);
         vm = f32x4.max(vm, s);
       }
       let m: f32 = max<f32>(max<f32>(f32x4.extract_lane(vm, 0), f32x4.extract_lane(vm, 1)),
         max<f32>(f32x4.extract_lane(vm, 2), f32x4.extract_lane(vm, 3)));
       for (; j < n; j++) {
-        const s = dot(qp, k + <usize>j * kRow + kvOff, head) * scale;
+        let s = dot(qp, kb + <usize>j * kRow, head) * scale;
+        if (capped) s = tanh1(s * invCap) * softcap;
         store<f32>(scores + (<usize>j << 2), s);
         m = max<f32>(m, s);
       }
@@ -358,10 +473,10 @@ export function nn_attention(q: usize, k: usize, v: usize, out: usize, T: i32, n
         const at = scores + (<usize>j << 2);
         v128.store(at, f32x4.mul(v128.load(at), inv));
       }
-      // out = sum_j p_j v_j as (sum over even j) + (sum over odd j), each in order of j;
+      // out = sum_j p_j v_j as (sum over even jj) + (sum over odd jj), each in order of j;
       // eight, then four dims at a time, then single dims
       const op = out + <usize>t * qRow + qOff;
-      const vb = v + kvOff;
+      const vb = v + <usize>j0 * kRow + kvOff;
       const nEven = n & ~1;
       let d = 0;
       for (; d < h8; d += 8) {
@@ -430,6 +545,71 @@ export function nn_swiglu(g: usize, u: usize, out: usize, n: i32): void {
     const a = load<f32>(g + o);
     store<f32>(out + o, (a / (<f32>1.0 + exp1(-a))) * load<f32>(u + o));
   }
+}
+
+/** out[i] = gelu_tanh(g[i]) * u[i] (Gemma's GeGLU, hidden_activation gelu_pytorch_tanh), with
+ * gelu_tanh(x) = 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi), in PyTorch's
+ * operation order (x^3 = x*x*x; inner = k * (x + c * x^3); 0.5 * x * (1 + tanh(inner))).
+ * out may equal g or u. */
+export function nn_geglu(g: usize, u: usize, out: usize, n: i32): void {
+  const k: f32 = <f32>0.7978845608028654; // sqrt(2 / pi)
+  const c: f32 = <f32>0.044715;
+  const n4 = n & ~3;
+  const vk = f32x4.splat(k), vc = f32x4.splat(c), half = f32x4.splat(0.5), one = f32x4.splat(1);
+  let i = 0;
+  for (; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const x = v128.load(g + o);
+    const x3 = f32x4.mul(f32x4.mul(x, x), x);
+    const inner = f32x4.mul(vk, f32x4.add(x, f32x4.mul(vc, x3)));
+    const y = f32x4.mul(f32x4.mul(half, x), f32x4.add(one, tanh4(inner)));
+    v128.store(out + o, f32x4.mul(y, v128.load(u + o)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const x = load<f32>(g + o);
+    const x3 = (x * x) * x;
+    const inner = k * (x + c * x3);
+    const y = (<f32>0.5 * x) * (<f32>1 + tanh1(inner));
+    store<f32>(out + o, y * load<f32>(u + o));
+  }
+}
+
+/** x[i] = tanh(x[i] / cap) * cap (Gemma's final_logit_softcapping), as x * (1/cap) in f32. */
+export function nn_softcap(x: usize, n: i32, cap: f32): void {
+  const inv: f32 = <f32>1.0 / cap;
+  const n4 = n & ~3;
+  const vinv = f32x4.splat(inv), vcap = f32x4.splat(cap);
+  let i = 0;
+  for (; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(x + o, f32x4.mul(tanh4(f32x4.mul(v128.load(x + o), vinv)), vcap));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(x + o, tanh1(load<f32>(x + o) * inv) * cap);
+  }
+}
+
+/** y[t, :] += bias for t < T (a linear layer's bias, after its matmul). */
+export function nn_add_bias(y: usize, bias: usize, T: i32, n: i32): void {
+  const row = <usize>n << 2;
+  for (let t = 0; t < T; t++) nn_add(y + <usize>t * row, bias, n);
+}
+
+/** x[i] *= f32(sqrt(dim)) (Gemma's embedding scale: hidden_size**0.5 held as a float32 tensor). */
+export function nn_embed_scale(x: usize, n: i32, dim: i32): void {
+  const s: f32 = <f32>Math.sqrt(<f64>dim);
+  const n4 = n & ~3;
+  const vs = f32x4.splat(s);
+  let i = 0;
+  for (; i < n4; i += 4) v128.store(x + (<usize>i << 2), f32x4.mul(v128.load(x + (<usize>i << 2)), vs));
+  for (; i < n; i++) store<f32>(x + (<usize>i << 2), load<f32>(x + (<usize>i << 2)) * s);
+}
+
+/** out[i] = 1 + w[i] in f32 (Gemma's RMSNorm scales by 1 + weight). */
+export function nn_one_plus(w: usize, out: usize, n: i32): void {
+  for (let i = 0; i < n; i++) store<f32>(out + (<usize>i << 2), <f32>1 + load<f32>(w + (<usize>i << 2)));
 }
 
 /** a[i] += b[i] (residual add). */

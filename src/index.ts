@@ -34,16 +34,18 @@ export { runtimeName, hardwareConcurrency, workersAvailable, sharedMemoryAvailab
 export type { RuntimeName } from './core/runtime.js';
 
 // --- Whole models: read, calibrate, quantize block by block, write, evaluate.
-export { quantizeModel, calibrationWindows, STAGES } from './model/pipeline.js';
+export { quantizeModel, calibrationWindows } from './model/pipeline.js';
 export type { QuantizedLinear, QuantizedModel, ModelQuantizeOptions, ModelRunOptions, LayerProgress } from './model/pipeline.js';
 export { modelFromFiles, llama2cSource, hfSource, textTokens, tokenFile, planJob, runJob, modelPerplexity } from './model/job.js';
 export type { ModelSource, ModelKind, CalibrationOptions, JobPlan, JobOptions, JobResult, JobReport, LayerReport, OutputFile } from './model/job.js';
 export { LlamaRunner, HiddenState, perplexity } from './model/forward.js';
-export type { CaptureFn, RunBlockOptions, PerplexityResult } from './model/forward.js';
-export { LINEAR_NAMES, linearShape } from './model/types.js';
-export type { LlamaModel, LlamaConfig, LlamaBlock, LinearName, RopeStyle } from './model/types.js';
+export type { RunnerOptions, CaptureFn, RunBlockOptions, PerplexityResult } from './model/forward.js';
+export { resolveArch, linearShape, linearNames, quantStages } from './model/arch.js';
+export { LINEAR_NAMES } from './model/types.js';
+export type { Arch, LinearSpec, Stage, StagePoint } from './model/arch.js';
+export type { LlamaModel, LlamaConfig, LlamaBlock, LinearName, RopeStyle, Family, RopeScaling, LayerType } from './model/types.js';
 export { readLlama2c, writeLlama2c } from './model/checkpoint/llama2c.js';
-export { readHfLlama, writeHfLlama } from './model/checkpoint/hf.js';
+export { readHfModel, writeHfModel, parseHfConfig, hfConfigJson } from './model/checkpoint/hf.js';
 export type { HfDtype } from './model/checkpoint/hf.js';
 export { gptqCheckpoint, readGptqCheckpoint, isPackable, VERSION } from './model/export.js';
 export type { GptqCheckpoint, Provenance } from './model/export.js';

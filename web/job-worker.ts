@@ -3,7 +3,7 @@
 // the same checkpoint bytes. Threads: when the page is cross-origin isolated, layers are solved
 // on a WorkerPool (build/web/worker.js, SharedArrayBuffer); otherwise on this thread.
 import {
-  CdquantError, Kernel, LINEAR_NAMES, linearShape, modelFromFiles, modelPerplexity, planJob, readGptqCheckpoint, readTokenizer, runJob, textTokens,
+  CdquantError, Kernel, linearNames, linearShape, modelFromFiles, modelPerplexity, planJob, readGptqCheckpoint, readTokenizer, runJob, textTokens,
   type LlamaModel,
 } from '../src/index.js';
 import type { JobMessage, JobRequest, PplStage } from './protocol.js';
@@ -30,7 +30,7 @@ async function run(req: JobRequest): Promise<void> {
       kind: source.kind, dtype: source.dtype, blocks: config.nLayers, dim: config.dim, hiddenDim: config.hiddenDim, vocab: config.vocabSize,
       calibrationTokens: calibTokens.length, evalTokens: evalTokens.length, nsamples: plan.provenance.nsamples, seqlen: plan.seqlen,
       calibrationSha256: plan.provenance.calibrationSha256,
-      shapes: Object.fromEntries(LINEAR_NAMES.map((n) => [n, linearShape(config, n)])),
+      shapes: Object.fromEntries(linearNames(config).map((n) => [n, linearShape(config, n)])),
       threads: !isolated ? '1 (page not cross-origin isolated)' : threads === undefined ? 'automatic' : String(threads),
     },
   });

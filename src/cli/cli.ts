@@ -23,8 +23,9 @@ Usage:
                    [--nsamples 128] [--seqlen 256] [--seed 0] [--json] [--workers-url URL,...] [layer options]
   cdquant eval MODEL --text TEXT [--paragraphs A:B] [--seqlen 256] [--max-windows N] [--tokenizer FILE] [--json]
 
-MODEL: a llama2.c .bin file, a Hugging Face Llama directory (config.json + *.safetensors,
-F32/F16/BF16), or a GPTQ checkpoint directory written by cdquant.
+MODEL: a llama2.c .bin file, a Hugging Face directory (config.json + *.safetensors,
+F32/F16/BF16) of a Llama, Mistral, Qwen2, Qwen3, Gemma 3 (text) or Phi-3 model, or a GPTQ
+checkpoint directory written by cdquant.
 
 Layer options:
   --method rtn|gptq|cd|bcd   solver (default cd)

@@ -4,11 +4,12 @@
 import { FormatError, OptionError } from '../core/errors.js';
 import type { Kernel } from '../core/kernel.js';
 import { packGptq, unpackGptq, gptqTensors, quantizeConfig, type GptqFormat } from '../formats/gptq.js';
-import { hfConfigJson, hfLinearName, permuteRopeRows, readHfLlama, type HfDtype } from './checkpoint/hf.js';
+import { hfConfigJson, hfTensors, permuteRopeRows, readHfModel, slotArray, type HfDtype } from './checkpoint/hf.js';
 import { parseSafetensors, readTensorRaw, writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { dequantize } from '../core/merge.js';
 import type { QuantizedLinear } from './pipeline.js';
-import { LINEAR_NAMES, linearShape, type LinearName, type LlamaModel } from './types.js';
+import type { LinearName, LlamaModel } from './types.js';
+import { resolveArch } from './arch.js';
 
 export const VERSION = '0.1.0';
 
@@ -69,43 +70,43 @@ export function gptqCheckpoint(kernel: Kernel, model: LlamaModel, layers: Quanti
   const byName = new Map(layers.map((l) => [`${l.block}.${l.name}`, l]));
   const needsV2 = layers.some((l) => isPackable(l.rows, l.cols) && l.zeros.some((z) => z === 0));
   const format: GptqFormat = needsV2 ? 'gptq_v2' : 'gptq';
+  const arch = resolveArch(c);
   const toHalf = c.ropeStyle === 'interleaved';
-  const kvDim = (c.dim / c.nHeads) * c.nKvHeads;
   const tensors: TensorToWrite[] = [];
   const dense: string[] = [];
   const packed = new Set<LinearName>();
   const add = (name: string, shape: number[], data: Float32Array) => tensors.push({ name, dtype, shape, data });
-  add('model.embed_tokens.weight', [c.vocabSize, c.dim], model.embedding);
-  add('model.norm.weight', [c.dim], model.finalNorm);
-  if (!c.tiedEmbeddings) add('lm_head.weight', [c.vocabSize, c.dim], model.classifier);
-  model.blocks.forEach((b, block) => {
-    add(`model.layers.${block}.input_layernorm.weight`, [c.dim], b.attnNorm);
-    add(`model.layers.${block}.post_attention_layernorm.weight`, [c.dim], b.ffnNorm);
-    for (const name of LINEAR_NAMES) {
-      const layer = byName.get(`${block}.${name}`);
-      if (!layer) throw new OptionError(`gptqCheckpoint: layer ${block}.${name} was not quantized`);
-      const weightName = hfLinearName(block, name);
-      const prefix = weightName.slice(0, -'.weight'.length);
-      let { codes, scales, zeros } = layer;
-      const groups = scales.length / layer.rows;
-      const heads = name === 'q_proj' ? c.nHeads : name === 'k_proj' ? c.nKvHeads : 0;
-      if (toHalf && heads) {
-        const order = ropeRowOrder(heads, name === 'q_proj' ? c.dim : kvDim);
-        codes = permuteRows(codes, layer.cols, order);
-        scales = permuteRows(scales, groups, order);
-        zeros = permuteRows(zeros, groups, order);
-      }
-      const oriented = { ...layer, codes, scales, zeros };
-      if (isPackable(layer.rows, layer.cols)) {
-        const p = packGptq({ codes, scales, zeros, gIdx: layer.gIdx, rows: layer.rows, cols: layer.cols, bits: provenance.bits, groups }, format);
-        tensors.push(...gptqTensors(prefix, p));
-        packed.add(name);
-      } else {
-        add(weightName, linearShape(c, name), dequantize(kernel, oriented));
-        dense.push(weightName);
-      }
+  // the family's own layout; only the linear weights are replaced by their packed tensors
+  for (const t of hfTensors(c)) {
+    const slot = t.slot;
+    if (slot.kind !== 'linear') {
+      add(t.name, t.shape, slotArray(model, slot)!);
+      continue;
     }
-  });
+    const { layer: block, name } = slot;
+    const layer = byName.get(`${block}.${name}`);
+    if (!layer) throw new OptionError(`gptqCheckpoint: layer ${block}.${name} was not quantized`);
+    const weightName = t.name;
+    const prefix = weightName.slice(0, -'.weight'.length);
+    let { codes, scales, zeros } = layer;
+    const groups = scales.length / layer.rows;
+    const heads = name === 'q_proj' ? c.nHeads : name === 'k_proj' ? c.nKvHeads : 0;
+    if (toHalf && heads) {
+      const order = ropeRowOrder(heads, name === 'q_proj' ? arch.qDim : arch.kvDim);
+      codes = permuteRows(codes, layer.cols, order);
+      scales = permuteRows(scales, groups, order);
+      zeros = permuteRows(zeros, groups, order);
+    }
+    const oriented = { ...layer, codes, scales, zeros };
+    if (isPackable(layer.rows, layer.cols)) {
+      const p = packGptq({ codes, scales, zeros, gIdx: layer.gIdx, rows: layer.rows, cols: layer.cols, bits: provenance.bits, groups }, format);
+      tensors.push(...gptqTensors(prefix, p));
+      packed.add(name);
+    } else {
+      add(weightName, t.shape, dequantize(kernel, oriented));
+      dense.push(weightName);
+    }
+  }
   const qc = quantizeConfig({
     bits: provenance.bits,
     groupSize: provenance.groupSize,
@@ -121,7 +122,7 @@ export function gptqCheckpoint(kernel: Kernel, model: LlamaModel, layers: Quanti
       cdquant_clip: provenance.clip,
       cdquant_init: provenance.init,
       cdquant_refit: provenance.refit,
-      ...(dense.length ? { modules_in_block_to_quantize: [LINEAR_NAMES.filter((n) => packed.has(n)).map(moduleName)], dense_modules: dense } : {}),
+      ...(dense.length ? { modules_in_block_to_quantize: [arch.linears.filter((l) => packed.has(l.name)).map((l) => `${l.module}.${l.name}`)], dense_modules: dense } : {}),
     },
   });
   const config = JSON.parse(hfConfigJson(c, dtype));
@@ -139,10 +140,6 @@ export function gptqCheckpoint(kernel: Kernel, model: LlamaModel, layers: Quanti
     format,
     dense,
   };
-}
-
-function moduleName(name: LinearName): string {
-  return name.endsWith('proj') && ['q_proj', 'k_proj', 'v_proj', 'o_proj'].includes(name) ? `self_attn.${name}` : `mlp.${name}`;
 }
 
 /**
@@ -189,6 +186,6 @@ export function readGptqCheckpoint(kernel: Kernel, files: { config: string; safe
       dense.push({ name, dtype: info.dtype as TensorToWrite['dtype'], shape: info.shape, data: raw as TensorToWrite['data'] });
     }
   }
-  return readHfLlama({ config: JSON.stringify(hf), safetensors: writeSafetensors(dense) });
+  return readHfModel({ config: JSON.stringify(hf), safetensors: writeSafetensors(dense) });
 }
 

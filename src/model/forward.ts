@@ -1,33 +1,46 @@
-// The Llama forward pass driven from TypeScript: weights live in wasm memory, every
-// floating-point operation runs in cdquant.wasm (assembly/nn.ts); this file only validates,
-// allocates and sequences the kernels.
+// The forward pass of every family in ./arch.ts driven from TypeScript: weights live in wasm
+// memory, every floating-point operation runs in cdquant.wasm (assembly/nn.ts); this file only
+// validates, allocates and sequences the kernels.
 //
-// Block structure (llama2.c / Hugging Face Llama):
-//   h   = x + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1))),  n1 = rmsnorm(x)
-//   out = h + down_proj(silu(gate_proj(n2)) * up_proj(n2)),                          n2 = rmsnorm(h)
-// then logits = classifier(rmsnorm(x_L)).
+// Block structure (transformers' decoder layers; norm = RMSNorm, Gemma's scales by 1 + w):
+//   n1 = norm(x);  q, k, v = q_proj(n1), k_proj(n1), v_proj(n1)   (+ biases; Phi-3: one qkv_proj)
+//   q, k = q_norm(q), k_norm(k) per head (Qwen3, Gemma 3);  q, k = rope(q), rope(k)
+//   a  = o_proj(attention(q, k, v))  (sliding window on sliding layers; Gemma: scale, softcap)
+//   h  = x + a                        (Gemma 3: x + post_attention_norm(a))
+//   n2 = norm(h);  m = down_proj(act(gate_proj(n2)) * up_proj(n2))   (Phi-3: one gate_up_proj)
+//   out = h + m                       (Gemma 3: h + post_feedforward_norm(m))
+// act is SiLU (Gemma 3: gelu-tanh); logits = classifier(norm(x_L)), Gemma: soft-capped; the
+// embedding is multiplied by sqrt(dim) in Gemma.
 import type { Kernel } from '../core/kernel.js';
 import { OptionError, ShapeError, KernelError, assertFinite } from '../core/errors.js';
-import { LINEAR_NAMES, linearShape, type LinearName, type LlamaConfig, type LlamaModel } from './types.js';
+import { resolveArch, type Arch, type LinearSpec, type StagePoint } from './arch.js';
+import type { LinearName, LlamaBlock, LlamaConfig, LlamaModel } from './types.js';
 
 /** The nn_* exports of cdquant.wasm (see assembly/nn.ts). */
 interface NnExports {
   nn_matmul(x: number, w: number, y: number, T: number, nIn: number, nOut: number): void;
   nn_rmsnorm(x: number, weight: number, y: number, T: number, dim: number, eps: number): void;
-  nn_rope_table(tab: number, nPos: number, head: number, theta: number): void;
-  nn_rope(x: number, tab: number, T: number, nHeads: number, head: number, halfSplit: number): void;
-  nn_attention(q: number, k: number, v: number, out: number, T: number, nHeads: number, nKv: number, head: number): void;
+  nn_rope_freqs(out: number, rot: number, theta: number, kind: number, factor: number, low: number, high: number, origMax: number, ext: number): void;
+  nn_rope_table_freqs(tab: number, nPos: number, half: number, freqs: number, mscale: number): void;
+  nn_rope_partial(x: number, tab: number, T: number, nHeads: number, head: number, rot: number, halfSplit: number): void;
+  nn_attn_scale(scalar: number): number;
+  nn_longrope_mscale(factor: number, origMax: number): number;
+  nn_attention_ex(q: number, k: number, v: number, out: number, T: number, nHeads: number, nKv: number, head: number, scale: number, window: number, softcap: number): void;
   nn_swiglu(g: number, u: number, out: number, n: number): void;
+  nn_geglu(g: number, u: number, out: number, n: number): void;
+  nn_softcap(x: number, n: number, cap: number): void;
   nn_add(a: number, b: number, n: number): void;
-  nn_embed(table: number, tokens: number, out: number, T: number, dim: number): void;
+  nn_add_bias(y: number, bias: number, T: number, n: number): void;
+  nn_embed_scale(x: number, n: number, dim: number): void;
+  nn_one_plus(w: number, out: number, n: number): void;
   nn_nll(logits: number, targets: number, T: number, vocab: number, acc: number): number;
   nn_exp(x: number): number;
 }
 
 /** Called with the input of a linear layer: `inputs` is a fresh copy, [rows, cols] row-major
  * (rows = tokens, cols = the layer's in-features), that the callee may keep. Layers that share
- * an input get the same Float32Array object: q_proj, k_proj and v_proj are called in that
- * order with one array, and gate_proj, up_proj with another. */
+ * an input (a stage of the family, see arch.ts) get the same Float32Array object, in stage
+ * order: q_proj, k_proj, v_proj with one array, gate_proj, up_proj with another. */
 export type CaptureFn = (name: LinearName, inputs: Float32Array, rows: number, cols: number) => void;
 
 export interface RunBlockOptions {
@@ -60,9 +73,36 @@ export class HiddenState {
 }
 
 interface BlockPtrs {
+  /** Norm weights as the kernel multiplies them: Gemma's already 1 + w. */
   attnNorm: number;
   ffnNorm: number;
-  linear: Record<LinearName, number>;
+  postAttnNorm: number;
+  postFfnNorm: number;
+  qNorm: number;
+  kNorm: number;
+  linear: Map<LinearName, number>;
+  bias: Map<LinearName, number>;
+}
+
+/** A RoPE table grown on demand to the longest sequence seen (rows do not depend on its size). */
+interface RopeTable {
+  ptr: number;
+  positions: number;
+  theta: number;
+  /** 0 default, 1 linear, 2 llama3, 3 longrope (assembly/nn.ts nn_rope_freqs). */
+  kind: number;
+  factor: number;
+  low: number;
+  high: number;
+  origMax: number;
+  ext: number[] | null;
+  mscale: number;
+}
+
+export interface RunnerOptions {
+  /** 'all' (default): load every block of `model` now. 'none': blocks are loaded one at a time
+   * with loadBlock / unloadBlock (bounded memory); `model.blocks` may then be empty. */
+  blocks?: 'all' | 'none';
 }
 
 /** Rows of logits computed at once by `nll`, so a large vocabulary needs no [T, vocab] buffer. */
@@ -71,67 +111,55 @@ const NLL_CHUNK = 64;
 export class LlamaRunner {
   readonly kernel: Kernel;
   readonly config: LlamaConfig;
+  readonly arch: Arch;
   private readonly nn: NnExports;
-  private readonly head: number;
-  private readonly kvDim: number;
-  private embedding = 0;
+  /** The embedding table stays in JS memory: rows are copied in per token. */
+  private readonly embedding: Float32Array;
   private classifier = 0;
   private finalNorm = 0;
-  private ropeTable = 0;
-  private blocks: BlockPtrs[] = [];
+  private ropeGlobal: RopeTable;
+  private ropeLong: RopeTable | null = null;
+  private ropeLocal: RopeTable | null = null;
+  private blocks: (BlockPtrs | null)[];
   private states = new Set<HiddenState>();
   private freed = false;
 
-  /** Validates `model` and copies its weights into the kernel's memory once. */
-  constructor(kernel: Kernel, model: LlamaModel) {
+  /** Validates `model` and copies its weights into the kernel's memory (every block, unless
+   * `options.blocks` is 'none'). */
+  constructor(kernel: Kernel, model: LlamaModel, options: RunnerOptions = {}) {
     this.kernel = kernel;
     this.config = { ...model.config };
     this.nn = kernel.exports as unknown as NnExports;
-    const c = this.config;
-    for (const key of ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'vocabSize', 'maxSeqLen'] as const) {
-      if (!Number.isInteger(c[key]) || c[key] <= 0) throw new OptionError(`config.${key} must be a positive integer, got ${c[key]}`);
-    }
-    if (c.dim % c.nHeads !== 0) throw new ShapeError(`dim ${c.dim} is not a multiple of nHeads ${c.nHeads}`);
-    if (c.nHeads % c.nKvHeads !== 0) throw new ShapeError(`nHeads ${c.nHeads} is not a multiple of nKvHeads ${c.nKvHeads}`);
-    this.head = c.dim / c.nHeads;
-    if (this.head % 2 !== 0) throw new ShapeError(`head size ${this.head} must be even for RoPE`);
-    this.kvDim = this.head * c.nKvHeads;
-    if (!(c.normEps > 0)) throw new OptionError(`config.normEps must be positive, got ${c.normEps}`);
-    if (!(c.ropeTheta > 0)) throw new OptionError(`config.ropeTheta must be positive, got ${c.ropeTheta}`);
-    if (c.ropeStyle !== 'interleaved' && c.ropeStyle !== 'half') throw new OptionError(`config.ropeStyle must be 'interleaved' or 'half', got ${String(c.ropeStyle)}`);
-    if (model.blocks.length !== c.nLayers) throw new ShapeError(`model has ${model.blocks.length} blocks, config says ${c.nLayers}`);
-
-    const check = (a: Float32Array, n: number, what: string) => {
-      if (!(a instanceof Float32Array)) throw new ShapeError(`${what} must be a Float32Array`);
-      if (a.length !== n) throw new ShapeError(`${what} has ${a.length} values, expected ${n}`);
-      assertFinite(a, what);
-    };
-    check(model.embedding, c.vocabSize * c.dim, 'embedding');
-    check(model.finalNorm, c.dim, 'finalNorm');
+    const a = (this.arch = resolveArch(this.config));
+    const loadAll = (options.blocks ?? 'all') === 'all';
+    if (options.blocks !== undefined && options.blocks !== 'all' && options.blocks !== 'none') throw new OptionError(`options.blocks must be 'all' or 'none', got ${String(options.blocks)}`);
+    if (loadAll && model.blocks.length !== a.nLayers) throw new ShapeError(`model has ${model.blocks.length} blocks, config says ${a.nLayers}`);
+    check(model.embedding, a.vocab * a.dim, 'embedding');
+    check(model.finalNorm, a.dim, 'finalNorm');
     const tied = model.classifier === model.embedding;
-    if (!tied) check(model.classifier, c.vocabSize * c.dim, 'classifier');
-    model.blocks.forEach((b, l) => {
-      check(b.attnNorm, c.dim, `blocks[${l}].attnNorm`);
-      check(b.ffnNorm, c.dim, `blocks[${l}].ffnNorm`);
-      for (const name of LINEAR_NAMES) {
-        const [r, k] = linearShape(c, name);
-        check(b.linear[name], r * k, `blocks[${l}].${name}`);
-      }
-    });
+    if (!tied) check(model.classifier, a.vocab * a.dim, 'classifier');
+    this.embedding = model.embedding;
+    this.blocks = Array.from({ length: a.nLayers }, () => null);
+
+    const c = this.config;
+    const table = (theta: number): RopeTable => ({ ptr: 0, positions: 0, theta, kind: 0, factor: 1, low: 0, high: 0, origMax: 0, ext: null, mscale: 1 });
+    this.ropeGlobal = table(c.ropeTheta);
+    const s = a.ropeScaling;
+    if (s?.type === 'linear') Object.assign(this.ropeGlobal, { kind: 1, factor: s.factor });
+    if (s?.type === 'llama3') Object.assign(this.ropeGlobal, { kind: 2, factor: s.factor, low: s.lowFreqFactor, high: s.highFreqFactor, origMax: s.originalMaxPositions });
+    if (s?.type === 'longrope') {
+      // transformers picks the factors by sequence length: short up to the original context
+      const factor = s.factor ?? a.maxSeq / s.originalMaxPositions;
+      const mscale = s.attentionFactor ?? this.nn.nn_longrope_mscale(factor, s.originalMaxPositions);
+      Object.assign(this.ropeGlobal, { kind: 3, ext: s.shortFactor, mscale });
+      this.ropeLong = { ...table(c.ropeTheta), kind: 3, ext: s.longFactor, mscale };
+    }
+    if (a.layers.some((l) => l.localRope)) this.ropeLocal = table(c.ropeLocalTheta ?? 10000);
 
     try {
-      this.embedding = kernel.put(model.embedding);
-      this.classifier = tied ? this.embedding : kernel.put(model.classifier);
-      this.finalNorm = kernel.put(model.finalNorm);
-      for (const b of model.blocks) {
-        const ptrs: BlockPtrs = { attnNorm: 0, ffnNorm: 0, linear: {} as Record<LinearName, number> };
-        this.blocks.push(ptrs);
-        ptrs.attnNorm = kernel.put(b.attnNorm);
-        ptrs.ffnNorm = kernel.put(b.ffnNorm);
-        for (const name of LINEAR_NAMES) ptrs.linear[name] = kernel.put(b.linear[name]);
-      }
-      this.ropeTable = kernel.alloc(c.maxSeqLen * this.head * 4);
-      this.nn.nn_rope_table(this.ropeTable, c.maxSeqLen, this.head, c.ropeTheta);
+      this.classifier = kernel.put(model.classifier);
+      this.finalNorm = this.putNorm(model.finalNorm);
+      if (loadAll) model.blocks.forEach((b, l) => this.loadBlock(l, b));
     } catch (e) {
       this.free();
       throw e;
@@ -144,7 +172,7 @@ export class LlamaRunner {
   logits(tokens: Int32Array): Float32Array {
     const state = this.embed(tokens);
     try {
-      for (let l = 0; l < this.config.nLayers; l++) this.runBlock(l, state);
+      for (let l = 0; l < this.arch.nLayers; l++) this.runBlock(l, state);
       return this.logitsFrom(state);
     } finally {
       this.freeState(state);
@@ -156,11 +184,75 @@ export class LlamaRunner {
   nll(tokens: Int32Array): { sum: number; count: number } {
     const state = this.embed(tokens);
     try {
-      for (let l = 0; l < this.config.nLayers; l++) this.runBlock(l, state);
+      for (let l = 0; l < this.arch.nLayers; l++) this.runBlock(l, state);
       return this.nllFrom(state, tokens);
     } finally {
       this.freeState(state);
     }
+  }
+
+  // ---------------------------------------------------------------- blocks
+
+  /** Copies the weights of block `layer` into the kernel (replacing any loaded ones). */
+  loadBlock(layer: number, block: LlamaBlock): void {
+    this.live();
+    this.checkLayer(layer);
+    const a = this.arch;
+    const where = `blocks[${layer}]`;
+    if (!block || typeof block !== 'object') throw new ShapeError(`${where} is missing`);
+    check(block.attnNorm, a.dim, `${where}.attnNorm`);
+    check(block.ffnNorm, a.dim, `${where}.ffnNorm`);
+    if (a.sandwichNorms) {
+      check(block.postAttnNorm, a.dim, `${where}.postAttnNorm`);
+      check(block.postFfnNorm, a.dim, `${where}.postFfnNorm`);
+    }
+    if (a.qkNorm) {
+      check(block.qNorm, a.head, `${where}.qNorm`);
+      check(block.kNorm, a.head, `${where}.kNorm`);
+    }
+    for (const spec of a.linears) {
+      check(block.linear?.[spec.name], spec.rows * spec.cols, `${where}.${spec.name}`);
+      if (spec.bias) check(block.bias?.[spec.name], spec.rows, `${where}.bias.${spec.name}`);
+    }
+    this.unloadBlock(layer);
+    const ptrs: BlockPtrs = { attnNorm: 0, ffnNorm: 0, postAttnNorm: 0, postFfnNorm: 0, qNorm: 0, kNorm: 0, linear: new Map(), bias: new Map() };
+    this.blocks[layer] = ptrs;
+    try {
+      ptrs.attnNorm = this.putNorm(block.attnNorm);
+      ptrs.ffnNorm = this.putNorm(block.ffnNorm);
+      if (a.sandwichNorms) {
+        ptrs.postAttnNorm = this.putNorm(block.postAttnNorm!);
+        ptrs.postFfnNorm = this.putNorm(block.postFfnNorm!);
+      }
+      if (a.qkNorm) {
+        ptrs.qNorm = this.putNorm(block.qNorm!);
+        ptrs.kNorm = this.putNorm(block.kNorm!);
+      }
+      for (const spec of a.linears) {
+        ptrs.linear.set(spec.name, this.kernel.put(block.linear[spec.name]));
+        if (spec.bias) ptrs.bias.set(spec.name, this.kernel.put(block.bias![spec.name]));
+      }
+    } catch (e) {
+      this.unloadBlock(layer);
+      throw e;
+    }
+  }
+
+  /** Releases the weights of block `layer` (no-op when it is not loaded). */
+  unloadBlock(layer: number): void {
+    this.checkLayer(layer);
+    const b = this.blocks[layer];
+    if (!b) return;
+    const k = this.kernel;
+    for (const p of [b.attnNorm, b.ffnNorm, b.postAttnNorm, b.postFfnNorm, b.qNorm, b.kNorm]) if (p) k.free(p);
+    for (const p of b.linear.values()) k.free(p);
+    for (const p of b.bias.values()) k.free(p);
+    this.blocks[layer] = null;
+  }
+
+  isBlockLoaded(layer: number): boolean {
+    this.checkLayer(layer);
+    return this.blocks[layer] !== null;
   }
 
   // ---------------------------------------------------------------- block API
@@ -170,15 +262,28 @@ export class LlamaRunner {
     this.live();
     this.checkTokens(tokens);
     const T = tokens.length;
-    const ptr = this.kernel.alloc(T * this.config.dim * 4);
-    const state = new HiddenState(ptr, T);
-    this.states.add(state);
-    try {
-      this.kernel.scoped((_alloc, put) => this.nn.nn_embed(this.embedding, put(tokens), ptr, T, this.config.dim));
-    } catch (e) {
-      this.freeState(state);
-      throw e;
-    }
+    const dim = this.arch.dim;
+    const state = this.newState(T);
+    // a row copy is no arithmetic: JS may do it, and the table need not be in wasm memory
+    const view = this.kernel.f32(state.ptr, T * dim);
+    for (let t = 0; t < T; t++) view.set(this.embedding.subarray(tokens[t] * dim, (tokens[t] + 1) * dim), t * dim);
+    if (this.arch.embedScale) this.nn.nn_embed_scale(state.ptr, T * dim, dim);
+    return state;
+  }
+
+  /** A new hidden state holding `values` ([T, dim], e.g. from readState of another runner). */
+  stateFrom(values: Float32Array, layersDone = 0): HiddenState {
+    this.live();
+    const dim = this.arch.dim;
+    if (!(values instanceof Float32Array)) throw new ShapeError('state values must be a Float32Array');
+    if (values.length === 0 || values.length % dim !== 0) throw new ShapeError(`state values: ${values.length} is not a positive multiple of dim ${dim}`);
+    const T = values.length / dim;
+    if (T > this.arch.maxSeq) throw new ShapeError(`state of ${T} tokens exceeds maxSeqLen ${this.arch.maxSeq}`);
+    if (!Number.isInteger(layersDone) || layersDone < 0 || layersDone > this.arch.nLayers) throw new OptionError(`layersDone must be an integer in [0, ${this.arch.nLayers}], got ${layersDone}`);
+    assertFinite(values, 'state values');
+    const state = this.newState(T);
+    this.kernel.f32(state.ptr, T * dim).set(values);
+    state.layersDone = layersDone;
     return state;
   }
 
@@ -188,81 +293,118 @@ export class LlamaRunner {
     this.live();
     this.checkLayer(layer);
     this.checkState(state);
-    const { capture, stopAfter } = options;
-    if (stopAfter !== undefined && !LINEAR_NAMES.includes(stopAfter)) throw new OptionError(`stopAfter must be one of ${LINEAR_NAMES.join(', ')}, got ${String(stopAfter)}`);
-    // stopAfter leaves the state unchanged however `update` is set
-    const update = stopAfter === undefined && (options.update ?? true);
-    const { dim, hiddenDim, nHeads, nKvHeads, normEps } = this.config;
-    const head = this.head;
-    const kv = this.kvDim;
-    const T = state.length;
     const w = this.blocks[layer];
+    if (!w) throw new OptionError(`block ${layer} is not loaded (loadBlock first)`);
+    const a = this.arch;
+    const { capture, stopAfter } = options;
+    let stopAt: StagePoint | null = null;
+    if (stopAfter !== undefined) {
+      const stage = a.stages.find((s) => s.names.includes(stopAfter));
+      if (!stage) throw new OptionError(`stopAfter must be one of ${a.stages.flatMap((s) => s.names).join(', ')}, got ${String(stopAfter)}`);
+      stopAt = stage.point;
+    }
+    // stopAfter leaves the state unchanged however `update` is set
+    const update = stopAt === null && (options.update ?? true);
+    const { dim, hidden, nHeads, nKv, head, qDim, kvDim, eps } = a;
+    const T = state.length;
     const nn = this.nn;
     const k = this.kernel;
-    const report = (names: readonly LinearName[], ptr: number, cols: number): boolean => {
+    const report = (point: StagePoint, ptr: number, cols: number): boolean => {
       if (capture) {
         const copy = k.f32(ptr, T * cols).slice();
-        for (const name of names) capture(name, copy, T, cols);
+        for (const name of a.stages.find((s) => s.point === point)!.names) capture(name, copy, T, cols);
       }
-      return stopAfter !== undefined && names.includes(stopAfter);
+      return stopAt === point;
+    };
+    const rowsOf = (name: LinearName) => a.linears.find((l) => l.name === name)!;
+    // y = x W^T (+ b) for a stored layer, or for `rows` rows of it starting at row `from`
+    const linear = (x: number, y: number, spec: LinearSpec, from = 0, rows = spec.rows) => {
+      nn.nn_matmul(x, w.linear.get(spec.name)! + from * spec.cols * 4, y, T, spec.cols, rows);
+      const b = w.bias.get(spec.name);
+      if (b) nn.nn_add_bias(y, b + from * 4, T, rows);
     };
 
     k.scoped((alloc) => {
       const xb = alloc(T * dim * 4);
-      nn.nn_rmsnorm(state.ptr, w.attnNorm, xb, T, dim, normEps);
-      if (report(['q_proj', 'k_proj', 'v_proj'], xb, dim)) return;
-      const q = alloc(T * dim * 4);
-      const kk = alloc(T * kv * 4);
-      const v = alloc(T * kv * 4);
-      nn.nn_matmul(xb, w.linear.q_proj, q, T, dim, dim);
-      nn.nn_matmul(xb, w.linear.k_proj, kk, T, dim, kv);
-      nn.nn_matmul(xb, w.linear.v_proj, v, T, dim, kv);
+      nn.nn_rmsnorm(state.ptr, w.attnNorm, xb, T, dim, eps);
+      if (report('attn_in', xb, dim)) return;
+      const q = alloc(T * qDim * 4);
+      const kk = alloc(T * kvDim * 4);
+      const v = alloc(T * kvDim * 4);
+      if (a.fused) {
+        // Phi-3: qkv_proj's rows are q, then k, then v (the fused product, one row block each)
+        const spec = rowsOf('qkv_proj');
+        linear(xb, q, spec, 0, qDim);
+        linear(xb, kk, spec, qDim, kvDim);
+        linear(xb, v, spec, qDim + kvDim, kvDim);
+      } else {
+        linear(xb, q, rowsOf('q_proj'));
+        linear(xb, kk, rowsOf('k_proj'));
+        linear(xb, v, rowsOf('v_proj'));
+      }
+      if (a.qkNorm) {
+        // RMSNorm over each head's head_dim values: rows of `head` in [T * heads, head]
+        nn.nn_rmsnorm(q, w.qNorm, q, T * nHeads, head, eps);
+        nn.nn_rmsnorm(kk, w.kNorm, kk, T * nKv, head, eps);
+      }
+      const rope = this.ropeTableFor(layer, T);
       const halfSplit = this.config.ropeStyle === 'half' ? 1 : 0;
-      nn.nn_rope(q, this.ropeTable, T, nHeads, head, halfSplit);
-      nn.nn_rope(kk, this.ropeTable, T, nKvHeads, head, halfSplit);
-      const att = alloc(T * dim * 4);
-      nn.nn_attention(q, kk, v, att, T, nHeads, nKvHeads, head);
-      if (report(['o_proj'], att, dim)) return;
+      nn.nn_rope_partial(q, rope, T, nHeads, head, a.rot, halfSplit);
+      nn.nn_rope_partial(kk, rope, T, nKv, head, a.rot, halfSplit);
+      const att = alloc(T * qDim * 4);
+      nn.nn_attention_ex(q, kk, v, att, T, nHeads, nKv, head, nn.nn_attn_scale(a.attnScalar), a.layers[layer].window, a.attnSoftcap);
+      if (report('o_in', att, qDim)) return;
       // the residual stream: the state itself, or a scratch copy when it must stay unchanged
       let x = state.ptr;
       if (!update) {
         x = alloc(T * dim * 4);
         k.u8(x, T * dim * 4).set(k.u8(state.ptr, T * dim * 4));
       }
-      const tmp = q; // q is dead after attention: [T, dim]
-      nn.nn_matmul(att, w.linear.o_proj, tmp, T, dim, dim);
+      const tmp = alloc(T * dim * 4);
+      linear(att, tmp, rowsOf('o_proj'));
+      if (a.sandwichNorms) nn.nn_rmsnorm(tmp, w.postAttnNorm, tmp, T, dim, eps);
       nn.nn_add(x, tmp, T * dim);
-      nn.nn_rmsnorm(x, w.ffnNorm, xb, T, dim, normEps);
-      if (report(['gate_proj', 'up_proj'], xb, dim)) return;
-      const g = alloc(T * hiddenDim * 4);
-      const u = alloc(T * hiddenDim * 4);
-      nn.nn_matmul(xb, w.linear.gate_proj, g, T, dim, hiddenDim);
-      nn.nn_matmul(xb, w.linear.up_proj, u, T, dim, hiddenDim);
-      nn.nn_swiglu(g, u, g, T * hiddenDim);
-      if (report(['down_proj'], g, hiddenDim)) return;
+      nn.nn_rmsnorm(x, w.ffnNorm, xb, T, dim, eps);
+      if (report('mlp_in', xb, dim)) return;
+      const g = alloc(T * hidden * 4);
+      const u = alloc(T * hidden * 4);
+      if (a.fused) {
+        // Phi-3: gate_up_proj's rows are gate, then up (transformers: gate, up = chunk(2))
+        const spec = rowsOf('gate_up_proj');
+        linear(xb, g, spec, 0, hidden);
+        linear(xb, u, spec, hidden, hidden);
+      } else {
+        linear(xb, g, rowsOf('gate_proj'));
+        linear(xb, u, rowsOf('up_proj'));
+      }
+      if (a.act === 'gelu_tanh') nn.nn_geglu(g, u, g, T * hidden);
+      else nn.nn_swiglu(g, u, g, T * hidden);
+      if (report('down_in', g, hidden)) return;
       if (!update) return;
-      nn.nn_matmul(g, w.linear.down_proj, tmp, T, hiddenDim, dim);
+      linear(g, tmp, rowsOf('down_proj'));
+      if (a.sandwichNorms) nn.nn_rmsnorm(tmp, w.postFfnNorm, tmp, T, dim, eps);
       nn.nn_add(x, tmp, T * dim);
     });
     if (update) state.layersDone = layer + 1;
   }
 
-  /** Final RMSNorm and classifier on a state: logits [T, vocab]. */
+  /** Final norm, classifier (and Gemma's soft-capping) on a state: logits [T, vocab]. */
   logitsFrom(state: HiddenState): Float32Array {
     this.live();
     this.checkState(state);
-    const { dim, vocabSize, normEps } = this.config;
+    const { dim, vocab, eps, finalSoftcap } = this.arch;
     const T = state.length;
     return this.kernel.scoped((alloc) => {
       const xb = alloc(T * dim * 4);
-      const out = alloc(T * vocabSize * 4);
-      this.nn.nn_rmsnorm(state.ptr, this.finalNorm, xb, T, dim, normEps);
-      this.nn.nn_matmul(xb, this.classifier, out, T, dim, vocabSize);
-      return this.kernel.f32(out, T * vocabSize).slice();
+      const out = alloc(T * vocab * 4);
+      this.nn.nn_rmsnorm(state.ptr, this.finalNorm, xb, T, dim, eps);
+      this.nn.nn_matmul(xb, this.classifier, out, T, dim, vocab);
+      if (finalSoftcap) this.nn.nn_softcap(out, T * vocab, finalSoftcap);
+      return this.kernel.f32(out, T * vocab).slice();
     });
   }
 
-  /** Final RMSNorm, classifier and next-token NLL against `tokens` (the state's own tokens):
+  /** Final norm, classifier and next-token NLL against `tokens` (the state's own tokens):
    * rows 0..T-2 are scored against tokens 1..T-1. */
   nllFrom(state: HiddenState, tokens: Int32Array): { sum: number; count: number } {
     this.live();
@@ -270,20 +412,21 @@ export class LlamaRunner {
     this.checkTokens(tokens);
     const T = state.length;
     if (tokens.length !== T) throw new ShapeError(`state has ${T} tokens, targets sequence has ${tokens.length}`);
-    const { dim, vocabSize, normEps } = this.config;
+    const { dim, vocab, eps, finalSoftcap } = this.arch;
     const rows = T - 1;
     if (rows === 0) return { sum: 0, count: 0 };
     const chunk = Math.min(NLL_CHUNK, rows);
     return this.kernel.scoped((alloc, put) => {
       const xb = alloc(T * dim * 4);
-      const out = alloc(chunk * vocabSize * 4);
+      const out = alloc(chunk * vocab * 4);
       const targets = put(tokens.subarray(1));
-      this.nn.nn_rmsnorm(state.ptr, this.finalNorm, xb, T, dim, normEps);
+      this.nn.nn_rmsnorm(state.ptr, this.finalNorm, xb, T, dim, eps);
       let sum = 0;
       for (let t0 = 0; t0 < rows; t0 += chunk) {
         const n = Math.min(chunk, rows - t0);
-        this.nn.nn_matmul(xb + t0 * dim * 4, this.classifier, out, n, dim, vocabSize);
-        sum = this.nn.nn_nll(out, targets + t0 * 4, n, vocabSize, sum);
+        this.nn.nn_matmul(xb + t0 * dim * 4, this.classifier, out, n, dim, vocab);
+        if (finalSoftcap) this.nn.nn_softcap(out, n * vocab, finalSoftcap);
+        sum = this.nn.nn_nll(out, targets + t0 * 4, n, vocab, sum);
       }
       return { sum, count: rows };
     });
@@ -292,19 +435,17 @@ export class LlamaRunner {
   /** A copy of the state's values, [T, dim]. */
   readState(state: HiddenState): Float32Array {
     this.checkState(state);
-    return this.kernel.f32(state.ptr, state.length * this.config.dim).slice();
+    return this.kernel.f32(state.ptr, state.length * this.arch.dim).slice();
   }
 
   /** A new state with the same values (e.g. to keep a block's input while advancing a copy). */
   cloneState(state: HiddenState): HiddenState {
     this.live();
     this.checkState(state);
-    const bytes = state.length * this.config.dim * 4;
-    const ptr = this.kernel.alloc(bytes);
-    this.kernel.u8(ptr, bytes).set(this.kernel.u8(state.ptr, bytes));
-    const copy = new HiddenState(ptr, state.length);
+    const bytes = state.length * this.arch.dim * 4;
+    const copy = this.newState(state.length);
+    this.kernel.u8(copy.ptr, bytes).set(this.kernel.u8(state.ptr, bytes));
     copy.layersDone = state.layersDone;
-    this.states.add(copy);
     return copy;
   }
 
@@ -321,37 +462,34 @@ export class LlamaRunner {
   setLinear(layer: number, name: LinearName, weights: Float32Array): void {
     this.live();
     this.checkLayer(layer);
-    const ptr = this.linearPtr(layer, name);
-    const [r, c] = linearShape(this.config, name);
+    const { ptr, spec } = this.linearPtr(layer, name);
+    const n = spec.rows * spec.cols;
     if (!(weights instanceof Float32Array)) throw new ShapeError(`weights for ${name} must be a Float32Array`);
-    if (weights.length !== r * c) throw new ShapeError(`${name} of layer ${layer} takes ${r}x${c} = ${r * c} values, got ${weights.length}`);
+    if (weights.length !== n) throw new ShapeError(`${name} of layer ${layer} takes ${spec.rows}x${spec.cols} = ${n} values, got ${weights.length}`);
     assertFinite(weights, `weights for layer ${layer} ${name}`);
-    this.kernel.f32(ptr, r * c).set(weights);
+    this.kernel.f32(ptr, n).set(weights);
   }
 
   /** A copy of the current weights of one linear layer. */
   getLinear(layer: number, name: LinearName): Float32Array {
     this.live();
     this.checkLayer(layer);
-    const [r, c] = linearShape(this.config, name);
-    return this.kernel.f32(this.linearPtr(layer, name), r * c).slice();
+    const { ptr, spec } = this.linearPtr(layer, name);
+    return this.kernel.f32(ptr, spec.rows * spec.cols).slice();
   }
 
   /** Releases the weights and every live state. The runner is unusable afterwards. */
   free(): void {
     for (const s of [...this.states]) this.freeState(s);
     const k = this.kernel;
-    for (const b of this.blocks) {
-      k.free(b.attnNorm);
-      k.free(b.ffnNorm);
-      for (const name of LINEAR_NAMES) k.free(b.linear[name]);
+    if (!this.freed) for (let l = 0; l < this.blocks.length; l++) this.unloadBlock(l);
+    for (const t of [this.ropeGlobal, this.ropeLong, this.ropeLocal]) {
+      if (t?.ptr) k.free(t.ptr);
+      if (t) t.ptr = t.positions = 0;
     }
-    this.blocks = [];
-    if (this.classifier !== this.embedding) k.free(this.classifier);
-    k.free(this.embedding);
-    k.free(this.finalNorm);
-    k.free(this.ropeTable);
-    this.embedding = this.classifier = this.finalNorm = this.ropeTable = 0;
+    if (this.classifier) k.free(this.classifier);
+    if (this.finalNorm) k.free(this.finalNorm);
+    this.classifier = this.finalNorm = 0;
     this.freed = true;
   }
 
@@ -360,17 +498,62 @@ export class LlamaRunner {
     return this.nn.nn_exp(x);
   }
 
-  // ---------------------------------------------------------------- checks
+  // ---------------------------------------------------------------- internals
+
+  /** A norm weight as the kernel uses it: Gemma's RMSNorm multiplies by 1 + w (in f32, as
+   * transformers' `output * (1.0 + self.weight.float())`). */
+  private putNorm(w: Float32Array): number {
+    const p = this.kernel.put(w);
+    if (this.arch.gemmaNorm) this.nn.nn_one_plus(p, p, w.length);
+    return p;
+  }
+
+  /** The RoPE table of `layer` for a sequence of T tokens, grown to T positions if needed. */
+  private ropeTableFor(layer: number, T: number): number {
+    let t = this.arch.layers[layer].localRope ? this.ropeLocal! : this.ropeGlobal;
+    const s = this.arch.ropeScaling;
+    if (s?.type === 'longrope' && T > s.originalMaxPositions) t = this.ropeLong!;
+    if (t.positions < T) {
+      const half = this.arch.rot / 2;
+      const positions = Math.min(this.arch.maxSeq, Math.max(T, 2 * t.positions));
+      const ptr = this.kernel.alloc(positions * half * 8);
+      try {
+        this.kernel.scoped((alloc, put) => {
+          const freqs = alloc(half * 8);
+          const ext = t.ext ? put(Float64Array.from(t.ext)) : 0;
+          this.nn.nn_rope_freqs(freqs, this.arch.rot, t.theta, t.kind, t.factor, t.low, t.high, t.origMax, ext);
+          this.nn.nn_rope_table_freqs(ptr, positions, half, freqs, t.mscale);
+        });
+      } catch (e) {
+        this.kernel.free(ptr);
+        throw e;
+      }
+      if (t.ptr) this.kernel.free(t.ptr);
+      t.ptr = ptr;
+      t.positions = positions;
+    }
+    return t.ptr;
+  }
+
+  private newState(T: number): HiddenState {
+    const ptr = this.kernel.alloc(T * this.arch.dim * 4);
+    const state = new HiddenState(ptr, T);
+    this.states.add(state);
+    return state;
+  }
 
   private live(): void {
     if (this.freed) throw new KernelError('this LlamaRunner has been freed');
   }
-  private linearPtr(layer: number, name: LinearName): number {
-    if (!LINEAR_NAMES.includes(name)) throw new OptionError(`unknown linear layer ${String(name)}; expected one of ${LINEAR_NAMES.join(', ')}`);
-    return this.blocks[layer].linear[name];
+  private linearPtr(layer: number, name: LinearName): { ptr: number; spec: LinearSpec } {
+    const spec = this.arch.linears.find((l) => l.name === name);
+    if (!spec) throw new OptionError(`unknown linear layer ${String(name)}; expected one of ${this.arch.linears.map((l) => l.name).join(', ')}`);
+    const b = this.blocks[layer];
+    if (!b) throw new OptionError(`block ${layer} is not loaded (loadBlock first)`);
+    return { ptr: b.linear.get(name)!, spec };
   }
   private checkLayer(layer: number): void {
-    if (!Number.isInteger(layer) || layer < 0 || layer >= this.config.nLayers) throw new OptionError(`layer must be an integer in [0, ${this.config.nLayers}), got ${layer}`);
+    if (!Number.isInteger(layer) || layer < 0 || layer >= this.arch.nLayers) throw new OptionError(`layer must be an integer in [0, ${this.arch.nLayers}), got ${layer}`);
   }
   private checkState(state: HiddenState): void {
     if (!(state instanceof HiddenState) || !this.states.has(state)) throw new OptionError('state was not made by this runner or has been freed');
@@ -379,13 +562,19 @@ export class LlamaRunner {
     if (!(tokens instanceof Int32Array)) throw new ShapeError('tokens must be an Int32Array');
     const T = tokens.length;
     if (T === 0) throw new ShapeError('tokens is empty');
-    if (T > this.config.maxSeqLen) throw new ShapeError(`sequence of ${T} tokens exceeds maxSeqLen ${this.config.maxSeqLen}`);
-    const V = this.config.vocabSize;
+    if (T > this.arch.maxSeq) throw new ShapeError(`sequence of ${T} tokens exceeds maxSeqLen ${this.arch.maxSeq}`);
+    const V = this.arch.vocab;
     for (let i = 0; i < T; i++) {
       const id = tokens[i];
       if (id < 0 || id >= V) throw new OptionError(`token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
     }
   }
+}
+
+function check(a: Float32Array | undefined, n: number, what: string): void {
+  if (!(a instanceof Float32Array)) throw new ShapeError(`${what} must be a Float32Array`);
+  if (a.length !== n) throw new ShapeError(`${what} has ${a.length} values, expected ${n}`);
+  assertFinite(a, what);
 }
 
 export interface PerplexityResult {

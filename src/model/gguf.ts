@@ -38,6 +38,8 @@ export const GGUF_FAMILIES: Readonly<Record<string, GgufFamily>> = {
 export const GGUF_LINEAR: Readonly<Record<LinearName, string>> = {
   q_proj: 'attn_q', k_proj: 'attn_k', v_proj: 'attn_v', o_proj: 'attn_output',
   gate_proj: 'ffn_gate', up_proj: 'ffn_up', down_proj: 'ffn_down',
+  // Phi-3's fused layers: llama.cpp keeps them fused (gate and up as one ffn_up of 2 x ff rows).
+  qkv_proj: 'attn_qkv', gate_up_proj: 'ffn_up',
 };
 export const GGUF_EMBEDDING = 'token_embd.weight';
 export const GGUF_FINAL_NORM = 'output_norm.weight';

@@ -7,7 +7,7 @@ import { FormatError, OptionError } from '../core/errors.js';
 import type { Kernel } from '../core/kernel.js';
 import { groupSizeLabel, resolveSolver, solverOptionsOf, type SolverOptions, type SolverSpec } from '../core/options.js';
 import { readLlama2c, writeLlama2c } from './checkpoint/llama2c.js';
-import { readHfLlama, writeHfLlama, type HfDtype } from './checkpoint/hf.js';
+import { readHfModel, writeHfModel, type HfDtype } from './checkpoint/hf.js';
 import { parseSafetensors } from '../formats/safetensors.js';
 import { sha256Hex } from '../formats/digest.js';
 import type { Tokenizer } from '../formats/tokenizer.js';
@@ -52,7 +52,7 @@ export function hfSource(config: string, shards: Uint8Array[], kernel: Kernel, w
     if (shards.length !== 1) throw new FormatError('sharded GPTQ checkpoints are not supported yet');
     return { model: readGptqCheckpoint(kernel, { config, safetensors: shards[0] }), kind: 'gptq', dtype: 'F32', bytes };
   }
-  return { model: readHfLlama({ config, safetensors: shards }), kind: 'hf', dtype, bytes };
+  return { model: readHfModel({ config, safetensors: shards }), kind: 'hf', dtype, bytes };
 }
 
 /** A model from a list of named files: one llama2.c .bin, or config.json + *.safetensors. */
@@ -192,7 +192,7 @@ export async function runJob(source: ModelSource, plan: JobPlan, job: JobOptions
   if (source.kind === 'llama2c') {
     files.push({ path: 'dequantized/model.bin', data: writeLlama2c(result.model) });
   } else {
-    const hf = writeHfLlama(result.model, source.dtype, { quantizer: `cdquant ${VERSION}`, ...metadata });
+    const hf = writeHfModel(result.model, source.dtype, { quantizer: `cdquant ${VERSION}`, ...metadata });
     files.push({ path: 'dequantized/config.json', data: hf.config }, { path: 'dequantized/model.safetensors', data: hf.safetensors });
   }
   const gptq = gptqCheckpoint(kernel, source.model, result.layers, provenance, source.kind === 'llama2c' ? 'F32' : source.dtype);

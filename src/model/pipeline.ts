@@ -14,9 +14,11 @@ import { WorkerPool } from '../parallel/pool.js';
 import { workersAvailable } from '../core/runtime.js';
 import { quantizeLayer, quantizePrepared, splitOptions, type RunOptions } from '../quantize.js';
 import { LlamaRunner, type HiddenState } from './forward.js';
-import { LINEAR_NAMES, linearShape, type LinearName, type LlamaModel } from './types.js';
+import { type LinearName, type LlamaModel } from './types.js';
+import { linearShape, quantStages } from './arch.js';
 
-/** The stages of a block: layers sharing one input are quantized from one Hessian. */
+/** The stages of a Llama block: layers sharing one input are quantized from one Hessian (every
+ * family's: `quantStages(config)` in arch.ts). */
 export const STAGES: readonly (readonly LinearName[])[] = [
   ['q_proj', 'k_proj', 'v_proj'],
   ['o_proj'],
@@ -103,7 +105,7 @@ function cloneModel(model: LlamaModel): LlamaModel {
     finalNorm: model.finalNorm,
     classifier: model.classifier,
     ...(model.llama2cRope ? { llama2cRope: model.llama2cRope } : {}),
-    blocks: model.blocks.map((b) => ({ attnNorm: b.attnNorm, ffnNorm: b.ffnNorm, linear: { ...b.linear } })),
+    blocks: model.blocks.map((b) => ({ ...b, linear: { ...b.linear } })),
   };
 }
 
@@ -125,7 +127,8 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
   const out = cloneModel(model);
   const runner = new LlamaRunner(kernel, model);
   const layers: QuantizedLinear[] = [];
-  const total = model.config.nLayers * LINEAR_NAMES.length;
+  const stages = quantStages(model.config);
+  const total = model.config.nLayers * stages.flat().length;
   const states: HiddenState[] = [];
   try {
     for (const s of samples) states.push(runner.embed(s));
@@ -141,7 +144,7 @@ export async function quantizeModel(model: LlamaModel, samples: Int32Array[], op
         }
       } else {
         const blockLayers: QuantizedLinear[] = [];
-        for (const stage of STAGES) {
+        for (const stage of stages) {
           if (signal?.aborted) throw new AbortError();
           const last = stage[stage.length - 1];
           const cols = linearShape(model.config, stage[0])[1];

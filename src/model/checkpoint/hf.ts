@@ -1,78 +1,83 @@
-// Hugging Face Llama checkpoints: config.json + one or more safetensors shards, weights named
-// model.layers.N.*. HF stores q/k rows in the half-split RoPE layout, so models read here
-// carry ropeStyle 'half'; models with 'interleaved' rows are permuted on write.
+// Hugging Face checkpoints of every family in ../arch.ts: config.json (./hf-config.ts) + one or
+// more safetensors shards, tensors named as transformers names them (model.layers.N.*). HF
+// stores q/k rows in the half-split RoPE layout, so models read here carry ropeStyle 'half';
+// Llama models with 'interleaved' rows (from llama2.c) are permuted on write.
 import { FormatError, OptionError, ShapeError } from '../../core/errors.js';
-import { LINEAR_NAMES, linearShape, type LinearName, type LlamaBlock, type LlamaConfig, type LlamaModel } from '../types.js';
+import type { LinearName, LlamaBlock, LlamaConfig, LlamaModel } from '../types.js';
+import { resolveArch } from '../arch.js';
 import { checkModelShapes } from './shapes.js';
 import { permuteRopeRows } from './rope.js';
+import { parseHfConfig, hfConfigJson, type HfDtype } from './hf-config.js';
 import { parseSafetensors, readTensorF32, writeSafetensors, type SafetensorsFile, type TensorToWrite } from '../../formats/safetensors.js';
 
-export { permuteRopeRows };
+export { permuteRopeRows, parseHfConfig, hfConfigJson, type HfDtype };
 
-const LINEAR_PREFIX: Record<LinearName, string> = {
-  q_proj: 'self_attn', k_proj: 'self_attn', v_proj: 'self_attn', o_proj: 'self_attn',
-  gate_proj: 'mlp', up_proj: 'mlp', down_proj: 'mlp',
-};
+/** Where a tensor of the checkpoint lives in a LlamaModel. */
+export type HfSlot =
+  | { kind: 'embedding' | 'finalNorm' | 'classifier' }
+  | { kind: 'norm'; layer: number; field: 'attnNorm' | 'ffnNorm' | 'postAttnNorm' | 'postFfnNorm' | 'qNorm' | 'kNorm' }
+  | { kind: 'linear' | 'bias'; layer: number; name: LinearName };
 
-export const hfLinearName = (layer: number, name: LinearName) => `model.layers.${layer}.${LINEAR_PREFIX[name]}.${name}.weight`;
-
-function configFromJson(text: string): LlamaConfig {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new FormatError(`config.json is not valid JSON (${(e as Error).message})`);
-  }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new FormatError('config.json must be a JSON object');
-  const cfg = raw as Record<string, unknown>;
-  const int = (key: string, fallback?: number): number => {
-    const v = cfg[key] ?? fallback;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-      throw new FormatError(`config.json: ${key} = ${JSON.stringify(cfg[key])} must be a positive integer`);
-    }
-    return v;
-  };
-  const num = (key: string, fallback: number): number => {
-    const v = cfg[key] ?? fallback;
-    if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new FormatError(`config.json: ${key} = ${JSON.stringify(cfg[key])} must be a positive number`);
-    return v;
-  };
-  if (cfg.model_type !== undefined && cfg.model_type !== 'llama') {
-    throw new FormatError(`config.json: model_type "${String(cfg.model_type)}" is not "llama"`);
-  }
-  // The in-memory model has no place for these, so a checkpoint using them would silently run wrong.
-  if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') throw new FormatError(`config.json: hidden_act "${String(cfg.hidden_act)}" is not supported (silu only)`);
-  if (cfg.rope_scaling != null) throw new FormatError('config.json: rope_scaling is not supported');
-  if (cfg.attention_bias === true || cfg.mlp_bias === true) throw new FormatError('config.json: attention/MLP biases are not supported');
-  const dim = int('hidden_size');
-  const nHeads = int('num_attention_heads');
-  const nKvHeads = int('num_key_value_heads', nHeads);
-  if (dim % nHeads !== 0) throw new FormatError(`config.json: hidden_size ${dim} is not divisible by num_attention_heads ${nHeads}`);
-  if (nHeads % nKvHeads !== 0) throw new FormatError(`config.json: num_attention_heads ${nHeads} is not divisible by num_key_value_heads ${nKvHeads}`);
-  if (cfg.head_dim != null && cfg.head_dim !== dim / nHeads) {
-    throw new FormatError(`config.json: head_dim ${String(cfg.head_dim)} differs from hidden_size / num_attention_heads = ${dim / nHeads} (not supported)`);
-  }
-  if ((dim / nHeads) % 2 !== 0) throw new FormatError(`config.json: head size ${dim / nHeads} is odd; RoPE needs pairs`);
-  const tie = cfg.tie_word_embeddings ?? false; // LlamaConfig's default
-  if (typeof tie !== 'boolean') throw new FormatError('config.json: tie_word_embeddings must be a boolean');
-  return {
-    dim,
-    hiddenDim: int('intermediate_size'),
-    nLayers: int('num_hidden_layers'),
-    nHeads,
-    nKvHeads,
-    vocabSize: int('vocab_size'),
-    maxSeqLen: int('max_position_embeddings'),
-    normEps: num('rms_norm_eps', 1e-6),
-    ropeTheta: num('rope_theta', 10000),
-    ropeStyle: 'half',
-    tiedEmbeddings: tie,
-  };
+export interface HfTensor {
+  name: string;
+  shape: number[];
+  slot: HfSlot;
 }
 
-/** Reads a Hugging Face Llama checkpoint (one or more shards; F32/F16/BF16/F64 tensors, widened to float32). */
-export function readHfLlama(files: { config: string; safetensors: Uint8Array | Uint8Array[] }): LlamaModel {
-  const config = configFromJson(files.config);
+/** Name of the weight of a linear layer in the Hugging Face layout of `config`'s family. */
+export function hfLinearName(layer: number, name: LinearName, config?: LlamaConfig): string {
+  const module = config ? resolveArch(config).linears.find((l) => l.name === name)?.module : undefined;
+  const m = module ?? (name.endsWith('proj') && ['q_proj', 'k_proj', 'v_proj', 'qkv_proj', 'o_proj'].includes(name) ? 'self_attn' : 'mlp');
+  return `model.layers.${layer}.${m}.${name}.weight`;
+}
+
+/** Every tensor of the checkpoint of `config`, in the order they are written. */
+export function hfTensors(config: LlamaConfig): HfTensor[] {
+  const a = resolveArch(config);
+  const out: HfTensor[] = [];
+  out.push({ name: 'model.embed_tokens.weight', shape: [a.vocab, a.dim], slot: { kind: 'embedding' } });
+  out.push({ name: 'model.norm.weight', shape: [a.dim], slot: { kind: 'finalNorm' } });
+  for (let l = 0; l < a.nLayers; l++) {
+    const p = `model.layers.${l}`;
+    const norm = (suffix: string, field: Extract<HfSlot, { kind: 'norm' }>['field'], n = a.dim) => out.push({ name: `${p}.${suffix}.weight`, shape: [n], slot: { kind: 'norm', layer: l, field } });
+    norm('input_layernorm', 'attnNorm');
+    if (a.sandwichNorms) {
+      // Gemma 3: post_attention_layernorm normalizes the attention output; the MLP's input norm
+      // is pre_feedforward_layernorm
+      norm('post_attention_layernorm', 'postAttnNorm');
+      norm('pre_feedforward_layernorm', 'ffnNorm');
+      norm('post_feedforward_layernorm', 'postFfnNorm');
+    } else norm('post_attention_layernorm', 'ffnNorm');
+    if (a.qkNorm) {
+      norm('self_attn.q_norm', 'qNorm', a.head);
+      norm('self_attn.k_norm', 'kNorm', a.head);
+    }
+    for (const spec of a.linears) {
+      const base = `${p}.${spec.module}.${spec.name}`;
+      out.push({ name: `${base}.weight`, shape: [spec.rows, spec.cols], slot: { kind: 'linear', layer: l, name: spec.name } });
+      if (spec.bias) out.push({ name: `${base}.bias`, shape: [spec.rows], slot: { kind: 'bias', layer: l, name: spec.name } });
+    }
+  }
+  if (!config.tiedEmbeddings) out.push({ name: 'lm_head.weight', shape: [a.vocab, a.dim], slot: { kind: 'classifier' } });
+  return out;
+}
+
+/** The array of `model` a slot names (undefined when the model lacks it). */
+export function slotArray(model: LlamaModel, slot: HfSlot): Float32Array | undefined {
+  switch (slot.kind) {
+    case 'embedding': return model.embedding;
+    case 'finalNorm': return model.finalNorm;
+    case 'classifier': return model.classifier;
+    case 'norm': return model.blocks[slot.layer]?.[slot.field];
+    case 'linear': return model.blocks[slot.layer]?.linear[slot.name];
+    case 'bias': return model.blocks[slot.layer]?.bias?.[slot.name];
+  }
+}
+
+/** Reads a Hugging Face checkpoint of a supported family (one or more shards; F32/F16/BF16/F64
+ * tensors, widened to float32). */
+export function readHfModel(files: { config: string; safetensors: Uint8Array | Uint8Array[] }): LlamaModel {
+  const config = parseHfConfig(files.config);
   const shards = files.safetensors instanceof Uint8Array ? [files.safetensors] : files.safetensors;
   if (!Array.isArray(shards) || shards.length === 0) throw new FormatError('no safetensors shards given');
   const where = new Map<string, { file: SafetensorsFile; bytes: Uint8Array }>();
@@ -85,88 +90,60 @@ export function readHfLlama(files: { config: string; safetensors: Uint8Array | U
   });
   const get = (name: string, shape: number[]): Float32Array => {
     const hit = where.get(name);
-    if (!hit) throw new FormatError(`missing tensor "${name}"`);
+    if (!hit) throw new FormatError(`missing tensor "${name}" (${config.family ?? 'llama'} checkpoint)`);
     const got = hit.file.tensors.get(name)!.shape;
     if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
       throw new ShapeError(`tensor "${name}" has shape [${got.join(', ')}], config implies [${shape.join(', ')}]`);
     }
     return readTensorF32(hit.file, hit.bytes, name);
   };
-  const { dim, vocabSize, nLayers } = config;
-  const embedding = get('model.embed_tokens.weight', [vocabSize, dim]);
-  const blocks: LlamaBlock[] = [];
-  for (let l = 0; l < nLayers; l++) {
-    const linear = {} as Record<LinearName, Float32Array>;
-    for (const name of LINEAR_NAMES) linear[name] = get(hfLinearName(l, name), linearShape(config, name));
-    blocks.push({
-      attnNorm: get(`model.layers.${l}.input_layernorm.weight`, [dim]),
-      ffnNorm: get(`model.layers.${l}.post_attention_layernorm.weight`, [dim]),
-      linear,
-    });
+  const blocks: LlamaBlock[] = Array.from({ length: config.nLayers }, () => ({ attnNorm: new Float32Array(0), ffnNorm: new Float32Array(0), linear: {} }));
+  const model: LlamaModel = { config, embedding: new Float32Array(0), blocks, finalNorm: new Float32Array(0), classifier: new Float32Array(0) };
+  for (const t of hfTensors(config)) {
+    const data = get(t.name, t.shape);
+    const s = t.slot;
+    if (s.kind === 'embedding') model.embedding = data;
+    else if (s.kind === 'finalNorm') model.finalNorm = data;
+    else if (s.kind === 'classifier') model.classifier = data;
+    else if (s.kind === 'norm') blocks[s.layer][s.field] = data;
+    else if (s.kind === 'linear') blocks[s.layer].linear[s.name] = data;
+    else if (s.kind === 'bias') (blocks[s.layer].bias ??= {})[s.name] = data;
   }
-  const finalNorm = get('model.norm.weight', [dim]);
   // With tied embeddings transformers ignores any lm_head.weight in the file, and so do we.
-  const classifier = config.tiedEmbeddings ? embedding : get('lm_head.weight', [vocabSize, dim]);
-  return { config, embedding, blocks, finalNorm, classifier };
+  if (config.tiedEmbeddings) model.classifier = model.embedding;
+  return model;
 }
 
-export type HfDtype = 'F32' | 'F16' | 'BF16';
-
-/** config.json text for `config` (with the fields transformers needs to build LlamaForCausalLM). */
-export function hfConfigJson(config: LlamaConfig, dtype: HfDtype = 'F32'): string {
-  return JSON.stringify(
-    {
-      architectures: ['LlamaForCausalLM'],
-      model_type: 'llama',
-      hidden_size: config.dim,
-      intermediate_size: config.hiddenDim,
-      num_hidden_layers: config.nLayers,
-      num_attention_heads: config.nHeads,
-      num_key_value_heads: config.nKvHeads,
-      vocab_size: config.vocabSize,
-      max_position_embeddings: config.maxSeqLen,
-      rms_norm_eps: config.normEps,
-      rope_theta: config.ropeTheta,
-      hidden_act: 'silu',
-      tie_word_embeddings: config.tiedEmbeddings,
-      bos_token_id: 1,
-      eos_token_id: 2,
-      torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
-    },
-    null,
-    2,
-  );
-}
+/** The Llama reader's former name: reads every supported family. */
+export const readHfLlama = readHfModel;
 
 /**
- * Writes `model` as a Hugging Face Llama checkpoint (one shard). `metadata` is merged over
- * {format: 'pt'}, which transformers requires to load the file.
+ * Writes `model` as a Hugging Face checkpoint of its family (one shard). `metadata` is merged
+ * over {format: 'pt'}, which transformers requires to load the file.
  */
-export function writeHfLlama(
+export function writeHfModel(
   model: LlamaModel, dtype: HfDtype, metadata?: Record<string, string>,
 ): { config: string; safetensors: Uint8Array } {
-  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') throw new OptionError(`writeHfLlama: dtype must be F32, F16 or BF16, not ${String(dtype)}`);
-  const c = model.config;
+  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') throw new OptionError(`writeHfModel: dtype must be F32, F16 or BF16, not ${String(dtype)}`);
   checkModelShapes(model);
-  const toHalf = c.ropeStyle === 'interleaved';
-  const kvDim = (c.dim / c.nHeads) * c.nKvHeads;
-  const tensors: TensorToWrite[] = [];
-  const add = (name: string, shape: number[], data: Float32Array) => tensors.push({ name, dtype, shape, data });
-  add('model.embed_tokens.weight', [c.vocabSize, c.dim], model.embedding);
-  add('model.norm.weight', [c.dim], model.finalNorm);
-  model.blocks.forEach((b, l) => {
-    add(`model.layers.${l}.input_layernorm.weight`, [c.dim], b.attnNorm);
-    add(`model.layers.${l}.post_attention_layernorm.weight`, [c.dim], b.ffnNorm);
-    for (const name of LINEAR_NAMES) {
-      let w = b.linear[name];
-      if (toHalf && name === 'q_proj') w = permuteRopeRows(w, c.nHeads, c.dim, c.dim, 'toHalf');
-      if (toHalf && name === 'k_proj') w = permuteRopeRows(w, c.nKvHeads, kvDim, c.dim, 'toHalf');
-      add(hfLinearName(l, name), linearShape(c, name), w);
-    }
-  });
-  if (!c.tiedEmbeddings) add('lm_head.weight', [c.vocabSize, c.dim], model.classifier);
+  const tensors: TensorToWrite[] = hfTensors(model.config).map((t) => ({ name: t.name, dtype, shape: t.shape, data: hfOrientedArray(model, t.slot) }));
   return {
-    config: hfConfigJson(c, dtype),
+    config: hfConfigJson(model.config, dtype),
     safetensors: writeSafetensors(tensors, { format: 'pt', ...metadata }),
   };
+}
+
+/** The former name of writeHfModel. */
+export const writeHfLlama = writeHfModel;
+
+/** The array of a slot as the HF file stores it: q/k rows of interleaved (llama2.c) models are
+ * permuted to the half-split layout. */
+export function hfOrientedArray(model: LlamaModel, slot: HfSlot): Float32Array {
+  const c = model.config;
+  const w = slotArray(model, slot)!;
+  if (c.ropeStyle !== 'interleaved' || slot.kind !== 'linear') return w;
+  const a = resolveArch(c);
+  if (slot.name === 'q_proj') return permuteRopeRows(w, c.nHeads, a.qDim, c.dim, 'toHalf');
+  if (slot.name === 'k_proj') return permuteRopeRows(w, c.nKvHeads, a.kvDim, c.dim, 'toHalf');
+  return w;
 }

@@ -101,6 +101,10 @@ export function writeLlama2c(model: LlamaModel): Uint8Array {
   const c = model.config;
   if (c.normEps !== 1e-5) throw new OptionError(`llama2.c: the format fixes RMSNorm eps at 1e-5, model has ${c.normEps}`);
   if (c.ropeTheta !== 10000) throw new OptionError(`llama2.c: the format fixes RoPE theta at 10000, model has ${c.ropeTheta}`);
+  // the format holds a plain Llama only: anything else would be dropped silently
+  const extras = (['headDim', 'ropeScaling', 'partialRotary', 'attentionBias', 'mlpBias', 'slidingWindow', 'layerTypes', 'ropeLocalTheta', 'queryPreAttnScalar', 'attnSoftcap', 'finalSoftcap'] as const)
+    .filter((key) => c[key] !== undefined && c[key] !== false && !(key === 'headDim' && c.headDim === c.dim / c.nHeads));
+  if ((c.family ?? 'llama') !== 'llama' || extras.length) throw new OptionError(`llama2.c: the format holds a plain Llama, not ${c.family ?? 'llama'}${extras.length ? ` with ${extras.join(', ')}` : ''}`);
   const h = [c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.tiedEmbeddings ? c.vocabSize : -c.vocabSize, c.maxSeqLen];
   for (const v of h) {
     if (!Number.isInteger(v) || Math.abs(v) > 0x7fffffff) throw new OptionError(`llama2.c: header value ${v} does not fit an int32`);

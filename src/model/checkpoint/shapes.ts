@@ -1,6 +1,7 @@
 // Writers take models built by any pipeline stage, so they check lengths before laying out bytes.
 import { ShapeError } from '../../core/errors.js';
-import { LINEAR_NAMES, linearShape, type LlamaModel } from '../types.js';
+import type { LlamaModel } from '../types.js';
+import { resolveArch } from '../arch.js';
 
 /** Checks every array of `model` has the length its config implies (ShapeError otherwise). */
 export function checkModelShapes(model: LlamaModel): void {
@@ -12,12 +13,21 @@ export function checkModelShapes(model: LlamaModel): void {
   want('classifier', model.classifier, c.vocabSize * c.dim);
   want('finalNorm', model.finalNorm, c.dim);
   if (model.blocks.length !== c.nLayers) throw new ShapeError(`model: ${model.blocks.length} blocks, config says ${c.nLayers}`);
+  const a = resolveArch(c);
   model.blocks.forEach((b, l) => {
     want(`blocks[${l}].attnNorm`, b.attnNorm, c.dim);
     want(`blocks[${l}].ffnNorm`, b.ffnNorm, c.dim);
-    for (const name of LINEAR_NAMES) {
-      const [r, k] = linearShape(c, name);
-      want(`blocks[${l}].${name}`, b.linear[name], r * k);
+    if (a.sandwichNorms) {
+      want(`blocks[${l}].postAttnNorm`, b.postAttnNorm, c.dim);
+      want(`blocks[${l}].postFfnNorm`, b.postFfnNorm, c.dim);
+    }
+    if (a.qkNorm) {
+      want(`blocks[${l}].qNorm`, b.qNorm, a.head);
+      want(`blocks[${l}].kNorm`, b.kNorm, a.head);
+    }
+    for (const spec of a.linears) {
+      want(`blocks[${l}].${spec.name}`, b.linear[spec.name], spec.rows * spec.cols);
+      if (spec.bias) want(`blocks[${l}].bias.${spec.name}`, b.bias?.[spec.name], spec.rows);
     }
   });
 }
