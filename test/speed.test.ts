@@ -1,0 +1,168 @@
+// The fast kernels (issue 13): every shortcut they take must give the bits of the plain
+// algorithm. References here are JavaScript float32 emulations of the documented operation
+// sequences (Math.fround after every IEEE operation, which is exact for +, -, *, / of float32
+// values) and float64 recomputations; none is an output of this package.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Kernel } from '../src/core/kernel.js';
+import { rng } from './helpers/util.js';
+
+const f = Math.fround;
+const kernel = await Kernel.create();
+
+/** Round half to even, as WebAssembly's `nearest` and torch.round. */
+function roundEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x - Math.trunc(x)) === 0.5 ? 2 * Math.round(x / 2) : r;
+}
+
+function gaussian(seed: number): () => number {
+  const u = rng(seed);
+  return () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
+}
+
+/** H = X^T X / n + ridge I in float64, rounded to float32 (symmetric by construction). X's
+ * columns get different scales and a shared component, so H is far from diagonal. */
+function spdHessian(cols: number, seed: number, ridge = 0.01): Float32Array {
+  const g = gaussian(seed);
+  const n = 2 * cols;
+  const scale = Float64Array.from({ length: cols }, () => 0.3 + 2 * Math.abs(g()));
+  const x = new Float64Array(n * cols);
+  for (let k = 0; k < n; k++) {
+    const shared = g();
+    for (let j = 0; j < cols; j++) x[k * cols + j] = scale[j] * (g() + 0.7 * shared);
+  }
+  const h = new Float32Array(cols * cols);
+  for (let i = 0; i < cols; i++)
+    for (let j = 0; j <= i; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += x[k * cols + i] * x[k * cols + j];
+      h[i * cols + j] = h[j * cols + i] = s / n + (i === j ? ridge : 0);
+    }
+  return h;
+}
+
+function sameBits(a: ArrayLike<number>, b: ArrayLike<number>, what: string): void {
+  assert.is(a.length, b.length, `${what}: length`);
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) assert.unreachable(`${what}: differs at ${i}: ${a[i]} vs ${b[i]}`);
+}
+
+// ---------------------------------------------------------------------------------------
+// CD: the skipping pass gives the full pass's moves
+
+interface CdProblem {
+  rows: number; cols: number; maxq: number; groups: number; colGroup: Int32Array;
+  scales: Float32Array; zeros: Float32Array; h: Float32Array; q: Float32Array; codes: Uint8Array; g: Float32Array;
+}
+
+/** A CD start: per-group grids, codes by RTN of random weights, q = s * (code - z) as the
+ * kernels dequantize, and g = H (q - w) from float64 (any float32 g serves: both sides get it). */
+function cdProblem(rows: number, cols: number, bits: number, groupSize: number, seed: number): CdProblem {
+  const g = gaussian(seed);
+  const maxq = 2 ** bits - 1;
+  const gs = groupSize > 0 ? groupSize : cols;
+  const groups = Math.ceil(cols / gs);
+  const colGroup = Int32Array.from({ length: cols }, (_, j) => Math.floor(j / gs));
+  const h = spdHessian(cols, seed + 1);
+  const w = Float32Array.from({ length: rows * cols }, () => g());
+  const scales = new Float32Array(rows * groups), zeros = new Float32Array(rows * groups);
+  for (let i = 0; i < scales.length; i++) {
+    scales[i] = f((4 + g()) / (maxq + 1) * (0.8 + 0.4 * Math.abs(g())));
+    zeros[i] = Math.min(maxq, Math.max(0, Math.round((maxq + 1) / 2 + g())));
+  }
+  const codes = new Uint8Array(rows * cols), q = new Float32Array(rows * cols), grad = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < cols; j++) {
+      const o = r * groups + colGroup[j];
+      const s = scales[o], z = zeros[o];
+      const c = Math.min(maxq, Math.max(0, f(roundEven(f(w[r * cols + j] / s)) + z)));
+      codes[r * cols + j] = c;
+      q[r * cols + j] = f(s * f(c - z));
+    }
+    for (let i = 0; i < cols; i++) {
+      let s = 0;
+      for (let j = 0; j < cols; j++) s += h[i * cols + j] * (q[r * cols + j] - w[r * cols + j]);
+      grad[r * cols + i] = f(s);
+    }
+  }
+  return { rows, cols, maxq, groups, colGroup, scales, zeros, h, q, codes, g: grad };
+}
+
+/** ALGORITHMS.md "CD" with cd.ts's documented arithmetic, every coordinate evaluated every pass:
+ * target q - g * (1/H_jj), code clamp(nearest(target * (1/s)) + z), gain -((2d) g + (d d) H_jj),
+ * first maximum among positive gains; g += delta H[i, :] after each move. */
+function cdEmulated(p: CdProblem, iters: number): { q: Float32Array; codes: Uint8Array; g: Float32Array; moves: Int32Array } {
+  const { rows, cols, maxq, h } = p;
+  const q = p.q.slice(), codes = p.codes.slice(), g = p.g.slice(), moves = new Int32Array(rows);
+  const rhd = Float32Array.from({ length: cols }, (_, j) => f(1 / h[j * cols + j]));
+  for (let r = 0; r < rows; r++) {
+    const s = Float32Array.from({ length: cols }, (_, j) => p.scales[r * p.groups + p.colGroup[j]]);
+    const z = Float32Array.from({ length: cols }, (_, j) => p.zeros[r * p.groups + p.colGroup[j]]);
+    const rs = Float32Array.from(s, (v) => f(1 / v));
+    const o = r * cols;
+    const codeOf = (j: number) => {
+      const target = f(q[o + j] - f(g[o + j] * rhd[j]));
+      return Math.min(maxq, Math.max(0, f(roundEven(f(target * rs[j])) + z[j])));
+    };
+    const pass = () => {
+      let best = 0, bi = -1;
+      for (let j = 0; j < cols; j++) {
+        const d = f(f(s[j] * f(codeOf(j) - z[j])) - q[o + j]);
+        const gain = -f(f(f(2 * d) * g[o + j]) + f(f(d * d) * h[j * cols + j]));
+        if (gain > best) { best = gain; bi = j; }
+      }
+      return bi;
+    };
+    let count = 0;
+    let i = pass();
+    while (count < iters && i >= 0) {
+      const code = codeOf(i);
+      const value = f(s[i] * f(code - z[i]));
+      const delta = f(value - q[o + i]);
+      q[o + i] = value;
+      codes[o + i] = code;
+      count++;
+      for (let j = 0; j < cols; j++) g[o + j] = f(g[o + j] + f(delta * h[i * cols + j]));
+      if (count >= iters) break;
+      i = pass();
+    }
+    moves[r] = count;
+  }
+  return { q, codes, g, moves };
+}
+
+function cdKernel(p: CdProblem, iters: number) {
+  const { rows, cols } = p;
+  const x = kernel.exports;
+  return kernel.scoped((alloc, put) => {
+    const q = put(p.q), codes = put(p.codes), g = put(p.g), h = put(p.h);
+    const hdiag = put(Float32Array.from({ length: cols }, (_, j) => p.h[j * cols + j]));
+    const moves = alloc(rows * 4);
+    x.cdBand(q, codes, g, rows, cols, h, hdiag, p.maxq, p.groups, put(p.colGroup), put(p.scales), put(p.zeros), iters, moves, alloc(x.cdBandScratch(cols)));
+    return { q: kernel.f32(q, rows * cols).slice(), codes: kernel.u8(codes, rows * cols).slice(), g: kernel.f32(g, rows * cols).slice(), moves: kernel.i32(moves, rows).slice() };
+  });
+}
+
+test('CD: the skipping pass moves exactly as evaluating every coordinate (float32 emulation)', () => {
+  let moves = 0;
+  for (const [rows, cols, bits, groupSize, seed] of [[5, 103, 4, 32, 1], [4, 130, 2, -1, 2], [3, 96, 3, 16, 3], [4, 67, 8, 32, 4]]) {
+    const p = cdProblem(rows, cols, bits, groupSize, seed);
+    // Row 1 starts off its grid (q nudged by an ulp): the kernel must take its full pass there.
+    const nudged = { ...p, q: p.q.slice() };
+    nudged.q[cols + 5] = f(nudged.q[cols + 5] * (1 + 2 ** -20));
+    for (const problem of [p, nudged])
+      for (const iters of [3, 100_000]) {
+        const want = cdEmulated(problem, iters);
+        const got = cdKernel(problem, iters);
+        const what = `${rows}x${cols} b${bits} g${groupSize} iters ${iters}`;
+        sameBits(got.moves, want.moves, `${what} moves`);
+        sameBits(got.codes, want.codes, `${what} codes`);
+        sameBits(got.q, want.q, `${what} q`);
+        sameBits(got.g, want.g, `${what} g`);
+        moves += want.moves.reduce((a, b) => a + b, 0);
+      }
+  }
+  assert.ok(moves > 500, `the problems exercise the descent (${moves} moves)`);
+});
+
+test.run();
