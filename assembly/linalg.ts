@@ -187,7 +187,9 @@ export function hessianUpdateScratch(n: i32): f64 {
  * H = H * keep + X^T X * add for X [m x n]: the streaming Hessian update. X^T X goes through
  * gemmSub one 128-row slice of X at a time (transposed into scratch), which is exactly the k
  * slicing gemmSub does itself, so the result equals one product over all m rows while the
- * scratch stays 128*n + n*n floats whatever m is.
+ * scratch stays 128*n + n*n floats whatever m is. Only the lower triangle (with the diagonal
+ * blocks) is computed: element (j, i) is made of the products x_pj x_pi of element (i, j), in
+ * the same order, so X^T X is exactly symmetric and its upper triangle is a copy.
  */
 export function hessianUpdate(h: usize, x: usize, m: i32, n: i32, keep: f32, add: f32, scratch: usize): void {
   const slice = 128;
@@ -198,13 +200,82 @@ export function hessianUpdate(h: usize, x: usize, m: i32, n: i32, keep: f32, add
     const rows = min(slice, m - r0);
     const xs = x + ((<usize>r0 * <usize>n) << 2);
     transpose(xt, rows, xs, n, rows, n);
-    gemmSub(prod, n, xt, rows, xs, n, n, n, rows); // prod -= X_s^T X_s
+    // prod[I, :i1] -= X_s[:, I]^T X_s[:, :i1] for row blocks I = [i0, i1)
+    for (let i0 = 0; i0 < n; i0 += slice) {
+      const i1 = min(i0 + slice, n);
+      gemmSub(at(prod, i0, n, 0), n, at(xt, i0, rows, 0), rows, xs, n, i1 - i0, i1, rows);
+    }
   }
-  const total = n * n;
-  for (let i = 0; i < total; i++) {
-    const o = <usize>i << 2;
+  mirrorLower(prod, n);
+  const vk = f32x4.splat(keep), va = f32x4.splat(add);
+  const total = <usize>n * <usize>n;
+  let i: usize = 0;
+  for (; i + 4 <= total; i += 4) {
+    const o = i << 2;
+    v128.store(h + o, f32x4.sub(f32x4.mul(v128.load(h + o), vk), f32x4.mul(v128.load(prod + o), va)));
+  }
+  for (; i < total; i++) {
+    const o = i << 2;
     store<f32>(h + o, load<f32>(h + o) * keep - load<f32>(prod + o) * add);
   }
+}
+
+/** a[i][j] = a[j][i] for j > i (n x n): the strict upper triangle from the lower, in 32 x 32
+ * tiles so both sides stay in cache. */
+function mirrorLower(a: usize, n: i32): void {
+  const t = 32;
+  for (let i0 = 0; i0 < n; i0 += t) {
+    const i1 = min(i0 + t, n);
+    for (let j0 = i0; j0 < n; j0 += t) {
+      const j1 = min(j0 + t, n);
+      for (let i = i0; i < i1; i++) {
+        for (let j = max(j0, i + 1); j < j1; j++) store<f32>(at(a, i, n, j), load<f32>(at(a, j, n, i)));
+      }
+    }
+  }
+}
+
+/** Rows i .. i+3 of cholesky's panel: for each column j, a[r][j] = (a[r][j] - dot(a[r][k0:j],
+ * a[j][k0:j])) / a[j][j] with dot's exact order (four lane sums over whole quads, combined
+ * (l0 + l1) + (l2 + l3), then the tail in order), the four rows' dots in one loop. */
+function panelRows4(a: usize, n: i32, i: i32, k0: i32, k1: i32): void {
+  const stride = <usize>n << 2;
+  const r0 = at(a, i, n, k0), r1 = r0 + stride, r2 = r1 + stride, r3 = r2 + stride;
+  for (let j = k0; j < k1; j++) {
+    const len = j - k0;
+    const lj = at(a, j, n, k0);
+    let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+    let p = 0;
+    for (; p + 4 <= len; p += 4) {
+      const o = <usize>p << 2;
+      const l = v128.load(lj + o);
+      c0 = f32x4.add(c0, f32x4.mul(v128.load(r0 + o), l));
+      c1 = f32x4.add(c1, f32x4.mul(v128.load(r1 + o), l));
+      c2 = f32x4.add(c2, f32x4.mul(v128.load(r2 + o), l));
+      c3 = f32x4.add(c3, f32x4.mul(v128.load(r3 + o), l));
+    }
+    let s0 = laneSum(c0), s1 = laneSum(c1), s2 = laneSum(c2), s3 = laneSum(c3);
+    for (; p < len; p++) {
+      const o = <usize>p << 2;
+      const l = load<f32>(lj + o);
+      s0 += load<f32>(r0 + o) * l;
+      s1 += load<f32>(r1 + o) * l;
+      s2 += load<f32>(r2 + o) * l;
+      s3 += load<f32>(r3 + o) * l;
+    }
+    const d = load<f32>(at(a, j, n, j));
+    const o = <usize>len << 2;
+    store<f32>(r0 + o, (load<f32>(r0 + o) - s0) / d);
+    store<f32>(r1 + o, (load<f32>(r1 + o) - s1) / d);
+    store<f32>(r2 + o, (load<f32>(r2 + o) - s2) / d);
+    store<f32>(r3 + o, (load<f32>(r3 + o) - s3) / d);
+  }
+}
+
+/** (l0 + l1) + (l2 + l3): dot's lane combination. */
+// @ts-ignore: decorator
+@inline function laneSum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
 /**
@@ -231,8 +302,11 @@ export function cholesky(a: usize, n: i32, scratch: usize): i32 {
         }
       }
     }
-    // Panel below: L21 = A21 L11^-T, row by row.
-    for (let i = k1; i < n; i++) {
+    // Panel below: L21 = A21 L11^-T, each row by forward substitution (the dot order of the
+    // diagonal block), four rows interleaved so their dependency chains overlap.
+    let i = k1;
+    for (; i + 4 <= n; i += 4) panelRows4(a, n, i, k0, k1);
+    for (; i < n; i++) {
       for (let j = k0; j < k1; j++) {
         const s = load<f32>(at(a, i, n, j)) - dot(at(a, i, n, k0), at(a, j, n, k0), j - k0);
         store<f32>(at(a, i, n, j), s / load<f32>(at(a, j, n, j)));
@@ -258,7 +332,7 @@ export function cholesky(a: usize, n: i32, scratch: usize): i32 {
  * M = L^-1 for lower-triangular L (n x n, leading dimension n), written to m (distinct from l).
  * Row blocks of 128: M[I, I] by substitution, then M[I, :i1] = -M[I,I] * (L[I, :i1] * M[:i1, :i1]),
  * where the GEMM for column chunk [j0, j0+128) starts at k = j0 (M is zero above its diagonal).
- * scratch: 128 * n floats.
+ * scratch: 128 * n + 128 * 128 floats.
  */
 export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
   const bs = 128;
@@ -283,17 +357,20 @@ export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
       const j1 = min(j0 + bs, i0);
       gemmSub(at(scratch, 0, i0, j0), i0, at(l, i0, n, j0), n, at(m, j0, n, j0), n, ib, j1 - j0, i0 - j0);
     }
-    // M[I, :i0] = M[I, I] * T, each output row an ordered sum of scaled rows of T.
+    // M[I, :i0] = M[I, I] * T: from zero, minus (-M[I, I]) T by gemmSub (k = ib <= 128, one
+    // slice), so each element is the negated ordered sum of -M_ip T_p: the bits of the ordered
+    // sum of M_ip T_p. -M[I, I] (zero above its diagonal) goes to the 128 x 128 after T.
+    const neg = scratch + ((<usize>bs * <usize>n) << 2);
     for (let i = 0; i < ib; i++) {
-      const out = at(m, i0 + i, n, 0);
-      for (let p = 0; p <= i; p++) axpySub(out, at(scratch, p, i0, 0), -load<f32>(at(m, i0 + i, n, i0 + p)), i0);
+      for (let p = 0; p < ib; p++) store<f32>(at(neg, i, bs, p), p <= i ? -load<f32>(at(m, i0 + i, n, i0 + p)) : 0);
     }
+    gemmSub(at(m, i0, n, 0), n, neg, bs, scratch, i0, ib, i0, ib);
   }
 }
 
 /** Bytes of upperCholeskyOfInverse's work for n x n: the reversed H and the blocked scratch. */
 export function upperCholeskyOfInverseScratch(n: i32): f64 {
-  return (<f64>n * <f64>n + 128 * <f64>n) * 4;
+  return (<f64>n * <f64>n + 128 * <f64>n + 128 * 128) * 4;
 }
 
 /**
@@ -306,24 +383,34 @@ export function upperCholeskyOfInverseScratch(n: i32): f64 {
 export function upperCholeskyOfInverse(u: usize, h: usize, n: i32, work: usize): i32 {
   const rev = work;
   const scratch = work + ((<usize>n * <usize>n) << 2);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) store<f32>(at(rev, i, n, j), load<f32>(at(h, n - 1 - i, n, n - 1 - j)));
-  }
+  // rev = J H J (lower triangle read by cholesky; the whole rows are copied, reversed).
+  for (let i = 0; i < n; i++) reverseCopy(at(rev, i, n, 0), at(h, n - 1 - i, n, 0), n);
   const failed = cholesky(rev, n, scratch);
   if (failed != 0) return failed;
   lowerInverse(u, rev, n, scratch); // u = L^-1 (lower), reversed next
-  reverseBoth(u, n);
+  reverseBoth(u, n, scratch);
   return 0;
 }
 
-/** A := J A J in place (reverse rows and columns). */
-function reverseBoth(a: usize, n: i32): void {
-  const total = n * n;
-  for (let i = 0, j = total - 1; i < j; i++, j--) {
-    const pi = a + (<usize>i << 2), pj = a + (<usize>j << 2);
-    const t = load<f32>(pi);
-    store<f32>(pi, load<f32>(pj));
-    store<f32>(pj, t);
+/** dst[j] = src[n - 1 - j] for n floats (distinct buffers). */
+function reverseCopy(dst: usize, src: usize, n: i32): void {
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const v = v128.load(src + (<usize>(n - 4 - j) << 2));
+    v128.store(dst + (<usize>j << 2), v128.shuffle<f32>(v, v, 3, 2, 1, 0));
+  }
+  for (; j < n; j++) store<f32>(dst + (<usize>j << 2), load<f32>(src + (<usize>(n - 1 - j) << 2)));
+}
+
+/** A := J A J in place (reverse rows and columns): rows i and n-1-i swapped, each reversed,
+ * through one row of scratch. */
+function reverseBoth(a: usize, n: i32, scratch: usize): void {
+  const bytes = <usize>n << 2;
+  for (let i = 0, k = n - 1; i <= k; i++, k--) {
+    const ri = at(a, i, n, 0), rk = at(a, k, n, 0);
+    reverseCopy(scratch, ri, n); // row i, reversed
+    if (i < k) reverseCopy(ri, rk, n);
+    memory.copy(rk, scratch, bytes);
   }
 }
 
