@@ -165,4 +165,101 @@ test('CD: the skipping pass moves exactly as evaluating every coordinate (float3
   assert.ok(moves > 500, `the problems exercise the descent (${moves} moves)`);
 });
 
+// ---------------------------------------------------------------------------------------
+// BCD (blocks of 2): the skipping pass gives the full pass's moves
+
+/** ALGORITHMS.md "BCD" with bcd.ts's documented arithmetic (bestBlockMove), every block
+ * evaluated every iteration: Newton target t = q - H_BB^-1 g, the grid points below and above
+ * it, all combinations scored by 2 d.g + d^T H_BB d (accumulators from 0, in index order), the
+ * first minimum; the block with the largest positive gain (first on ties) moves and g += d H. */
+function bcdEmulated(p: CdProblem, hbb: Float32Array, hinv: Float32Array, iters: number) {
+  const { rows, cols, maxq, h } = p;
+  const k = 2, nb = Math.ceil(cols / k);
+  const q = p.q.slice(), codes = p.codes.slice(), g = p.g.slice(), moves = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const s = Float32Array.from({ length: cols }, (_, j) => p.scales[r * p.groups + p.colGroup[j]]);
+    const z = Float32Array.from({ length: cols }, (_, j) => p.zeros[r * p.groups + p.colGroup[j]]);
+    const o = r * cols;
+    const blockMove = (b: number) => {
+      const c0 = b * k, len = Math.min(k, cols - c0);
+      const lo: number[] = [], hi: number[] = [];
+      for (let i = 0; i < len; i++) {
+        let step = 0;
+        for (let j = 0; j < len; j++) step = f(step + f(hinv[b * 4 + i * k + j] * g[o + c0 + j]));
+        const t = f(q[o + c0 + i] - step);
+        const below = Math.min(Math.max(f(Math.floor(f(t / s[c0 + i])) + z[c0 + i]), 0), maxq);
+        lo.push(below);
+        hi.push(Math.min(f(below + 1), maxq));
+      }
+      let bestScore = Infinity, bestCodes: number[] = [];
+      for (let m = 0; m < 1 << len; m++) {
+        const c = Array.from({ length: len }, (_, i) => ((m >> i) & 1 ? hi[i] : lo[i]));
+        const d = c.map((ci, i) => f(f(s[c0 + i] * f(ci - z[c0 + i])) - q[o + c0 + i]));
+        let score = 0;
+        for (let i = 0; i < len; i++) {
+          let hd = 0;
+          for (let j = 0; j < len; j++) hd = f(hd + f(hbb[b * 4 + i * k + j] * d[j]));
+          score = f(score + f(d[i] * f(f(2 * g[o + c0 + i]) + hd)));
+        }
+        if (score < bestScore) { bestScore = score; bestCodes = c; }
+      }
+      return { gain: -bestScore, codes: bestCodes };
+    };
+    let count = 0;
+    while (count < iters) {
+      let best = 0, bestBlock = -1;
+      for (let b = 0; b < nb; b++) {
+        const gain = blockMove(b).gain;
+        if (gain > best) { best = gain; bestBlock = b; }
+      }
+      if (bestBlock < 0) break;
+      const move = blockMove(bestBlock);
+      move.codes.forEach((c, i) => {
+        const col = bestBlock * k + i;
+        const value = f(s[col] * f(c - z[col]));
+        const delta = f(value - q[o + col]);
+        q[o + col] = value;
+        codes[o + col] = c;
+        if (delta !== 0) for (let j = 0; j < cols; j++) g[o + j] = f(g[o + j] + f(delta * h[col * cols + j]));
+      });
+      count++;
+    }
+    moves[r] = count;
+  }
+  return { q, codes, g, moves };
+}
+
+test('BCD: the skipping, fused pass moves exactly as evaluating every block (float32 emulation)', () => {
+  const x = kernel.exports;
+  let moves = 0;
+  for (const [rows, cols, bits, groupSize, seed] of [[4, 104, 4, 32, 5], [3, 70, 3, -1, 6], [3, 99, 2, 16, 7]]) {
+    const p = cdProblem(rows, cols, bits, groupSize, seed);
+    const nudged = { ...p, q: p.q.slice() };
+    nudged.q[cols + 3] = f(nudged.q[cols + 3] * (1 + 2 ** -20));
+    for (const problem of [p, nudged])
+      for (const iters of [2, 100_000]) {
+        const got = kernel.scoped((alloc, put) => {
+          const blocks = Math.ceil(cols / 2) * 4;
+          const h = put(problem.h), order = put(Int32Array.from({ length: cols }, (_, i) => i));
+          const hbb = alloc(blocks * 4), hinv = alloc(blocks * 4);
+          x.bcdPrepare(h, cols, 2, order, hbb, hinv, alloc(x.bcdPrepareScratch(2)));
+          const q = put(problem.q), codes = put(problem.codes), g = put(problem.g), mv = alloc(rows * 4);
+          x.bcdBand(q, codes, g, rows, cols, h, 2, order, hbb, hinv, problem.maxq, problem.groups, put(problem.colGroup), put(problem.scales), put(problem.zeros), iters, mv, alloc(x.bcdBandScratch(cols, 2)));
+          return {
+            hbb: kernel.f32(hbb, blocks).slice(), hinv: kernel.f32(hinv, blocks).slice(),
+            q: kernel.f32(q, rows * cols).slice(), codes: kernel.u8(codes, rows * cols).slice(), g: kernel.f32(g, rows * cols).slice(), moves: kernel.i32(mv, rows).slice(),
+          };
+        });
+        const want = bcdEmulated(problem, got.hbb, got.hinv, iters);
+        const what = `bcd ${rows}x${cols} b${bits} g${groupSize} iters ${iters}`;
+        sameBits(got.moves, want.moves, `${what} moves`);
+        sameBits(got.codes, want.codes, `${what} codes`);
+        sameBits(got.q, want.q, `${what} q`);
+        sameBits(got.g, want.g, `${what} g`);
+        moves += want.moves.reduce((a, b) => a + b, 0);
+      }
+  }
+  assert.ok(moves > 200, `the problems exercise the descent (${moves} moves)`);
+});
+
 test.run();
