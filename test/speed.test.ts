@@ -6,6 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Kernel } from '../src/core/kernel.js';
 import { rng } from './helpers/util.js';
+import * as ref from './reference.js';
 
 const f = Math.fround;
 const kernel = await Kernel.create();
@@ -260,6 +261,165 @@ test('BCD: the skipping, fused pass moves exactly as evaluating every block (flo
       }
   }
   assert.ok(moves > 200, `the problems exercise the descent (${moves} moves)`);
+});
+
+// ---------------------------------------------------------------------------------------
+// Dense kernels: the documented operation order, whatever the tiles
+
+/** linalg.ts's gemmSub contract: per k slice of 128, acc = ((0 + a0 b0) + a1 b1) + ... in k
+ * order, then c - acc. */
+function gemmSubEmulated(c: Float32Array, a: Float32Array, b: Float32Array, m: number, n: number, k: number): Float32Array {
+  const out = c.slice();
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++)
+      for (let p0 = 0; p0 < k; p0 += 128) {
+        let acc = 0;
+        for (let p = p0; p < Math.min(k, p0 + 128); p++) acc = f(acc + f(a[i * k + p] * b[p * n + j]));
+        out[i * n + j] = f(out[i * n + j] - acc);
+      }
+  return out;
+}
+
+test('gemmSub: every element in the documented order, whatever the rows, tiles and tails', () => {
+  const g = gaussian(11);
+  const [m, n, k] = [13, 83, 300]; // row tiles of 4 and 1, 8-wide panels and 4/1 column tails, 3 k slices
+  const a = Float32Array.from({ length: m * k }, g), b = Float32Array.from({ length: k * n }, g), c = Float32Array.from({ length: m * n }, g);
+  const want = gemmSubEmulated(c, a, b, m, n, k);
+  const run = (rowsPerCall: number, colsPerCall: number) => kernel.scoped((alloc, put) => {
+    const pa = put(a), pb = put(b), pc = put(c);
+    for (let i0 = 0; i0 < m; i0 += rowsPerCall)
+      for (let j0 = 0; j0 < n; j0 += colsPerCall)
+        kernel.exports.gemmSub(pc + (i0 * n + j0) * 4, n, pa + i0 * k * 4, k, pb + j0 * 4, n, Math.min(rowsPerCall, m - i0), Math.min(colsPerCall, n - j0), k);
+    return kernel.f32(pc, m * n).slice();
+  });
+  for (const [rows, cols] of [[m, n], [1, n], [5, 7], [3, 64]]) sameBits(run(rows, cols), want, `gemmSub in ${rows} x ${cols} pieces`);
+});
+
+test('hessianUpdate: the lower triangle computed, the upper mirrored, every element in gemmSub order', () => {
+  const g = gaussian(12);
+  const [m, n] = [300, 37];
+  const x = Float32Array.from({ length: m * n }, g);
+  const h0 = Float32Array.from({ length: n * n }, (_, i) => f(0.01 * (i % 13)));
+  const [keep, add] = [f(0.75), f(2 / 400)];
+  // gemmSub(prod, X_s^T, X_s) slice by slice: prod_ij -= ((0 + x_0i x_0j) + x_1i x_1j) + ...
+  const prod = new Float32Array(n * n);
+  for (let r0 = 0; r0 < m; r0 += 128)
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        let acc = 0;
+        for (let p = r0; p < Math.min(m, r0 + 128); p++) acc = f(acc + f(x[p * n + i] * x[p * n + j]));
+        prod[i * n + j] = f(prod[i * n + j] - acc);
+      }
+  const want = Float32Array.from(h0, (v, i) => f(f(v * keep) - f(prod[i] * add)));
+  const got = kernel.scoped((alloc, put) => {
+    const h = put(h0);
+    kernel.exports.hessianUpdate(h, put(x), m, n, keep, add, alloc(kernel.exports.hessianUpdateScratch(n)));
+    return kernel.f32(h, n * n).slice();
+  });
+  sameBits(got, want, 'hessianUpdate');
+});
+
+test('upperCholeskyOfInverse: U upper triangular with U^T U H = I (float64 check), n across blocks', () => {
+  for (const n of [131, 300]) {
+    const h = spdHessian(n, 13, 0.05);
+    const u = kernel.scoped((alloc, put) => {
+      const pu = alloc(n * n * 4);
+      assert.is(kernel.exports.upperCholeskyOfInverse(pu, put(h), n, alloc(kernel.exports.upperCholeskyOfInverseScratch(n))), 0);
+      return kernel.f32(pu, n * n).slice();
+    });
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.is(u[i * n + j], 0, `U[${i},${j}] below the diagonal`);
+    // (U^T U H)_ij in float64
+    const uh = new Float64Array(n * n); // U H
+    for (let i = 0; i < n; i++) for (let p = i; p < n; p++) { const v = u[i * n + p]; for (let j = 0; j < n; j++) uh[i * n + j] += v * h[p * n + j]; }
+    let worst = 0;
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p <= Math.min(i, n - 1); p++) s += u[p * n + i] * uh[p * n + j];
+        worst = Math.max(worst, Math.abs(s - (i === j ? 1 : 0)));
+      }
+    // float32 factors of a matrix of condition ~1e3-1e4: a few 1e-4 at most
+    assert.ok(worst < 2e-3, `n ${n}: max |U^T U H - I| = ${worst}`);
+  }
+});
+
+test('gptqBand: rows swept eight at a time give the bits of rows swept alone', () => {
+  const g = gaussian(14);
+  const [rows, cols, bs] = [19, 300, 128]; // two 8-row passes and 3 single rows; a partial block
+  const h = spdHessian(cols, 15, 0.05);
+  const u = kernel.scoped((alloc, put) => {
+    const pu = alloc(cols * cols * 4);
+    kernel.exports.upperCholeskyOfInverse(pu, put(h), cols, alloc(kernel.exports.upperCholeskyOfInverseScratch(cols)));
+    return kernel.f32(pu, cols * cols).slice();
+  });
+  const w = Float32Array.from({ length: rows * cols }, g);
+  for (const [groupWidth, dynamic] of [[32, true], [50, false], [cols, true]] as const) {
+    const groups = Math.ceil(cols / groupWidth);
+    const colGroup = Int32Array.from({ length: cols }, (_, j) => Math.floor(j / groupWidth));
+    const fixedScales = Float32Array.from({ length: rows * groups }, (_, i) => f(0.3 + 0.01 * (i % 7)));
+    const fixedZeros = Float32Array.from({ length: rows * groups }, (_, i) => 7 + (i % 3));
+    const sweep = (r0: number, n: number) => kernel.scoped((alloc, put) => {
+      const x = kernel.exports;
+      const pw = put(w.subarray(r0 * cols, (r0 + n) * cols)), scales = put(fixedScales.subarray(r0 * groups, (r0 + n) * groups)), zeros = put(fixedZeros.subarray(r0 * groups, (r0 + n) * groups));
+      const codes = alloc(n * cols), q = alloc(n * cols * 4);
+      x.gptqBand(pw, n, cols, put(u), 15, false, 0, groupWidth, dynamic, bs, groups, put(colGroup), scales, zeros, codes, q, alloc(x.gptqBandScratch(n, bs)));
+      return { codes: kernel.u8(codes, n * cols).slice(), q: kernel.f32(q, n * cols).slice(), scales: kernel.f32(scales, n * groups).slice() };
+    });
+    const all = sweep(0, rows);
+    for (let r = 0; r < rows; r++) {
+      const one = sweep(r, 1);
+      sameBits(all.codes.subarray(r * cols, (r + 1) * cols), one.codes, `g${groupWidth} row ${r} codes`);
+      sameBits(all.q.subarray(r * cols, (r + 1) * cols), one.q, `g${groupWidth} row ${r} values`);
+      sameBits(all.scales.subarray(r * groups, (r + 1) * groups), one.scales, `g${groupWidth} row ${r} scales`);
+    }
+  }
+});
+
+test('nn_matmul across token and weight tiles: the canonical dot order (float32 emulation)', () => {
+  // Rows of 65539 floats make tiles of 4 tokens and 2 weight rows, so 9 x 5 outputs cross both.
+  const [T, nIn, nOut] = [9, 65539, 5];
+  const u = rng(16);
+  const x = Float32Array.from({ length: T * nIn }, () => u() - 0.5), w = Float32Array.from({ length: nOut * nIn }, () => u() - 0.5);
+  const got = kernel.scoped((alloc, put) => {
+    const y = alloc(T * nOut * 4);
+    kernel.exports.nn_matmul(put(x), put(w), y, T, nIn, nOut);
+    return kernel.f32(y, T * nOut).slice();
+  });
+  const n4 = nIn & ~3;
+  const want = new Float32Array(T * nOut);
+  for (let t = 0; t < T; t++)
+    for (let o = 0; o < nOut; o++) {
+      const lane = [0, 0, 0, 0];
+      for (let i = 0; i < n4; i += 4) for (let l = 0; l < 4; l++) lane[l] = f(lane[l] + f(x[t * nIn + i + l] * w[o * nIn + i + l]));
+      let s = f(f(lane[0] + lane[1]) + f(lane[2] + lane[3]));
+      for (let i = n4; i < nIn; i++) s = f(s + f(x[t * nIn + i] * w[o * nIn + i]));
+      want[t * nOut + o] = s;
+    }
+  sameBits(got, want, 'nn_matmul');
+});
+
+// ---------------------------------------------------------------------------------------
+// OWC: the exact search on a group too wide to widen (H read in place)
+
+test('OWC exact per channel, 520 columns (H in place): the float64 exhaustive minimum, ties aside', () => {
+  const [rows, cols, bits] = [3, 520, 3];
+  const h = spdHessian(cols, 17, 0.05);
+  const g = gaussian(18);
+  const w = Float32Array.from({ length: rows * cols }, g);
+  const x = kernel.exports;
+  const got = kernel.scoped((alloc, put) => {
+    const scales = alloc(rows * 4), zeros = alloc(rows * 4);
+    x.gridParams(put(w), rows, cols, cols, 2 ** bits - 1, false, x.GRID_OWC_EXACT.value, put(h), scales, zeros, alloc(x.gridParamsScratch(rows, cols, cols, x.GRID_OWC_EXACT.value)));
+    return kernel.f32(scales, rows).slice();
+  });
+  for (let r = 0; r < rows; r++) {
+    const row = Float64Array.from(w.subarray(r * cols, (r + 1) * cols));
+    const scores = ref.owcScores(row, Float64Array.from(h), bits, false);
+    const best = Math.min(...scores);
+    const picked = [...scores.keys()].find((i) => Math.abs(ref.gridParams(Array.from(row, (v) => v * ref.shrinkFactor(i)), bits, false).scale - got[r]) <= 1e-6 * got[r]);
+    assert.ok(picked !== undefined, `row ${r}: the grid is one of the candidates`);
+    assert.ok(scores[picked!] <= best * (1 + 1e-5), `row ${r}: picked ${scores[picked!]} vs best ${best}`);
+  }
 });
 
 test.run();
