@@ -119,7 +119,10 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
 @inline function applyChange<T>(i: i32, vi: f32, d: f64, vprev: usize, hb: usize, rowBytes: usize, u: usize, len: i32): f64 {
   const hrow = hb + <usize>i * rowBytes;
   const change = 2 * d * load<f64>(u + (<usize>i << 3)) + d * d * <f64>load<T>(hrow + <usize>i * sizeof<T>());
-  axpy64<T>(u, hrow, d, len);
+  // Most changes are one step: d = +-1 needs no product (d * h is +-h exactly).
+  if (sizeof<T>() == 8 && d == 1) addRow(u, hrow, false, len);
+  else if (sizeof<T>() == 8 && d == -1) addRow(u, hrow, true, len);
+  else axpy64<T>(u, hrow, d, len);
   store<f32>(vprev + (<usize>i << 2), vi);
   return change;
 }
@@ -146,6 +149,21 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
   for (; i < n; i++) {
     const yo = y + (<usize>i << 3);
     store<f64>(yo, load<f64>(yo) + a * <f64>load<T>(x + <usize>i * sizeof<T>()));
+  }
+}
+
+/** y (f64) += x (or -= x when negate), x f64: axpy64 with a = +-1. */
+// @ts-ignore: decorator
+@inline function addRow(y: usize, x: usize, negate: bool, n: i32): void {
+  let i = 0;
+  if (negate) {
+    for (; i + 2 <= n; i += 2) { const o = <usize>i << 3; v128.store(y + o, f64x2.sub(v128.load(y + o), v128.load(x + o))); }
+  } else {
+    for (; i + 2 <= n; i += 2) { const o = <usize>i << 3; v128.store(y + o, f64x2.add(v128.load(y + o), v128.load(x + o))); }
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 3;
+    store<f64>(y + o, negate ? load<f64>(y + o) - load<f64>(x + o) : load<f64>(y + o) + load<f64>(x + o));
   }
 }
 
