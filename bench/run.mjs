@@ -137,6 +137,7 @@ for (const workers of workerCounts) {
           // GPTQ's own time includes its H-side factor (prepareLayer: damping, chol(H^-1)).
           if (m.prepare) prepare = kernelSeconds.get('upperCholeskyOfInverse') ?? 0;
           r.own.push(prepare + m.own.reduce((s, name) => s + (kernelSeconds.get(name) ?? 0), 0));
+          (r.kernels ??= []).push(new Map(kernelSeconds));
         }
         r.wall.push((performance.now() - w0) / 1000);
         r.cpu.push(cpuSeconds() - c0);
@@ -192,6 +193,14 @@ for (const [threads, t] of Object.entries(torchRuns)) {
 const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
 console.log('');
 for (const row of rows) console.log(row.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '));
+// Where a 1-worker call spends its time: each kernel's median seconds over the runs.
+for (const m of methods) {
+  const runsK = results[m.key][1]?.kernels;
+  if (!runsK) continue;
+  const names = [...new Set(runsK.flatMap((k) => [...k.keys()]))];
+  const parts = names.map((name) => [name, median(runsK.map((k) => k.get(name) ?? 0))]).filter(([, t]) => t >= 0.01).sort((a, b) => b[1] - a[1]);
+  console.log(`  ${m.name}, 1 worker, kernels: ${parts.map(([name, t]) => `${name} ${fmt(t)}`).join(', ')}`);
+}
 console.log('seconds: the whole quantizeLayer call (RTN baseline, the method, the loss products); own s: the method\'s kernels alone, on this thread (GPTQ: chol(H^-1) + sweep; CD/BCD: OWC grid + gradient + descent; OWC: the grid search).');
 if (torchNote) console.log(torchNote);
 
