@@ -5,6 +5,8 @@
 // band it is in. Within a lazy block every row runs its own sequential column loop on a copy
 // of its block (w1), so the outer W keeps the block-start values the reference reads dynamic
 // group parameters from; the block's errors then update the remaining columns by one GEMM.
+// Eight rows at a time run that loop side by side, one per SIMD lane (blockRows8), the rest
+// alone: the same operations per row either way.
 
 import { axpySub, gemmSub } from './linalg';
 import { gridMinMax, gridMse, quantCode, dequantCode } from './grid';
