@@ -128,8 +128,11 @@ function cdPassSkip(
   let j = 0;
   let w: usize = 0;
   for (; j + 32 <= cols; j += 32) {
-    let bits: u32 = 0;
-    for (let t = 0; t < 8; t++) bits |= markQuad(g, hRow, vDelta, thr2, j + 4 * t) << (4 * t);
+    // Unrolled: constant shifts, no inner loop.
+    const bits = markQuad(g, hRow, vDelta, thr2, j) | (markQuad(g, hRow, vDelta, thr2, j + 4) << 4)
+      | (markQuad(g, hRow, vDelta, thr2, j + 8) << 8) | (markQuad(g, hRow, vDelta, thr2, j + 12) << 12)
+      | (markQuad(g, hRow, vDelta, thr2, j + 16) << 16) | (markQuad(g, hRow, vDelta, thr2, j + 20) << 20)
+      | (markQuad(g, hRow, vDelta, thr2, j + 24) << 24) | (markQuad(g, hRow, vDelta, thr2, j + 28) << 28);
     store<u32>(marks + (w << 2), bits);
     w++;
   }
