@@ -338,7 +338,7 @@ test('sequential quantization follows each family\'s stages; GPTQ export keeps b
     assert.equal(seen, linearNames(model.config), `${name}: every linear layer`);
     assert.is(res.layers.length, model.config.nLayers * seen.length);
     // the GPTQ checkpoint reads back to the quantized model, biases and norms included
-    const ck = gptqCheckpoint(kernel, model, res.layers, provenance);
+    const ck = await gptqCheckpoint(kernel, model, res.layers, provenance);
     const back = readGptqCheckpoint(kernel, { config: ck.config, safetensors: ck.safetensors });
     assert.equal(back.config, model.config, `${name}: config`);
     for (const l of res.layers) {

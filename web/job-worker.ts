@@ -4,7 +4,7 @@
 // on a WorkerPool (build/web/worker.js, SharedArrayBuffer); otherwise on this thread.
 import {
   CdquantError, Kernel, linearNames, linearShape, modelFromFiles, modelPerplexity, planJob, readGptqCheckpoint, readTokenizer, runJob, textTokens,
-  type LlamaModel,
+  type LlamaModel, type LazyModel,
 } from '../src/index.js';
 import type { JobMessage, JobRequest, PplStage } from './protocol.js';
 
@@ -14,8 +14,8 @@ async function run(req: JobRequest): Promise<void> {
   const t0 = performance.now();
   post({ type: 'status', text: 'Reading the model…' });
   const kernel = await Kernel.create();
-  const source = modelFromFiles(req.model, kernel);
-  const { config } = source.model;
+  const source = await modelFromFiles(req.model, kernel);
+  const { config } = source;
   const tokenizer = readTokenizer(req.tokenizer, config.vocabSize);
   const calibTokens = textTokens(tokenizer, req.text, req.calibParagraphs);
   const evalTokens = textTokens(tokenizer, req.text, req.evalParagraphs);
@@ -23,7 +23,7 @@ async function run(req: JobRequest): Promise<void> {
   const { threads: requested, ...solverOptions } = req.options;
   // Without cross-origin isolation there is no SharedArrayBuffer: solve on this thread.
   const threads = isolated ? requested : 1;
-  const plan = await planJob(source.model, calibTokens, solverOptions, req.calibration);
+  const plan = await planJob(source, calibTokens, solverOptions, req.calibration);
   post({
     type: 'model',
     info: {
@@ -35,15 +35,15 @@ async function run(req: JobRequest): Promise<void> {
     },
   });
 
-  const evaluate = (stage: PplStage, model: LlamaModel) => {
-    const result = modelPerplexity(kernel, model, evalTokens, req.evalSeqlen, {
+  const evaluate = async (stage: PplStage, model: LazyModel | LlamaModel) => {
+    const result = await modelPerplexity(kernel, model, evalTokens, req.evalSeqlen, {
       ...(req.maxWindows ? { maxWindows: req.maxWindows } : {}),
       onWindow: (done, total) => post({ type: 'eval', stage, done, total }),
     });
     post({ type: 'ppl', stage, result, seqlen: req.evalSeqlen });
   };
   post({ type: 'status', text: 'Perplexity of the original model…' });
-  evaluate('before', source.model);
+  await evaluate('before', source);
 
   post({ type: 'status', text: 'Quantizing…' });
   const job = await runJob(source, plan, {
@@ -55,9 +55,10 @@ async function run(req: JobRequest): Promise<void> {
   });
 
   post({ type: 'status', text: 'Perplexity of the quantized model…' });
-  evaluate('after', job.result.model);
+  await evaluate('after', job.quantized);
   post({ type: 'status', text: 'Perplexity of the GPTQ checkpoint, read back…' });
-  evaluate('gptq', readGptqCheckpoint(kernel, { config: job.gptq.config, safetensors: job.gptq.safetensors }));
+  const gptqFile = (path: string) => job.files.find((f) => f.path === `gptq/${path}`)!.data as Uint8Array;
+  await evaluate('gptq', readGptqCheckpoint(kernel, { config: job.gptq.config, safetensors: gptqFile('model.safetensors') }));
 
   // Hand over the files' buffers rather than copying them (only buffers a file owns whole).
   const transfer = job.files.flatMap((f) => (typeof f.data !== 'string' && f.data.byteOffset === 0 && f.data.byteLength === f.data.buffer.byteLength ? [f.data.buffer as ArrayBuffer] : []));

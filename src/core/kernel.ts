@@ -29,7 +29,8 @@ export interface KernelExports {
   // linalg.ts
   symmetrize(h: Ptr, n: number): void;
   addDamping(h: Ptr, n: number, percdamp: number): number;
-  upperCholeskyOfInverse(u: Ptr, h: Ptr, n: number, work: Ptr): number;
+  /** Consumes h. */
+  upperCholeskyOfInverse(u: Ptr, h: Ptr, n: number, scratch: Ptr): number;
   upperCholeskyOfInverseScratch(n: number): Bytes;
   hessianUpdate(h: Ptr, x: Ptr, m: number, n: number, keep: number, add: number, scratch: Ptr): void;
   hessianUpdateScratch(n: number): Bytes;
@@ -37,6 +38,8 @@ export interface KernelExports {
   cholesky(a: Ptr, n: number, scratch: Ptr): number;
   lowerInverse(m: Ptr, l: Ptr, n: number, scratch: Ptr): void;
   dot(a: Ptr, b: Ptr, n: number): number;
+  // permute.ts
+  permuteSquare(dst: Ptr, src: Ptr, n: number, perm: Ptr): void;
   // grid.ts, clip.ts, owc.ts
   gridParams(w: Ptr, rows: number, cols: number, groupWidth: number, maxq: number, sym: boolean, search: number,
     h: Ptr, scales: Ptr, zeros: Ptr, scratch: Ptr): void;

@@ -19,7 +19,7 @@ export function dequantize(kernel: Kernel, q: QuantizedWeights): Float32Array {
 
 /** One layer result from bands that tile its rows (in any order; from any thread or machine).
  * `kernel` (default: this realm's) computes `dequantize()`. */
-export async function mergeBands(prepared: PreparedLayer, rows: number, bands: BandResult[], kernel?: Kernel): Promise<LayerResult> {
+export async function mergeBands(prepared: Pick<PreparedLayer, 'plan' | 'gIdx' | 'perm' | 'dampUsed'>, rows: number, bands: BandResult[], kernel?: Kernel): Promise<LayerResult> {
   const k = kernel ?? (await defaultKernel());
   const { plan } = prepared;
   const { cols, groups, spec } = plan;

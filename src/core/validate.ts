@@ -1,5 +1,6 @@
 // Checks on what callers hand the solvers, done once in TypeScript before any kernel runs.
 import { HessianError, ShapeError, assertFinite } from './errors.js';
+import type { Kernel } from './kernel.js';
 import type { WeightMatrix } from './types.js';
 
 /** Relative tolerance for H's symmetry: accumulations of X^T X in another order differ by
@@ -39,4 +40,9 @@ export function validateHessian(hessian: Float32Array, cols: number): void {
       }
     }
   }
+}
+
+/** validateHessian for an H resident in a kernel (read through a view: no copy). */
+export function validateResidentHessian(kernel: Kernel, h: number, cols: number): void {
+  validateHessian(kernel.f32(h, cols * cols), cols);
 }
