@@ -14,3 +14,4 @@ export * from './grid';
 export * from './gptq';
 export * from './cd';
 export * from './nn';
+export * from './gguf/index';
