@@ -164,4 +164,140 @@ test('stories260K weights: every type, with and without importance weights, equa
   }
 });
 
+// ---- random valid blocks: dequantize, decode/encode, grid values -------------------------
+
+/** Random bytes for rows x cols of a block type whose fp16 parameters are finite halves of
+ * varied magnitude (ggml decodes any bytes; Inf/NaN scales are rejected by design). */
+function randomBlocks(info: GgufTypeInfo, rows: number, cols: number, seed: number): Uint8Array {
+  const next = rng(seed);
+  const bytes = Uint8Array.from({ length: rows * ggufRowBytes(info.name, cols) }, () => Math.floor(next() * 256));
+  for (let o = 0; o < bytes.length; o += info.blockBytes) {
+    for (const off of info.halfOffsets) {
+      // exponent 0..30 (all finite halves, subnormals included), random sign and mantissa
+      const h = (next() < 0.5 ? 0x8000 : 0) | (Math.floor(next() * 31) << 10) | Math.floor(next() * 1024);
+      bytes[o + off] = h & 0xff;
+      bytes[o + off + 1] = h >> 8;
+    }
+  }
+  return bytes;
+}
+
+const RAND_ROWS = 24, RAND_COLS = 512;
+for (const info of BLOCK_TYPES) {
+  test(`${info.name}: random blocks dequantize as ggml; decode/encode round trip; grid values equal ggml's bit for bit and round_f32(a*(c-z)+b) exactly`, async () => {
+    const k = await kernel();
+    const bytes = randomBlocks(info, RAND_ROWS, RAND_COLS, 100 + info.id);
+    const ref = ggmlDequantize(info.id, RAND_ROWS, RAND_COLS, bytes);
+    const ours = dequantizeRows(k, info.name, bytes, RAND_ROWS, RAND_COLS);
+    assert.is(firstDiff(ours, ref), -1, 'dequantizeRows');
+
+    const grid = decodeGrid(k, info.name, bytes, RAND_ROWS, RAND_COLS);
+    assert.is(firstDiff(encodeGrid(k, grid), bytes), -1, 'encode(decode(bytes)) = bytes');
+    assert.ok(grid.codes.every((c) => c <= info.maxq), 'codes within 0..maxq');
+    assert.ok(grid.subScales.every((c) => c <= info.maxSubScale) && grid.subMins.every((c) => c <= info.maxSubMin));
+    const again = decodeGrid(k, info.name, encodeGrid(k, grid), RAND_ROWS, RAND_COLS);
+    assert.equal(again, grid, 'decode(encode(grid)) = grid');
+    const affine = groupAffine(k, info.name, grid, RAND_ROWS, RAND_COLS);
+    assert.is(firstDiff(affine.a, grid.a), -1);
+    assert.is(firstDiff(affine.b, grid.b), -1);
+
+    // a * f32(c - z) + b in wasm: every bit of ggml's dequantization, the sign of zero included.
+    const values = gridValues(k, grid);
+    const d = firstDiff(values, ref);
+    assert.is(d, -1, d < 0 ? '' : `element ${d}: grid ${values[d]}, ggml ${ref[d]}`);
+
+    // The same values from the stored integers alone, in exact integer arithmetic: the only
+    // rounding is the final one (every product is exact in float32), as the grid documents.
+    const groupsPerBlock = info.blockElems / info.groupSize;
+    const int24 = (h: number) => BigInt(f16BitsToF32(h) * 2 ** 24); // exact: halves are multiples of 2^-24
+    for (let i = 0; i < grid.codes.length; i++) {
+      const g = Math.floor(i / info.groupSize), blk = Math.floor(g / groupsPerBlock);
+      const D = int24(grid.halves[2 * blk]), M = int24(grid.halves[2 * blk + 1]);
+      const c = BigInt(grid.codes[i] - info.zero);
+      let n: bigint;
+      switch (info.name) {
+        case 'Q4_1': case 'Q5_1': n = D * c + M; break;
+        case 'Q2_K': case 'Q4_K': case 'Q5_K': n = D * BigInt(grid.subScales[g]) * c - M * BigInt(grid.subMins[g]); break;
+        case 'Q3_K': n = D * BigInt(grid.subScales[g] - 32) * c; break;
+        case 'Q6_K': n = D * BigInt((grid.subScales[g] << 24) >> 24) * c; break;
+        default: n = D * c;
+      }
+      if (roundF32Times2m24(n) !== values[i]) assert.unreachable(`element ${i}: ${values[i]} is not round_f32(${n} * 2^-24)`);
+    }
+  });
+}
+
+test('F16, BF16, F32: dequantize equals ggml on every finite half, random bfloat16 and float32 patterns', async () => {
+  const k = await kernel();
+  const halves = Uint16Array.from({ length: 65536 }, (_, h) => h).filter((h) => (h & 0x7c00) !== 0x7c00);
+  const hb = new Uint8Array(halves.buffer);
+  assert.is(firstDiff(dequantizeRows(k, 'F16', hb, 1, halves.length), ggmlDequantize(1, 1, halves.length, hb)), -1);
+  const next = rng(3);
+  const bf = Uint16Array.from({ length: 4096 }, () => Math.floor(next() * 65536)).filter((h) => (h & 0x7f80) !== 0x7f80);
+  const bb = new Uint8Array(bf.buffer);
+  assert.is(firstDiff(dequantizeRows(k, 'BF16', bb, 1, bf.length), ggmlDequantize(30, 1, bf.length, bb)), -1);
+  const f = new Float32Array(256).map(() => (next() - 0.5) * 1e6);
+  const fb = new Uint8Array(f.buffer);
+  assert.is(firstDiff(dequantizeRows(k, 'F32', fb, 2, 128), ggmlDequantize(0, 2, 128, fb)), -1);
+});
+
+// ---- round to nearest on a stored grid ----------------------------------------------------
+
+/** Brute force over every code: smallest |value(c) - x| (f64 of two floats), ties to the code
+ * nearest z. value(c) is float32 arithmetic spelled with Math.fround. */
+function bruteRtn(x: number, a: number, b: number, z: number, maxq: number): number {
+  let best = -1, bestDist = Infinity;
+  for (let c = 0; c <= maxq; c++) {
+    const v = Math.fround(Math.fround(a * (c - z)) + b);
+    const dist = Math.abs(x - v);
+    if (dist < bestDist || (dist === bestDist && Math.abs(c - z) < Math.abs(best - z))) {
+      best = c;
+      bestDist = dist;
+    }
+  }
+  return best;
+}
+
+for (const info of BLOCK_TYPES) {
+  test(`${info.name}: rtnCodes is the nearest grid value (brute force), through ties and runs of equal values`, async () => {
+    const k = await kernel();
+    const rows = 4, cols = 256;
+    const groups = (rows * cols) / info.groupSize;
+    const grid = decodeGrid(k, info.name, randomBlocks(info, rows, cols, 200 + info.id), rows, cols);
+    const { a, b } = grid;
+    // Runs of equal values: a tiny slope under a large offset (possible only with an offset).
+    if (info.name === 'Q4_K' || info.name === 'Q5_K' || info.name === 'Q2_K' || info.name === 'Q4_1') {
+      for (let g = 0; g < groups; g += 3) { a[g] = Math.fround(a[g] * 2 ** -30); b[g] = Math.fround(Math.abs(b[g]) + 1000); }
+    }
+    const next = rng(300 + info.id);
+    const data = new Float32Array(rows * cols);
+    for (let i = 0; i < data.length; i++) {
+      const g = Math.floor(i / info.groupSize);
+      const val = (c: number) => Math.fround(Math.fround(a[g] * (c - info.zero)) + b[g]);
+      const c = Math.floor(next() * (info.maxq + 1));
+      const kind = i % 4;
+      data[i] = kind === 0 ? val(c) // exactly on the grid
+        : kind === 1 ? Math.fround((val(c) + val(Math.min(info.maxq, c + 1))) / 2) // a midpoint: often an exact tie
+          : kind === 2 ? Math.fround(val(c) + (next() - 0.5) * Math.abs(a[g]) * 3)
+            : Math.fround(val(0) + (next() * 4 - 2) * Math.abs(val(info.maxq) - val(0)) * 2); // also outside the grid
+    }
+    const codes = rtnCodes(k, info.name, data, a, b, rows, cols);
+    let ties = 0, runs = 0;
+    for (let i = 0; i < data.length; i++) {
+      const g = Math.floor(i / info.groupSize);
+      const want = bruteRtn(data[i], a[g], b[g], info.zero, info.maxq);
+      if (codes[i] !== want) assert.unreachable(`element ${i} (x ${data[i]}, a ${a[g]}, b ${b[g]}): code ${codes[i]}, brute force ${want}`);
+      // How many nearest codes there were, and whether two different values tied.
+      const vals = Array.from({ length: info.maxq + 1 }, (_, c) => Math.fround(Math.fround(a[g] * (c - info.zero)) + b[g]));
+      const best = Math.min(...vals.map((v) => Math.abs(data[i] - v)));
+      const nearest = vals.filter((v) => Math.abs(data[i] - v) === best);
+      if (new Set(nearest).size > 1) ties++;
+      else if (nearest.length > 1 && a[g] !== 0) runs++;
+    }
+    // The cases the tie rules exist for did occur.
+    assert.ok(ties > 0, 'exact ties between two grid values were exercised');
+    if (info.name === 'Q4_K' || info.name === 'Q5_K' || info.name === 'Q2_K' || info.name === 'Q4_1') assert.ok(runs > 0, 'runs of equal values were exercised');
+  });
+}
+
 test.run();
