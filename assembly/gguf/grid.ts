@@ -22,8 +22,10 @@
 // d, m, dmin are the stored halves widened to f32; sc, mn the sub-block integer codes. Adding
 // b = -0 is the identity on every float (it keeps -0), and x - y is x + (-y) in IEEE
 // arithmetic, so each row above is ggml's own expression. Each product above is exact in f32
-// (at most 11 + 8 + 6 significant bits, no underflow: the smallest half is 2^-24), so the one
-// rounding is the final addition: value(c) = round_f32(a * (c - z) + b) computed exactly.
+// (a half has at most 11 significant bits, |sc| <= 128 at most 7, |c - z| <= 128 at most 7,
+// and no type combines the widest two: Q6_K reaches 11 + 7 + 5 = 23 bits, Q8_0 11 + 7; no
+// underflow: the smallest half is 2^-24), so the one rounding is the final addition:
+// value(c) = round_f32(a * (c - z) + b) computed exactly (the tests check this in integers).
 // Written as a * c + b' (b' = b - a * z), the symmetric types give the same real values but
 // +0 where ggml gives -0 (a < 0, c = z), which is why z is kept separate.
 
