@@ -136,6 +136,14 @@ test('layout: ids, block sizes and parameter offsets equal ggml.h / ggml-common.
   }
 });
 
+test('the wasm kernel agrees with the type table (block shapes, groups, maxq, zero)', async () => {
+  const x = (await kernel()).exports;
+  for (const info of TYPES) {
+    assert.equal([x.ggufBlockElems(info.id), x.ggufBlockBytes(info.id)], [info.blockElems, info.blockBytes], info.name);
+    if (info.groupSize) assert.equal([x.ggufGroupSize(info.id), x.ggufMaxq(info.id), x.ggufZero(info.id)], [info.groupSize, info.maxq, info.zero], info.name);
+  }
+});
+
 // ---- llama.cpp's quantizers, byte for byte ----------------------------------------------
 
 const synth = syntheticRows();

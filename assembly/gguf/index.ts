@@ -1,6 +1,7 @@
 // The GGUF block codecs' exported surface: llama.cpp's quantizers and dequantizers over rows,
 // and the exact grids (grid.ts). Callers (src/formats/gguf-blocks.ts) validate types, shapes
-// and finiteness before calling; these functions trust their arguments.
+// and finiteness before calling; these functions trust their arguments. Solvers inside the
+// module use grid.ts's gridValue / rtnCode directly.
 
 import {
   GGML_BF16, GGML_F16, GGML_F32, fp16ToFp32, fp32ToBf16, fp32ToFp16, ggufBlockBytes, ggufBlockElems,
@@ -12,7 +13,10 @@ import {
 import { KQUANT_SCRATCH, dequantizeKBlock, quantizeKRow } from './kquants';
 
 export { ggufBlockBytes, ggufBlockElems } from './common';
-export * from './grid';
+export {
+  ggufGroupSize, ggufMaxq, ggufZero, ggufGroupAffine, ggufGridValues, ggufDecodeGrid, ggufEncodeGrid, ggufRtnCodes,
+  ggufGridFromRanges, ggufCandidateGrid,
+} from './grid';
 
 /**
  * ggml_quantize_chunk(type, src, dst, 0, rows, cols, imatrix): rows x cols f32 at src ->
