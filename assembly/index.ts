@@ -21,3 +21,4 @@ export * from './bcd';
 export * from './refit';
 export * from './permute';
 export * from './nn';
+export * from './gguf/index';
