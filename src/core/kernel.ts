@@ -70,6 +70,21 @@ export interface KernelExports {
   refitBand(w: Ptr, q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, maxq: number, sym: boolean,
     groupWidth: number, groups: number, scales: Ptr, zeros: Ptr, accepted: Ptr, scratch: Ptr): void;
   refitBandScratch(rows: number, cols: number): Bytes;
+  // gguf/ (GGML block types; src/formats/gguf-blocks.ts documents the arrays)
+  ggufBlockElems(type: number): number;
+  ggufBlockBytes(type: number): number;
+  ggufGroupSize(type: number): number;
+  ggufMaxq(type: number): number;
+  ggufZero(type: number): number;
+  ggufQuantize(type: number, src: Ptr, rows: number, cols: number, imatrix: Ptr, dst: Ptr): void;
+  ggufDequantize(type: number, src: Ptr, rows: number, cols: number, dst: Ptr): void;
+  ggufDecodeGrid(type: number, src: Ptr, rows: number, cols: number, codes: Ptr, halves: Ptr, subScales: Ptr, subMins: Ptr, ga: Ptr, gb: Ptr): void;
+  ggufEncodeGrid(type: number, codes: Ptr, halves: Ptr, subScales: Ptr, subMins: Ptr, rows: number, cols: number, dst: Ptr): void;
+  ggufGroupAffine(type: number, halves: Ptr, subScales: Ptr, subMins: Ptr, rows: number, cols: number, ga: Ptr, gb: Ptr): void;
+  ggufGridValues(type: number, codes: Ptr, ga: Ptr, gb: Ptr, rows: number, cols: number, out: Ptr): void;
+  ggufRtnCodes(type: number, x: Ptr, ga: Ptr, gb: Ptr, rows: number, cols: number, codes: Ptr): void;
+  ggufGridFromRanges(type: number, lo: Ptr, hi: Ptr, rows: number, cols: number, halves: Ptr, subScales: Ptr, subMins: Ptr): void;
+  ggufCandidateGrid(type: number, x: Ptr, p: Ptr, rows: number, cols: number, halves: Ptr, subScales: Ptr, subMins: Ptr): void;
   // nn.ts (the forward pass; typed where it is driven, src/model/forward.ts)
   [nn: `nn_${string}`]: (...args: number[]) => number | void;
 }
