@@ -220,6 +220,8 @@ export class HfTokenizer implements TextTokenizer {
     this.addedTokens = added;
     this.vocabSize = idSpace;
     this.cleanUpSpaces = tc?.clean_up_tokenization_spaces === true;
+    // Checked before the library sees it, so a bad post-processor is named as such.
+    const fromFile = postProcessorWrap(json.post_processor);
     try {
       // The library mutates nothing it is given, but reads `added_tokens` unconditionally.
       this.lib = new HfLibTokenizer({ ...json, added_tokens: json.added_tokens ?? [] }, tc ?? {});
@@ -233,7 +235,7 @@ export class HfTokenizer implements TextTokenizer {
     for (const t of added) this.idToPiece.set(t.id, t.content);
     this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
 
-    const wrap = this.defaultWrap(json, tc);
+    const wrap = this.defaultWrap(fromFile, tc);
     const named = (field: string): number | null => {
       const content = tc ? tokenContent(tc[field]) : null;
       if (content === null) return null;
@@ -257,8 +259,7 @@ export class HfTokenizer implements TextTokenizer {
    * post-processor from tokenizer_config.json's add_bos_token / add_eos_token; otherwise
    * tokenizer.json's post-processor stands.
    */
-  private defaultWrap(json: JsonObject, tc: JsonObject | null): Wrap {
-    const fromFile = postProcessorWrap(json.post_processor);
+  private defaultWrap(fromFile: Wrap, tc: JsonObject | null): Wrap {
     const boolOr = (v: unknown, d: boolean | undefined) => (typeof v === 'boolean' ? v : d);
     const bosDefault = BOS_BY_DEFAULT_CLASSES.test(String(tc?.tokenizer_class ?? ''));
     const addBos = boolOr(tc?.add_bos_token, bosDefault ? true : undefined);
