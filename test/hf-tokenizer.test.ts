@@ -269,10 +269,20 @@ test('bad files: typed errors naming the file and the field', () => {
   throwsType(() => new HfTokenizer(badConfig({ bos_token: '<nope>' })), FormatError, /tokenizer_config\.json: .*bos_token "<nope>" is not a token/);
   throwsType(() => new HfTokenizer(badConfig({ pad_token: '<nope>' })), FormatError, /tokenizer_config\.json: pad_token "<nope>" is not a token/);
   // A model's embedding may have more rows than the tokenizer has ids, never fewer.
-  throwsType(() => new HfTokenizer({ ...good, config: JSON.stringify({ vocab_size: 31999 }) }), FormatError, /config\.json: vocab_size 31999 is smaller .* 32000/);
+  throwsType(() => new HfTokenizer({ ...good, config: JSON.stringify({ vocab_size: 31999 }) }), FormatError, /config\.json: vocab_size 31999 is smaller .* largest piece id is 31999/);
   throwsType(() => new HfTokenizer({ ...good, config: JSON.stringify({ text_config: { vocab_size: 100 } }) }), FormatError, /config\.json: vocab_size 100/);
   throwsType(() => new HfTokenizer({ ...good, config: JSON.stringify({ vocab_size: 'many' }) }), FormatError, /config\.json: vocab_size "many"/);
   assert.is(new HfTokenizer({ ...good, config: JSON.stringify({ vocab_size: 32768 }) }).vocabSize, 32000);
+  // Added tokens past vocab_size (Gemma 3's <image_soft_token> with a text-only model's 262144
+  // rows, as gemma-3-1b ships) load, but the text may not produce them.
+  const gemma = lenmlFiles('gemma3');
+  const textOnly = new HfTokenizer({ ...gemma, config: JSON.stringify({ vocab_size: 262144 }) });
+  assert.is(textOnly.vocabSize, 262144);
+  assert.equal(ids(textOnly.encode('Hi')), ids(lenml('gemma3').encode('Hi')));
+  throwsType(() => textOnly.encode('<image_soft_token>'), OptionError, /"<image_soft_token>" \(id 262144\).*vocab_size 262144/);
+  throwsType(() => textOnly.decode([262144]), OptionError);
+  assert.equal(ids(lenml('gemma3').encode('<image_soft_token>')), [2, 262144]);
+  throwsType(() => new HfTokenizer({ ...gemma, config: JSON.stringify({ vocab_size: 2 }) }), FormatError, /config\.json: vocab_size 2/);
   throwsType(() => new HfTokenizer({} as never), OptionError);
 });
 

@@ -179,6 +179,9 @@ function vocabRows(tok: HfTokenizer, fallback: number): number {
 /** get_vocab_base: every id up to vocab_size, "[PADn]" for ids no token has. */
 function byteLevelVocab(tok: HfTokenizer): { tokens: string[]; types: Int32Array } {
   const n = vocabRows(tok, tok.vocabSize);
+  const beyond = tok.addedTokens.find((t) => t.id >= n);
+  // get_vocab_base asserts every id is below vocab_size.
+  if (beyond) throw new FormatError(`tokenizer.json: added token ${JSON.stringify(beyond.content)} has id ${beyond.id}, not below config.json's vocab_size ${n}`);
   const added = new Map<number, AddedInfo>(tok.addedTokens.map((t) => [t.id, t]));
   for (const [id, info] of addedTokensDecoder(tok.tokenizerConfig) ?? []) added.set(id, info);
   const addedContents = new Set(Array.from(added.values(), (t) => t.content));

@@ -80,8 +80,8 @@ const checkId = (id: unknown, where: string): number => {
 };
 
 /** Checks what the library would otherwise trip over (or silently accept), and returns the id
- * space size (largest id + 1) over the model's vocabulary and the added tokens. */
-function validateTokenizerJson(json: JsonObject): { idSpace: number; added: AddedTokenEntry[] } {
+ * space sizes (largest id + 1) of the model's vocabulary and of it with the added tokens. */
+function validateTokenizerJson(json: JsonObject): { pieceSpace: number; idSpace: number; added: AddedTokenEntry[] } {
   const model = json.model;
   if (!isJsonObject(model)) throw new FormatError('tokenizer.json: no "model" object');
   const vocab = model.vocab;
@@ -107,6 +107,7 @@ function validateTokenizerJson(json: JsonObject): { idSpace: number; added: Adde
       if (!ok) throw new FormatError(`tokenizer.json: model.merges[${i}] is not "a b" or ["a", "b"]`);
     });
   }
+  const pieceSpace = idSpace;
   const addedJson = json.added_tokens ?? [];
   if (!Array.isArray(addedJson)) throw new FormatError('tokenizer.json: added_tokens is not an array');
   const added = addedJson.map((t, i): AddedTokenEntry => {
@@ -115,7 +116,7 @@ function validateTokenizerJson(json: JsonObject): { idSpace: number; added: Adde
     idSpace = Math.max(idSpace, id + 1);
     return { id, content: t.content, special: t.special === true, normalized: t.normalized === true };
   });
-  return { idSpace, added };
+  return { pieceSpace, idSpace, added };
 }
 
 /** Special tokens a post-processor puts around a single sequence. */
@@ -181,9 +182,11 @@ function postProcessorWrap(pp: unknown, where = 'post_processor'): Wrap {
  */
 export class HfTokenizer implements TextTokenizer {
   readonly kind = 'huggingface' as const;
-  /** Size of the id space: the largest id in the vocabulary or the added tokens, plus one.
-   * (A model's embedding may have more rows: config.json's vocab_size.) */
+  /** Size of the id space: the largest id in the vocabulary or the added tokens, plus one, but
+   * no more than config.json's vocab_size (added tokens past it are refused by encode). */
   readonly vocabSize: number;
+  /** config.json's vocab_size (the embedding's rows), when given. */
+  readonly modelVocabSize: number | null;
   readonly bosId: number | null;
   readonly eosId: number | null;
   readonly unkId: number | null;
@@ -209,16 +212,20 @@ export class HfTokenizer implements TextTokenizer {
     const json = parseJsonFile(files.tokenizerJson, 'tokenizer.json');
     const tc = files.tokenizerConfig === undefined ? null : parseJsonFile(files.tokenizerConfig, 'tokenizer_config.json');
     const config = files.config === undefined ? null : parseJsonFile(files.config, 'config.json');
-    const { idSpace, added } = validateTokenizerJson(json);
+    const { pieceSpace, idSpace, added } = validateTokenizerJson(json);
     const modelVocab = configVocabSize(config);
-    if (modelVocab !== null && modelVocab < idSpace) {
-      throw new FormatError(`config.json: vocab_size ${modelVocab} is smaller than tokenizer.json's id space ${idSpace} (its largest token id is ${idSpace - 1}); the embedding would have no row for some tokens`);
+    // An embedding may have more rows than the tokenizer has ids, never fewer for its pieces.
+    // Added tokens past the end are tolerated (every Gemma 3 tokenizer has <image_soft_token>
+    // at 262144, also for the text-only models with 262144 rows) but never produced.
+    if (modelVocab !== null && modelVocab < pieceSpace) {
+      throw new FormatError(`config.json: vocab_size ${modelVocab} is smaller than tokenizer.json's vocabulary (its largest piece id is ${pieceSpace - 1}); the embedding would have no row for some tokens`);
     }
+    this.modelVocabSize = modelVocab;
     this.tokenizerJson = json;
     this.tokenizerConfig = tc;
     this.modelConfig = config;
     this.addedTokens = added;
-    this.vocabSize = idSpace;
+    this.vocabSize = modelVocab === null ? idSpace : Math.min(idSpace, modelVocab);
     this.cleanUpSpaces = tc?.clean_up_tokenization_spaces === true;
     // Checked before the library sees it, so a bad post-processor is named as such.
     const fromFile = postProcessorWrap(json.post_processor);
@@ -249,6 +256,9 @@ export class HfTokenizer implements TextTokenizer {
     this.eosId = named('eos_token') ?? (!tc && wrap.suffix.length === 1 ? wrap.suffix[0] : null);
     this.unkId = named('unk_token') ?? (typeof (json.model as JsonObject).unk_token === 'string' ? this.tokenToId((json.model as JsonObject).unk_token as string) : null);
     this.padId = named('pad_token');
+    for (const id of [...wrap.prefix, ...wrap.suffix]) {
+      if (id >= this.vocabSize) throw new FormatError(`tokenizer.json: the special token ${id} added around every text has no row in the model's embedding (config.json vocab_size ${modelVocab})`);
+    }
     this.specialPrefix = wrap.prefix;
     this.specialSuffix = wrap.suffix;
   }
@@ -312,6 +322,9 @@ export class HfTokenizer implements TextTokenizer {
       const id = body[i];
       // A BPE without byte fallback and without unk_token has no id for an unseen symbol.
       if (id === undefined || id === null) throw new FormatError(`tokenizer.json: the vocabulary has no token for a piece of the text and no unk_token to stand for it`);
+      if (id >= this.vocabSize) {
+        throw new OptionError(`tokenizer: the text contains ${JSON.stringify(this.idToToken(id))} (id ${id}), which has no row in the model's embedding (config.json vocab_size ${this.modelVocabSize})`);
+      }
       out[prefix.length + i] = id;
     }
     out.set(suffix, prefix.length + body.length);
