@@ -86,7 +86,12 @@ export async function llamaCppVocabGguf(name: string): Promise<Record<string, un
  * taken from the Mistral tokenizer.json, which the same converter wrote. The rebuilt file is
  * checked against transformers' ids for Llama 2 (.inp/.out) before anything relies on it.
  */
-export async function llama2TokenizerJson(): Promise<string> {
+let llama2Json: Promise<string> | undefined;
+export function llama2TokenizerJson(): Promise<string> {
+  llama2Json ??= buildLlama2TokenizerJson();
+  return llama2Json;
+}
+async function buildLlama2TokenizerJson(): Promise<string> {
   const g = await llamaCppVocabGguf('llama-spm');
   const pieces = g.tokens as string[];
   const scores = g.scores as number[];
@@ -125,3 +130,30 @@ export const LLAMA2_TOKENIZER_CONFIG = {
     2: { content: '</s>', lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
   },
 };
+
+/** GPT-2's byte -> printable character map (the byte-level BPE alphabet). */
+function byteLevelAlphabet(): string[] {
+  const printable = (b: number) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+  let extra = 0;
+  return Array.from({ length: 256 }, (_, b) => String.fromCharCode(printable(b) ? b : 256 + extra++));
+}
+
+/** A tiny byte-level BPE tokenizer.json: the 256 byte symbols, `merges` (as "a b" over those
+ * symbols; the merged piece gets the next id), and `added` tokens after them. Loads in
+ * milliseconds, for tests about structure rather than a real vocabulary. */
+export function tinyByteLevelJson(merges: string[] = [], added: Array<{ content: string; special: boolean }> = []): string {
+  const vocab: Record<string, number> = {};
+  byteLevelAlphabet().forEach((c, i) => (vocab[c] = i));
+  for (const m of merges) vocab[m.replace(' ', '')] ??= Object.keys(vocab).length;
+  const next = Object.keys(vocab).length;
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+  return JSON.stringify({
+    version: '1.0',
+    added_tokens: added.map((t, i) => ({ id: next + i, content: t.content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: t.special })),
+    normalizer: null,
+    pre_tokenizer: byteLevel,
+    post_processor: byteLevel,
+    decoder: byteLevel,
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges },
+  });
+}
