@@ -3,15 +3,18 @@
 // check text (conversion/base.py), plus the properties llama.cpp's tokenizer relies on.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { getLlama, LlamaLogLevel, type Llama } from 'node-llama-cpp';
 import { FormatError, OptionError } from '../src/core/errors.js';
 import { HfTokenizer } from '../src/formats/hf-tokenizer.js';
 import {
   ggufVocabMetadata, preTokenizerHash, bpePreTokenizer, looksSpecial, KNOWN_PRE_TOKENIZERS, PRE_TOKENIZER_CHECK_TEXT, TOKEN_TYPE, LATE_PIECE_SCORE,
 } from '../src/formats/gguf-vocab.js';
-import type { GgufMetadata } from '../src/formats/gguf-types.js';
-import { LLAMA_CPP, lenml, lenmlFiles, llama3WithTemplate, llama2TokenizerJson, llamaCppVocabGguf, tinyByteLevelJson, LLAMA2_TOKENIZER_CONFIG } from './helpers/hf-tokenizers.js';
+import { GGUF_VALUE_TYPE, type GgufMetadata, type GgufValue } from '../src/formats/gguf-types.js';
+import { readDataText } from './helpers/util.js';
+import { LLAMA_CPP, lenml, lenmlFiles, llama3WithTemplate, llama2TokenizerJson, llamaCppVocabGguf, llamaCppVocabTests, tinyByteLevelJson, LLAMA2_TOKENIZER_CONFIG } from './helpers/hf-tokenizers.js';
 
 const CONVERTER = readFileSync(join(LLAMA_CPP, 'conversion', 'base.py'), 'utf8');
 const value = (md: GgufMetadata, key: string) => {
@@ -270,6 +273,120 @@ test('looksSpecial is the converter rule; unsupported models refused; byte-level
   const tok = new HfTokenizer({ tokenizerJson: tinyByteLevelJson(['a b'], [{ content: '<|end|>', special: true }]), config: JSON.stringify({ vocab_size: 257 }) });
   assert.is(tok.vocabSize, 257);
   await rejects(ggufVocabMetadata(tok), FormatError, /added token "<\|end\|>" has id 257, not below config\.json's vocab_size 257/);
+});
+
+/**
+ * A vocabulary-only GGUF v3 file: the header, `md`, no tensors (gguf.h's layout, written
+ * directly). A stand-in until this branch meets the GGUF container's writer.
+ */
+function vocabOnlyGguf(md: GgufMetadata): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  const enc = new TextEncoder();
+  const put = (n: number, set: (d: DataView) => void) => {
+    const b = new Uint8Array(n);
+    set(new DataView(b.buffer));
+    chunks.push(b);
+  };
+  const u32 = (v: number) => put(4, (d) => d.setUint32(0, v, true));
+  const u64 = (v: number) => put(8, (d) => d.setBigUint64(0, BigInt(v), true));
+  const text = (s: string) => {
+    const b = enc.encode(s);
+    u64(b.length);
+    chunks.push(b);
+  };
+  const scalar = (type: string, v: unknown) => {
+    if (type === 'string') text(v as string);
+    else if (type === 'u32') u32(v as number);
+    else if (type === 'i32') put(4, (d) => d.setInt32(0, v as number, true));
+    else if (type === 'f32') put(4, (d) => d.setFloat32(0, v as number, true));
+    else if (type === 'bool') chunks.push(new Uint8Array([v ? 1 : 0]));
+    else throw new Error(`stand-in writer: no ${type}`);
+  };
+  chunks.push(enc.encode('GGUF'));
+  u32(3);
+  u64(0);
+  u64(md.size);
+  for (const [key, v] of md as Map<string, GgufValue>) {
+    text(key);
+    u32(GGUF_VALUE_TYPE[v.type]);
+    if (v.type !== 'array') scalar(v.type, v.value);
+    else {
+      u32(GGUF_VALUE_TYPE[v.itemType]);
+      u64(v.value.length);
+      for (let i = 0; i < v.value.length; i++) scalar(v.itemType, (v.value as ArrayLike<unknown>)[i]);
+    }
+  }
+  const size = chunks.reduce((n, c) => n + c.length, 0);
+  const out = new Uint8Array(size + ((32 - (size % 32)) % 32));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+// One llama.cpp per process (shared with other test files through globalThis).
+const LLAMA_KEY = Symbol.for('cdquant.test.llamaCpp');
+const llamaCpp = () => ((globalThis as unknown as Record<symbol, Promise<Llama>>)[LLAMA_KEY] ??= getLlama({
+  gpu: false, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.fatal, maxThreads: 1,
+}));
+
+test("llama.cpp's own tokenizer, reading our metadata, gives transformers' ids (and adds BOS when transformers does)", async () => {
+  const llama = await llamaCpp();
+  const dir = mkdtempSync(join(tmpdir(), 'cdquant-vocab-'));
+  const stories = readDataText('tinystories-valid-a.txt').split('\n\n').slice(0, 12);
+  const extra = [
+    'Hello world', "Hello, y'all! 1234567 ünïcödé", '   leading', 'trailing   ', 'a\n\n\nb\t\tc', '           grabbed',
+    '<s>\n', ' </s> test </s> ', '<|im_start|>user\nHi<|im_end|>', '<start_of_turn>user\nHi<end_of_turn>\n', 'x<think>y</think>', '生活的真谛是', '🦙Ꙋ',
+  ];
+  // Texts where llama.cpp itself departs from transformers, whatever the metadata: the
+  // converter files Meta's first Llama 3 file under smaug-bpe, which does not skip merges for
+  // whole-word pieces (convert_hf_to_gguf_update.py notes "Cửa Việt" fails); llama.cpp makes
+  // any token spelled "</s>" a control token, which Qwen's vocabulary has as plain text.
+  const known: Record<string, string[]> = { 'llama3 (first file)': ['Cửa Việt'], qwen3: [' </s> test </s> '] };
+  const cases: Array<[string, HfTokenizer, string]> = [
+    ['llama3', llama3WithTemplate(), 'llama-bpe'],
+    ['llama3 (first file)', lenml('llama3'), 'llama-bpe'],
+    ['qwen3', qwen3(), 'qwen2'],
+    ['llama2', new HfTokenizer({ tokenizerJson: await llama2TokenizerJson(), tokenizerConfig: JSON.stringify(LLAMA2_TOKENIZER_CONFIG) }), 'llama-spm'],
+    ['mistral', lenml('llama2'), 'llama-spm'],
+    ['gemma3', gemma3(), 'llama-spm'],
+  ];
+  try {
+    for (const [name, tok, tests] of cases) {
+      const md = await ggufVocabMetadata(tok);
+      const rows = (value(md, 'tokenizer.ggml.tokens') as string[]).length;
+      // The least llama.cpp reads for a vocabulary-only load: an architecture and its sizes.
+      const u32 = (v: number): GgufValue => ({ type: 'u32', value: v });
+      const file: GgufMetadata = new Map<string, GgufValue>([
+        ['general.architecture', { type: 'string', value: 'llama' }],
+        ['llama.block_count', u32(1)], ['llama.context_length', u32(512)], ['llama.embedding_length', u32(64)], ['llama.feed_forward_length', u32(128)],
+        ['llama.attention.head_count', u32(1)], ['llama.attention.layer_norm_rms_epsilon', { type: 'f32', value: 1e-5 }], ['llama.vocab_size', u32(rows)],
+        ...md,
+      ]);
+      const path = join(dir, `${name.replace(/\W+/g, '-')}.gguf`);
+      writeFileSync(path, vocabOnlyGguf(file));
+      const model = await llama.loadModel({ modelPath: path, vocabOnly: true });
+      try {
+        const differing: string[] = [];
+        for (const t of [...llamaCppVocabTests(tests).map((c) => c.text), ...extra, ...stories]) {
+          // transformers always splits added-token strings out of the text: llama.cpp's parse_special.
+          const ours = Array.from(tok.encode(t, { bos: false, eos: false }));
+          if (ours.join() !== model.tokenize(t, true).join()) differing.push(t);
+        }
+        assert.equal(differing, known[name] ?? [], name);
+        // llama.cpp puts BOS first exactly when transformers puts it first.
+        assert.is(model.tokens.shouldPrependBosToken, tok.specialPrefix.length > 0, `${name}: adds BOS`);
+        if (tok.specialPrefix.length > 0) assert.equal([model.tokens.bos], tok.specialPrefix, `${name}: BOS id`);
+        assert.is(model.tokens.eos, tok.eosId, `${name}: EOS id`);
+      } finally {
+        await model.dispose();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
