@@ -40,8 +40,9 @@ export const KNOWN_PRE_TOKENIZERS: ReadonlyArray<{ readonly chkhsh: string; read
   { chkhsh: '63b97e4253352e6f357cc59ea5b583e3a680eaeaf2632188c2b952de2588485e', pre: 'tekken', ref: 'mistralai/Mistral-Nemo-Base-2407' },
 ];
 
-/** Score the converter gives SentencePiece pieces that HF's merges order after every other
- * merge (Llama 2's tokenizer.model scores "▁▁" -1e9: llama.cpp's ggml-vocab-llama-spm.gguf). */
+/** Score given to SentencePiece pieces that HF's merges order after every other merge: Llama 2's
+ * tokenizer.model scores its 15 whitespace runs ("▁▁", "▁▁▁▁", ...) so (llama.cpp's
+ * ggml-vocab-llama-spm.gguf). */
 export const LATE_PIECE_SCORE = -1e9;
 
 /** Options for ggufVocabMetadata. */
@@ -264,8 +265,9 @@ function sentencePieceVocab(tok: HfTokenizer): { tokens: string[]; scores: Float
  * first (ties in id order), and llama.cpp's SentencePiece tokenizer merges the highest-scoring
  * piece first, so scores in that order tokenize alike. For the values: a BPE-trained
  * tokenizer.model scores its n-th normal piece -n (Llama 2: -(id - 259)); pieces whose merges
- * HF puts after those of higher ids must score below all of them, which Llama 2 and Mistral do
- * with -1e9 (their whitespace runs "▁▁", "▁▁▁▁", ...). When those two rules do not reproduce
+ * HF puts after those of higher ids must score below all of them, which Llama 2's file does with
+ * -1e9 (its whitespace runs; Mistral's tokenizer.json shows 14 such runs, given the same score
+ * here, unverified against its tokenizer.model). When those two rules do not reproduce
  * HF's merge order, the scores are minus the position in that order instead. Not derivable: the
  * score of a piece no merge makes (Llama 2 gives "▁" -1e9), which no tokenizer ever uses.
  */
