@@ -264,10 +264,12 @@ export class HfTokenizer implements TextTokenizer {
   }
 
   /**
-   * The special tokens transformers adds around a text. LlamaTokenizerFast and
-   * GemmaTokenizerFast (and PreTrainedTokenizerFast when the keys are present) rebuild the
-   * post-processor from tokenizer_config.json's add_bos_token / add_eos_token; otherwise
-   * tokenizer.json's post-processor stands.
+   * The special tokens transformers adds around a text. The Llama / Gemma tokenizer classes
+   * rebuild the post-processor from tokenizer_config.json's add_bos_token (default true) and
+   * add_eos_token (default false); transformers v5's TokenizersBackend does so for any class
+   * when either key is present (the other then false). Otherwise tokenizer.json's
+   * post-processor stands. (A flag asking for a token the config does not name is a FormatError
+   * here; v4 raises too, v5 drops the flag.)
    */
   private defaultWrap(fromFile: Wrap, tc: JsonObject | null): Wrap {
     const boolOr = (v: unknown, d: boolean | undefined) => (typeof v === 'boolean' ? v : d);
