@@ -63,7 +63,10 @@ export { splitParagraphs, paragraphRange } from './model/text.js';
 // --- File formats.
 export { parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors } from './formats/safetensors.js';
 export type { SafetensorsFile, TensorInfo, TensorToWrite } from './formats/safetensors.js';
-export { readTokenizer } from './formats/tokenizer.js';
-export type { Tokenizer } from './formats/tokenizer.js';
+export { readTokenizer, loadTextTokenizer } from './formats/tokenizer.js';
+export type { Tokenizer, TextTokenizer, EncodeOptions, TokenizerFiles } from './formats/tokenizer.js';
+export { HfTokenizer, readHfTokenizer } from './formats/hf-tokenizer.js';
+export type { HfTokenizerFiles } from './formats/hf-tokenizer.js';
+export { ggufVocabMetadata } from './formats/gguf-vocab.js';
 export { packGptq, unpackGptq, quantizeConfig } from './formats/gptq.js';
 export type { GptqFormat, GptqLayer, PackedGptq } from './formats/gptq.js';
