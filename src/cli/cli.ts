@@ -22,6 +22,7 @@ Usage:
   cdquant quantize MODEL (--calib TEXT | --calib-tokens FILE) --out DIR [--force] [--tokenizer FILE] [--calib-paragraphs A:B]
                    [--nsamples 128] [--seqlen 256] [--seed 0] [--max-memory BYTES] [--json] [--workers-url URL,...] [layer options]
   cdquant eval MODEL (--text TEXT [--paragraphs A:B] | --tokens FILE) [--seqlen 256] [--max-windows N] [--tokenizer FILE] [--json]
+  cdquant tokenize MODEL --text FILE [--paragraphs A:B] [--tokenizer FILE] [--json]
 
 MODEL: a llama2.c .bin file, a Hugging Face directory (config.json + *.safetensors,
 F32/F16/BF16) of a Llama, Mistral, Qwen2, Qwen3, Gemma 3 (text) or Phi-3 model, or a GPTQ
@@ -364,12 +365,32 @@ function joinNegativeValues(argv: string[]): string[] {
   return out;
 }
 
+// ---------------------------------------------------------------------------------------
+// cdquant tokenize
+
+async function tokenizeCommand(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { text: { type: 'string' }, paragraphs: { type: 'string' }, tokenizer: { type: 'string' }, json: { type: 'boolean' } },
+  });
+  const modelPath = one(positionals, 'MODEL');
+  if (!values.text) throw new OptionError('cdquant tokenize needs --text FILE');
+  const { model } = await loadModel(modelPath, await defaultKernel());
+  const tokenizer = await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer);
+  const text = new TextDecoder().decode(await readBytes(values.text));
+  const tokens = values.paragraphs !== undefined ? textTokens(tokenizer, text, values.paragraphs) : tokenizer.encode(text);
+  if (values.json) console.log(JSON.stringify({ tokens: Array.from(tokens) }));
+  else console.log(Array.from(tokens).join(' '));
+}
+
 async function main(argv: string[]) {
   const [command, ...rest] = joinNegativeValues(argv);
   switch (command) {
     case 'layer': return layerCommand(rest);
     case 'quantize': return quantizeCommand(rest);
     case 'eval': return evalCommand(rest);
+    case 'tokenize': return tokenizeCommand(rest);
     case undefined: case '-h': case '--help': case 'help':
       process.stdout.write(USAGE);
       return;
@@ -377,7 +398,7 @@ async function main(argv: string[]) {
       console.log(VERSION);
       return;
     default:
-      throw new OptionError(`unknown command "${command}" (layer, quantize, eval)`);
+      throw new OptionError(`unknown command "${command}" (layer, quantize, eval, tokenize)`);
   }
 }
 

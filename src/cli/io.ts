@@ -17,7 +17,7 @@ import { dirname, join, basename, resolve, relative, sep, isAbsolute } from 'nod
 import { FormatError, OptionError } from '../core/errors.js';
 import type { Kernel } from '../core/kernel.js';
 import type { ByteSource } from '../formats/bytes.js';
-import { readTokenizer, type Tokenizer } from '../formats/tokenizer.js';
+import { loadTextTokenizer, readTokenizer, type TextTokenizer } from '../formats/tokenizer.js';
 import { parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors } from '../formats/safetensors.js';
 import { modelFromFiles, type ModelFile, type QuantizedStore } from '../model/job.js';
 import type { OutputSink, OutputWriter } from '../model/outputs.js';
@@ -104,16 +104,35 @@ export async function loadModel(path: string, kernel: Kernel): Promise<LoadedMod
   return { model: await modelFromFiles(files, kernel), path, inputs: [resolve(path), ...names.map((n) => resolve(path, n))] };
 }
 
-/** The tokenizer given, or one found next to the model (tokenizer.bin, tok<vocab>.bin, in the
- * model's folder or its parent). */
-export async function loadTokenizer(modelPath: string, vocabSize: number, explicit?: string): Promise<Tokenizer> {
-  if (explicit) return readTokenizer(await readBytes(explicit), vocabSize);
+async function textOrUndefined(path: string): Promise<string | undefined> {
+  return (await statOrNull(path))?.isFile() ? new TextDecoder().decode(await readBytes(path)) : undefined;
+}
+
+/**
+ * The tokenizer given (`explicit`: a tokenizer.json, or a llama2.c tokenizer.bin), or the one
+ * found next to the model: its folder's tokenizer.json (with tokenizer_config.json and
+ * config.json, as transformers reads them), else tokenizer.bin or tok<vocab>.bin in the
+ * model's folder or its parent.
+ */
+export async function loadTokenizer(modelPath: string, vocabSize: number, explicit?: string): Promise<TextTokenizer> {
   const folder = (await statOrNull(modelPath))?.isDirectory() ? modelPath : dirname(modelPath);
+  const config = await textOrUndefined(join(folder, 'config.json'));
+  const hf = async (json: string) => {
+    const tokenizerConfig = await textOrUndefined(join(dirname(json), 'tokenizer_config.json'));
+    return loadTextTokenizer({ tokenizerJson: new TextDecoder().decode(await readBytes(json)), ...(tokenizerConfig ? { tokenizerConfig } : {}), ...(config ? { config } : {}) });
+  };
+  const checked = (t: TextTokenizer, where: string) => {
+    if (t.vocabSize > vocabSize) throw new FormatError(`${where}: the tokenizer has ${t.vocabSize} ids, the model's vocabulary ${vocabSize}`);
+    return t;
+  };
+  if (explicit) return checked(explicit.endsWith('.json') ? await hf(explicit) : readTokenizer(await readBytes(explicit), vocabSize), explicit);
+  const json = join(folder, 'tokenizer.json');
+  if ((await statOrNull(json))?.isFile()) return checked(await hf(json), json);
   const candidates = [folder, dirname(folder)].flatMap((d) => [join(d, 'tokenizer.bin'), join(d, `tok${vocabSize}.bin`)]);
   for (const c of candidates) {
     if ((await statOrNull(c))?.isFile()) return readTokenizer(await readBytes(c), vocabSize);
   }
-  throw new OptionError(`no tokenizer found for ${basename(modelPath)} (looked for ${candidates.join(', ')}); pass --tokenizer FILE`);
+  throw new OptionError(`no tokenizer found for ${basename(modelPath)} (looked for ${[json, ...candidates].join(', ')}); pass --tokenizer FILE`);
 }
 
 // ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import { groupSizeLabel, resolveSolver, solverOptionsOf, type SolverOptions, typ
 import { readLlama2c } from './checkpoint/llama2c.js';
 import { sha256Hex } from '../formats/digest.js';
 import { bytesSource, type ByteSource } from '../formats/bytes.js';
-import type { Tokenizer } from '../formats/tokenizer.js';
+import type { TextTokenizer } from '../formats/tokenizer.js';
 import { readGptqCheckpoint } from './export.js';
 import { readLlamaGguf } from './gguf.js';
 import { quantizeModel, quantizedView, calibrationWindows, type ModelQuantizeOptions, type QuantizedLinear } from './pipeline.js';
@@ -81,7 +81,7 @@ export async function modelFromFiles(files: ModelFile[], kernel: Kernel): Promis
 }
 
 /** Tokens of paragraphs `range` ("A:B", as --calib-paragraphs / --paragraphs) of `text`. */
-export function textTokens(tokenizer: Tokenizer, text: string, range?: string): Int32Array {
+export function textTokens(tokenizer: TextTokenizer, text: string, range?: string): Int32Array {
   const paragraphs = splitParagraphs(text);
   const [a, b] = paragraphRange(range, paragraphs.length);
   return tokenizeParagraphs(tokenizer, paragraphs.slice(a, b));
