@@ -59,8 +59,9 @@ export interface KernelExports {
     dynamic: boolean, blockSize: number, groups: number, colGroup: Ptr, scales: Ptr, zeros: Ptr, codes: Ptr, q: Ptr, scratch: Ptr): void;
   gptqBandScratch(rows: number, blockSize: number): Bytes;
   // cd.ts, bcd.ts, refit.ts
+  /** offsets: per-(row, group) grid offsets, or 0 for the integer grids. */
   cdBand(q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, hdiag: Ptr, maxq: number, groups: number,
-    colGroup: Ptr, scales: Ptr, zeros: Ptr, iters: number, moves: Ptr, scratch: Ptr): void;
+    colGroup: Ptr, scales: Ptr, zeros: Ptr, offsets: Ptr, iters: number, moves: Ptr, scratch: Ptr): void;
   cdBandScratch(cols: number): Bytes;
   bcdPrepare(h: Ptr, cols: number, k: number, order: Ptr, hbb: Ptr, hinv: Ptr, scratch: Ptr): void;
   bcdPrepareScratch(k: number): Bytes;

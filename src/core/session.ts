@@ -257,7 +257,7 @@ export class LayerSession {
     x.gradientBand(b.g, b.w0, b.q, rows, cols, this.hFix, b.scratch);
     for (let round = 0; ; round++) {
       if (spec.method === 'cd') {
-        x.cdBand(b.q, b.codes, b.g, rows, cols, this.hFix, this.hdiag, maxq, groups, this.colGroup, b.scales, b.zeros, this.plan.movesPerRow, b.moves, b.scratch);
+        x.cdBand(b.q, b.codes, b.g, rows, cols, this.hFix, this.hdiag, maxq, groups, this.colGroup, b.scales, b.zeros, 0, this.plan.movesPerRow, b.moves, b.scratch);
       } else {
         x.bcdBand(b.q, b.codes, b.g, rows, cols, this.hFix, spec.blockSize, this.order, this.hbb, this.hinv, maxq, groups, this.colGroup, b.scales, b.zeros, this.plan.movesPerRow, b.moves, b.scratch);
       }
