@@ -135,3 +135,44 @@ export function ggufOwc(type: i32, w: usize, rows: i32, cols: i32, h: usize, hal
     }
   }
 }
+
+/**
+ * Block by block, keeps whichever of two stored grids scores lower: grid A (halves, subScales,
+ * subMins; overwritten with the choice) or grid B (bHalves, bSubScales, bSubMins), each scored
+ * by the block's loss e^T H_bb e of round-to-nearest on it. The H-weighted search takes
+ * llama.cpp's importance-weighted grid as one more storable candidate this way.
+ * scratch: ggufOwcScratch() bytes.
+ */
+export function ggufKeepBetter(
+  type: i32, w: usize, rows: i32, cols: i32, h: usize,
+  halves: usize, subScales: usize, subMins: usize, bHalves: usize, bSubScales: usize, bSubMins: usize, scratch: usize,
+): void {
+  const be = ggufBlockElems(type), gs = ggufGroupSize(type), gpb = be / gs;
+  const z = ggufZero(type), maxq = ggufMaxq(type);
+  const ga = scratch + 64, gb = ga + 64;
+  const e = gb + 64;
+  const blocksPerRow = cols / be;
+  for (let r = 0; r < rows; r++) {
+    for (let bi = 0; bi < blocksPerRow; bi++) {
+      const c0 = bi * be;
+      const x = w + ((<usize>r * <usize>cols + <usize>c0) << 2);
+      const hb = h + ((<usize>c0 * <usize>cols + <usize>c0) << 2);
+      const blockIndex = r * blocksPerRow + bi;
+      const offH = <usize>blockIndex << 2, offS = <usize>(blockIndex * gpb);
+      let scoreA: f64 = 0, scoreB: f64 = 0;
+      for (let which = 0; which < 2; which++) {
+        const hp = (which == 0 ? halves : bHalves) + offH;
+        const sc = (which == 0 ? subScales : bSubScales) + offS, mn = (which == 0 ? subMins : bSubMins) + offS;
+        ggufGroupAffine(type, hp, sc, mn, 1, be, ga, gb);
+        for (let j = 0; j < gpb; j++) groupErrors(x, j * gs, gs, load<f32>(ga + (<usize>j << 2)), load<f32>(gb + (<usize>j << 2)), z, maxq, e);
+        if (which == 0) scoreA = quadForm(e, be, hb, cols);
+        else scoreB = quadForm(e, be, hb, cols);
+      }
+      if (scoreB < scoreA) {
+        store<u32>(halves + offH, load<u32>(bHalves + offH));
+        memory.copy(subScales + offS, bSubScales + offS, <usize>gpb);
+        memory.copy(subMins + offS, bSubMins + offS, <usize>gpb);
+      }
+    }
+  }
+}

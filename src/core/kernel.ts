@@ -86,6 +86,10 @@ export interface KernelExports {
   ggufRtnCodes(type: number, x: Ptr, ga: Ptr, gb: Ptr, rows: number, cols: number, codes: Ptr): void;
   ggufGridFromRanges(type: number, lo: Ptr, hi: Ptr, rows: number, cols: number, halves: Ptr, subScales: Ptr, subMins: Ptr): void;
   ggufCandidateGrid(type: number, x: Ptr, p: Ptr, rows: number, cols: number, halves: Ptr, subScales: Ptr, subMins: Ptr): void;
+  ggufOwc(type: number, w: Ptr, rows: number, cols: number, h: Ptr, halves: Ptr, subScales: Ptr, subMins: Ptr, scratch: Ptr): void;
+  ggufOwcScratch(): Bytes;
+  ggufKeepBetter(type: number, w: Ptr, rows: number, cols: number, h: Ptr, halves: Ptr, subScales: Ptr, subMins: Ptr,
+    bHalves: Ptr, bSubScales: Ptr, bSubMins: Ptr, scratch: Ptr): void;
   // nn.ts (the forward pass; typed where it is driven, src/model/forward.ts)
   [nn: `nn_${string}`]: (...args: number[]) => number | void;
 }

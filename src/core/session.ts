@@ -132,6 +132,12 @@ export class LayerSession {
     }
   }
 
+  /** The resident H-side arrays, for other solvers of this layer's H (the GGUF grids):
+   * symmetrized H with dead diagonals 1, H as given (the loss), diag(H). Read only. */
+  get resident(): { kernel: Kernel; hFix: number; hLoss: number; hdiag: number } {
+    return { kernel: this.k, hFix: this.hFix, hLoss: this.hLoss, hdiag: this.hdiag };
+  }
+
   /** The prepared layer as plain arrays (for workers and band workers elsewhere); copied out
    * of the kernel once. */
   portable(): PreparedLayer {
@@ -278,8 +284,8 @@ export class LayerSession {
     k.u8(codes, rows * cols).set(permuteColumns(k.u8(codes, rows * cols), rows, cols, order, back));
   }
 
-  /** Step 1 of GPTQ, for every solver: dead columns of W are zero. */
-  private zeroDead(ptr: number, rows: number): void {
+  /** Step 1 of GPTQ, for every solver: dead columns of W are zero (rows x cols at ptr). */
+  zeroDead(ptr: number, rows: number): void {
     const { dead } = this.facts;
     if (!dead.length) return;
     const { cols } = this.plan;
