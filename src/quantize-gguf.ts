@@ -31,6 +31,9 @@ export interface GgufLayerResult {
   values: Float32Array;
   /** sum_r (q_r - w_r)^T H (q_r - w_r) with H as given. */
   loss: number;
+  /** The same loss for llama.cpp's reference rounding (llama-quantize without an imatrix):
+   * the baseline. */
+  refLoss: number;
   /** CD's moves per row on average (solver 'cd'). */
   movesPerRow: number | null;
 }
@@ -56,7 +59,7 @@ export function quantizeLayerGguf(session: LayerSession, weights: WeightMatrix, 
   const rowBytes = (cols / info.blockElems) * info.blockBytes;
   const bytes = new Uint8Array(rows * rowBytes);
   const values = new Float32Array(rows * cols);
-  let loss = 0;
+  let loss = 0, refLoss = 0;
   let moves = 0;
   const gs = info.groupSize;
   const groups = gs ? cols / gs : 0;
@@ -119,7 +122,15 @@ export function quantizeLayerGguf(session: LayerSession, weights: WeightMatrix, 
       for (const l of k.f64(rowLoss, m)) loss += l;
       bytes.set(k.u8(out, m * rowBytes), r0 * rowBytes);
       values.set(k.f32(q, m * cols), r0 * cols);
+      if (solver === 'ref') refLoss = loss;
+      else {
+        // The baseline, in the same buffers (this band's result is copied out above).
+        x.ggufQuantize(info.id, w, m, cols, 0, out);
+        x.ggufDequantize(info.id, out, m, cols, q);
+        x.rowLosses(w, q, m, cols, hLoss, rowLoss, scratch);
+        for (const l of k.f64(rowLoss, m)) refLoss += l;
+      }
     }
   });
-  return { type, rows, cols, bytes, values, loss, movesPerRow: solver === 'cd' ? moves / rows : null };
+  return { type, rows, cols, bytes, values, loss, refLoss, movesPerRow: solver === 'cd' ? moves / rows : null };
 }

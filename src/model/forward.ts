@@ -432,6 +432,20 @@ export class LlamaRunner {
     });
   }
 
+  /** The classifier's input for a state, norm(x_L) [T, dim], handed to `use` where it lies in
+   * the kernel (valid during the call): the calibration of the classifier's Hessian. */
+  finalNormed(state: HiddenState, use: (ptr: number, rows: number, cols: number) => void): void {
+    this.live();
+    this.checkState(state);
+    const { dim, eps } = this.arch;
+    const T = state.length;
+    this.kernel.scoped((alloc) => {
+      const xb = alloc(T * dim * 4);
+      this.nn.nn_rmsnorm(state.ptr, this.finalNorm, xb, T, dim, eps);
+      use(xb, T, dim);
+    });
+  }
+
   /** Final norm, classifier and next-token NLL against `tokens` (the state's own tokens):
    * rows 0..T-2 are scored against tokens 1..T-1. */
   nllFrom(state: HiddenState, tokens: Int32Array): { sum: number; count: number } {

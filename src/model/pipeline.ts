@@ -15,14 +15,20 @@ import { WorkerPool } from '../parallel/pool.js';
 import { workersAvailable } from '../core/runtime.js';
 import { quantizeLayer, quantizePrepared, splitOptions, type RunOptions } from '../quantize.js';
 import { LlamaRunner, type RunBlockOptions } from './forward.js';
-import type { LinearName, LlamaBlock, LlamaModel } from './types.js';
-import { memoryModel, type LazyModel } from './source.js';
-import { linearShape, quantStages } from './arch.js';
+import type { LinearName, LlamaBlock, LlamaConfig, LlamaModel } from './types.js';
+import { f32Embedding, memoryModel, type EmbeddingTable, type LazyModel } from './source.js';
+import { GGUF_LINEAR, ggufBlockName } from './gguf.js';
+import { mixTypes, type GgufMix, type MixTensor } from './gguf-mix.js';
+import { dequantizeRows, quantizeRows, type GgufBlockTypeName } from '../formats/gguf-blocks.js';
+import { quantizeLayerGguf, type GgufLayerResult, type GgufSolver } from '../quantize-gguf.js';
+import { linearShape, quantStages, resolveArch } from './arch.js';
 
-/** A quantized layer of a model, as the exporters and the report need it. */
+/** A quantized layer of a model, as the exporters and the report need it. Layers quantized to
+ * a GGUF block type carry their bytes (`gguf`) instead of integer codes (empty arrays). */
 export interface QuantizedLinear extends QuantizedWeights {
   block: number;
-  name: LinearName;
+  name: LinearName | 'classifier' | 'embedding';
+  gguf?: { type: GgufBlockTypeName; bytes: Uint8Array };
   loss: number;
   rtnLoss: number;
   seconds: number;
@@ -68,7 +74,15 @@ export interface ModelRunOptions extends Omit<RunOptions, 'onProgress'> {
   /** Bound on the calibration hidden states kept between blocks (samples x seqlen x dim x 4
    * bytes). Default: no bound. */
   maxStateBytes?: number;
+  /** Quantize to GGUF block types instead of integer grids: llama.cpp's named mix chooses each
+   * tensor's type, `solver` its codes (quantize-gguf.ts). The classifier (and the embedding)
+   * are quantized too, as llama-quantize does: the classifier from the final hidden states'
+   * H, an untied embedding by llama.cpp's reference rounding (it has no inputs to weigh). */
+  gguf?: { mix: GgufMix; solver: GgufSolver };
 }
+
+/** The pseudo-block holding the embedding's and the classifier's GGUF tensors. */
+export const HEAD_BLOCK = (config: LlamaConfig) => config.nLayers;
 
 export interface QuantizedModel {
   /** The model with every linear layer replaced by its dequantized quantized weights (when
@@ -104,25 +118,47 @@ function withoutArrays(l: QuantizedLinear): QuantizedLinear {
   return { ...l, codes: new Uint8Array(0), scales: new Float32Array(0), zeros: new Float32Array(0), gIdx: new Int32Array(0) };
 }
 
+/** The values a quantized layer holds: its codes on its grid, or its GGUF bytes decoded. */
+export function layerValues(kernel: Kernel, l: QuantizedLinear): Float32Array {
+  return l.gguf ? dequantizeRows(kernel, l.gguf.type, l.gguf.bytes, l.rows, l.cols) : dequantize(kernel, l);
+}
+
 /** Block `layer` of `block` with its linear layers replaced by the dequantized `layers`
  * (a new object: the source's arrays are not touched). */
 export function withQuantized(kernel: Kernel, block: LlamaBlock, layers: readonly QuantizedLinear[]): LlamaBlock {
   const out: LlamaBlock = { ...block, linear: { ...block.linear } };
-  for (const l of layers) out.linear[l.name] = dequantize(kernel, l);
+  for (const l of layers) out.linear[l.name] = layerValues(kernel, l);
   return out;
 }
 
 /** `source` as it reads once quantized: each block's linear layers dequantized from
  * `layersOf(block)`, every other tensor the source's own. Lazy, like the source. */
 export function quantizedView(source: LazyModel, layersOf: (block: number) => Promise<readonly QuantizedLinear[]>, kernel: Kernel): LazyModel {
+  const { config } = source;
+  // GGUF runs quantize the classifier and the embedding too (HEAD_BLOCK).
+  const head = async (name: 'classifier' | 'embedding') => (await layersOf(HEAD_BLOCK(config)).catch(() => [])).find((l) => l.name === name);
+  const classifier = async () => {
+    const l = await head('classifier');
+    return l ? layerValues(kernel, l) : source.classifier();
+  };
+  const embedding = async (): Promise<EmbeddingTable> => {
+    const l = (await head('embedding')) ?? (config.tiedEmbeddings ? await head('classifier') : undefined);
+    return l ? f32Embedding(layerValues(kernel, l), config.vocabSize, config.dim) : source.embedding();
+  };
   const view: LazyModel = {
     ...source,
+    embedding,
+    classifier,
     block: async (layer) => withQuantized(kernel, await source.block(layer), await layersOf(layer)),
     async load() {
       const base = await source.load();
       const blocks: LlamaBlock[] = [];
-      for (let l = 0; l < base.config.nLayers; l++) blocks.push(withQuantized(kernel, base.blocks[l], await layersOf(l)));
-      return { ...base, config: { ...base.config }, blocks };
+      for (let l = 0; l < config.nLayers; l++) blocks.push(withQuantized(kernel, base.blocks[l], await layersOf(l)));
+      const cls = await head('classifier');
+      const emb = await head('embedding');
+      const embeddingValues = emb ? layerValues(kernel, emb) : config.tiedEmbeddings && cls ? layerValues(kernel, cls) : base.embedding;
+      const classifierValues = config.tiedEmbeddings ? embeddingValues : cls ? layerValues(kernel, cls) : base.classifier;
+      return { ...base, config: { ...config }, blocks, embedding: embeddingValues, classifier: classifierValues };
     },
   };
   return view;
@@ -139,11 +175,12 @@ const isLazy = (m: LazyModel | LlamaModel): m is LazyModel => typeof (m as LazyM
 export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int32Array[], options: ModelQuantizeOptions = {}): Promise<QuantizedModel> {
   if (samples.length === 0) throw new OptionError('quantizeModel needs at least one calibration sample');
   const kernel = options.kernel ?? (await defaultKernel());
-  const { onProgress, onBlockDone, resume, compareMethods, keepLayers = true, maxStateBytes, ...rest } = options;
+  const { onProgress, onBlockDone, resume, compareMethods, keepLayers = true, maxStateBytes, gguf, ...rest } = options;
   const { solver, run } = splitOptions(rest);
   const source = isLazy(model) ? model : memoryModel(model, 'hf', 'F32', async () => '');
   const { config } = source;
   const stages = quantStages(config);
+  const types = gguf ? ggufModelTypes(config, gguf.mix, gguf.solver !== 'ref') : null;
   const stateBytes = samples.reduce((n, s) => n + s.length * config.dim * 4, 0);
   if (maxStateBytes !== undefined && stateBytes > maxStateBytes) {
     throw new OptionError(`the calibration hidden states need ${stateBytes} bytes (${samples.length} samples x their tokens x dim ${config.dim} x 4), over the ${maxStateBytes}-byte budget: use fewer or shorter samples, or raise the budget`);
@@ -214,6 +251,14 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
               const base = { block, name, layersDone: layers.length, layers: total, rows };
               onProgress?.({ ...base, rowsDone: 0, stage: 'quantize' });
               const t0 = performance.now();
+              if (types) {
+                const summary = ggufSummary(block, name, quantizeLayerGguf(session, w, types.get(ggufBlockName(block, GGUF_LINEAR[name]))!, gguf!.solver, { signal, ...(solver.iters !== null ? { iters: solver.iters } : {}) }), t0);
+                runner.setLinear(block, name, layerValues(kernel, summary));
+                blockLayers.push(summary);
+                layers.push(keepLayers ? summary : withoutArrays(summary));
+                onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: summary.loss, rtnLoss: summary.rtnLoss, seconds: summary.seconds });
+                continue;
+              }
               const res = await quantizePrepared(w, session, {
                 threads: run.threads,
                 pool,
@@ -245,12 +290,95 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
       pass(block, {});
       runner.unloadBlock(block);
     }
+    if (types) {
+      // The classifier (and an untied embedding), GGUF runs only: see ModelRunOptions.gguf.
+      const head = HEAD_BLOCK(config);
+      const done = await resumed(head);
+      if (done) layers.push(...(keepLayers ? done : done.map(withoutArrays)));
+      else {
+        const headLayers = await quantizeHead(kernel, runner, states, source, types, gguf!.solver);
+        await onBlockDone?.(head, headLayers);
+        layers.push(...(keepLayers ? headLayers : headLayers.map(withoutArrays)));
+      }
+    }
   } finally {
     runner.free();
     ownPool?.terminate();
   }
   const byBlock = (block: number) => Promise.resolve(layers.filter((l) => l.block === block));
   return { model: !isLazy(model) && keepLayers ? await quantizedView(source, byBlock, kernel).load() : null, layers };
+}
+
+/** The GGUF type of every linear layer, the classifier and the embedding of `config` under a
+ * llama.cpp mix, by llama.cpp tensor name. */
+export function ggufModelTypes(config: LlamaConfig, mix: GgufMix, imatrix: boolean): Map<string, GgufBlockTypeName> {
+  const arch = resolveArch(config);
+  const tensors: MixTensor[] = [{ name: 'token_embd.weight', rowLength: config.dim, dims: 2 }];
+  for (let l = 0; l < config.nLayers; l++) {
+    for (const spec of arch.linears) tensors.push({ name: ggufBlockName(l, GGUF_LINEAR[spec.name]), rowLength: spec.cols, dims: 2 });
+  }
+  if (!config.tiedEmbeddings) tensors.push({ name: 'output.weight', rowLength: config.dim, dims: 2 });
+  return mixTypes(mix, tensors, { layers: config.nLayers, gqa: config.nHeads / config.nKvHeads, tiedEmbeddings: config.tiedEmbeddings }, imatrix);
+}
+
+function ggufSummary(block: number, name: QuantizedLinear['name'], r: GgufLayerResult, t0: number): QuantizedLinear {
+  return {
+    block,
+    name,
+    rows: r.rows,
+    cols: r.cols,
+    bits: 0,
+    groups: 0,
+    codes: new Uint8Array(0),
+    scales: new Float32Array(0),
+    zeros: new Float32Array(0),
+    gIdx: new Int32Array(0),
+    gguf: { type: r.type, bytes: r.bytes },
+    loss: r.loss,
+    rtnLoss: r.refLoss,
+    seconds: (performance.now() - t0) / 1000,
+    dampUsed: null,
+    movesPerRow: r.movesPerRow,
+  };
+}
+
+/** GGUF runs: the classifier quantized with the H of the final normed hidden states (the
+ * classifier's inputs), and an untied embedding by llama.cpp's reference rounding. */
+async function quantizeHead(kernel: Kernel, runner: LlamaRunner, states: Float32Array[], source: LazyModel, types: Map<string, GgufBlockTypeName>, solver: GgufSolver): Promise<QuantizedLinear[]> {
+  const { config } = source;
+  const head = HEAD_BLOCK(config);
+  const out: QuantizedLinear[] = [];
+  const classifierName = config.tiedEmbeddings ? 'token_embd.weight' : 'output.weight';
+  const acc = new HessianAccumulator(config.dim, kernel);
+  let session: LayerSession | null = null;
+  try {
+    for (const values of states) {
+      const st = runner.stateFrom(values, config.nLayers);
+      try {
+        runner.finalNormed(st, (ptr, rows) => acc.addResident(kernel, ptr, rows));
+      } finally {
+        runner.freeState(st);
+      }
+    }
+    session = prepareResident(kernel, acc.take().h, config.dim, { method: 'rtn' });
+    const t0 = performance.now();
+    const w = { data: await source.classifier(), rows: config.vocabSize, cols: config.dim };
+    out.push(ggufSummary(head, 'classifier', quantizeLayerGguf(session, w, types.get(classifierName)!, solver), t0));
+  } finally {
+    session?.free();
+    acc.free();
+  }
+  if (!config.tiedEmbeddings) {
+    const table = await source.embedding();
+    const values = new Float32Array(config.vocabSize * config.dim);
+    for (let id = 0; id < config.vocabSize; id++) table.row(id, values.subarray(id * config.dim, (id + 1) * config.dim));
+    const type = types.get('token_embd.weight')!;
+    const t0 = performance.now();
+    const bytes = quantizeRows(kernel, type, values, config.vocabSize, config.dim);
+    // No inputs to weigh it by: its loss is not defined (0 in the report).
+    out.push(ggufSummary(head, 'embedding', { type, rows: config.vocabSize, cols: config.dim, bytes, values, loss: 0, refLoss: 0, movesPerRow: null }, t0));
+  }
+  return out;
 }
 
 /** Options of a comparison solve with `method`: the grid and GPTQ settings of the run (bits,
