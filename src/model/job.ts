@@ -83,6 +83,7 @@ export async function modelFromFiles(files: ModelFile[], kernel: Kernel): Promis
 /** Tokens of paragraphs `range` ("A:B", as --calib-paragraphs / --paragraphs) of `text`. */
 export function textTokens(tokenizer: TextTokenizer, text: string, range?: string): Int32Array {
   const paragraphs = splitParagraphs(text);
+  if (paragraphs.length === 0) throw new OptionError('the text is empty: it has no paragraphs to tokenize');
   const [a, b] = paragraphRange(range, paragraphs.length);
   return tokenizeParagraphs(tokenizer, paragraphs.slice(a, b));
 }

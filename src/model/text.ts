@@ -24,12 +24,12 @@ export function paragraphRange(spec: string | undefined, count: number): [number
 }
 
 export function tokenizeParagraphs(tokenizer: TextTokenizer, paragraphs: string[]): Int32Array {
-  return concat(paragraphs.map((s) => tokenizer.encode(s)));
+  return concat(paragraphs.map((s) => tokenizer.encode(s)), Int32Array);
 }
 
-/** The arrays one after another, in one new array of the same type. */
-export function concat<T extends Int32Array | Uint8Array>(parts: T[]): T {
-  const out = new (parts[0]?.constructor as { new (n: number): T } ?? Uint8Array)(parts.reduce((n, p) => n + p.length, 0)) as T;
+/** The arrays one after another, in one new array of type `Type`. */
+export function concat<T extends Int32Array | Uint8Array>(parts: T[], Type: { new (n: number): T }): T {
+  const out = new Type(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
     out.set(p, at);
