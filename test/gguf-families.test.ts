@@ -505,6 +505,12 @@ test('Llama 3 files without our keys: Llama 3\'s published parameters are recove
   // divisors from other parameters are not guessed at
   throwsType(() => llamaFromGguf(asConverter(converterFreqs(8, 2, 4, 8192)), { kernel }), FormatError, /rope_freqs.weight\[\d+\].*published values/);
   throwsType(() => llamaFromGguf(asConverter(converterFreqs(8, 1, 4, 4096)), { kernel }), FormatError, /rope_freqs/);
+  // a RoPE base no float32 holds: rope_freqs come from the float32 base the file stores, which
+  // the reader sees too, so our own file still reads back exactly
+  const llama = modelOf(byName('llama'));
+  const odd: LlamaModel = { ...llama, config: { ...llama.config, ropeTheta: 12345.678 } };
+  const back = llamaFromGguf(ggufOf(odd), { kernel, ropeStyle: 'half' });
+  assert.equal(back.config, { ...asRead(odd.config), ropeTheta: Math.fround(12345.678) });
 });
 
 // ------------------------------------------------------------------ refusals

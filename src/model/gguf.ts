@@ -138,6 +138,7 @@ const str = (value: string): GgufValue => ({ type: 'string', value });
 
 function familyOfModel(config: LlamaConfig, requested: string | undefined): GgufFamily {
   const own = config.family ?? 'llama';
+  if (!Object.prototype.hasOwnProperty.call(GGUF_FAMILIES, own)) throw new OptionError(`GGUF: config.family "${String(own)}" has no GGUF mapping (${Object.keys(GGUF_FAMILIES).join(', ')})`);
   if (requested !== undefined) {
     if (!Object.prototype.hasOwnProperty.call(GGUF_FAMILIES, requested)) throw new OptionError(`GGUF: unknown family "${requested}" (known: ${Object.keys(GGUF_FAMILIES).join(', ')})`);
     if (requested !== own) throw new OptionError(`GGUF: family "${requested}" was asked for, but the model is ${own} (config.family)`);
@@ -438,7 +439,8 @@ export function planLlamaGguf(model: LlamaModel, options: GgufWriteOptions = {})
   // The generated tensors are small: computed now, so a missing kernel fails before any byte.
   const s = a.ropeScaling;
   const rope: Partial<Record<'freqs' | 'long' | 'short', Float32Array>> = {};
-  if (s?.type === 'llama3') rope.freqs = llama3RopeFreqs(options.kernel, a.rot, c.ropeTheta, s);
+  // from the float32 base the file stores (and llama.cpp and the reader use)
+  if (s?.type === 'llama3') rope.freqs = llama3RopeFreqs(options.kernel, a.rot, Math.fround(c.ropeTheta), s);
   if (s?.type === 'longrope') {
     // transformers keeps the factors as float32 tensors too
     rope.long = Float32Array.from(s.longFactor);
