@@ -155,7 +155,8 @@ function familyOfModel(config: LlamaConfig, requested: string | undefined): Gguf
  *   and disables it). A window at least the context length changes nothing within it.
  * - llama3 RoPE needs rope_freqs, which only the llama graph reads.
  * - qwen2 and phi3 size q by n_embd: heads x head size must be the hidden size.
- * - qwen3 and gemma3 have no attn_output.bias, gemma3 no q/k/v biases in its graph either.
+ * - qwen3 and gemma3 have no attn_output.bias (their q/k/v biases would load, but
+ *   transformers' attention_bias puts one on o_proj too).
  * - gemma3 scales scores by 1/sqrt(head size) (1/sqrt(n_embd / n_head) at 62 layers, Gemma 3
  *   27B) whatever query_pre_attn_scalar says, and has no attention soft-capping.
  */
