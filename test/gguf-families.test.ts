@@ -563,6 +563,7 @@ test('GGUF files our model cannot hold are refused with FormatErrors naming the 
     ['q/k/v biases without an o bias in llama', remake(file('llama'), keep, (ts) => ts.filter((t) => !/attn_output\.bias/.test(t.name))), /attn_q.bias" is not part of the llama model/],
     ['value length unlike key length', remake(file('qwen3'), set('qwen3.attention.value_length', { type: 'u32', value: 8 })), /value_length 8 differs from key_length 12/],
     ['partial rotary outside phi3', remake(file('qwen2'), set('qwen2.rope.dimension_count', { type: 'u32', value: 4 })), /dimension_count = 4 differs from the head size 8/],
+    ['more blocks than tensors', remake(file('gemma3'), set('gemma3.block_count', { type: 'u32', value: 2 ** 31 - 1 })), /block_count = 2147483647, but the file has only \d+ tensors/],
     ['unknown architecture', remake(file('qwen2'), set('general.architecture', { type: 'string', value: 'gemma2' })), /"gemma2" is not supported/],
   ];
   for (const [what, bytes, why] of bad) {

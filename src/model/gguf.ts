@@ -558,6 +558,8 @@ export function llamaConfigFromGguf(
   const nHeads = metaInt(md, k('attention.head_count'));
   const nKvHeads = metaInt(md, k('attention.head_count_kv'), nHeads);
   const nLayers = metaInt(md, k('block_count'));
+  // every block has tensors: a count beyond them is refused before anything is sized by it
+  if (nLayers > file.tensors.length) throw new FormatError(`GGUF: ${k('block_count')} = ${nLayers}, but the file has only ${file.tensors.length} tensors`);
   if (nHeads % nKvHeads !== 0) throw new FormatError(`GGUF: head_count ${nHeads} is not divisible by head_count_kv ${nKvHeads}`);
   // load_hparams: key/value length default to n_embd / n_head, the RoPE dimensions to the key length
   if (!has('attention.key_length') && dim % nHeads !== 0) throw new FormatError(`GGUF: ${k('embedding_length')} ${dim} is not divisible by head_count ${nHeads}`);
