@@ -400,6 +400,11 @@ test('read back: every family\'s model and config exactly, the same logits, the 
     sameArray(back16.finalNorm, canonicalNorms(model).finalNorm, `${c.name}: F16 file's final norm`);
     if (model.blocks[0].bias) for (const [n, b] of Object.entries(model.blocks[0].bias)) sameArray(back16.blocks[0].bias![n], b, `${c.name}: F16 file's ${n} bias`);
   }
+  // Phi-3 keeps a window as long as its context (the converter writes it; llama.cpp ignores it)
+  const phiCfg = { ...byName('phi3 (longrope short)').cfg, sliding_window: 1024 };
+  const phi = readHfModel(checkpoint(phiCfg, randomTensors(phiCfg, 2)));
+  assert.is(phi.config.slidingWindow, 1024);
+  sameModel(llamaFromGguf(ggufOf(phi), { kernel }), { ...phi, config: asRead(phi.config) }, 'phi3 with a window as long as the context');
   // llama files come back in llama.cpp's row order unless asked otherwise: the same model
   const llama = modelOf(byName('llama'));
   const interleaved = llamaFromGguf(ggufOf(llama), { kernel });

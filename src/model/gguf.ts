@@ -659,7 +659,10 @@ export function llamaConfigFromGguf(
     // llama.cpp disables Phi-3's window: it attends to everything. A window of at least the
     // context is the same model within the context, so it is kept.
     const window = metaInt(md, k('attention.sliding_window'), 0, 0);
-    if (window >= config.maxSeqLen) config.slidingWindow = window;
+    if (window >= config.maxSeqLen) {
+      config.slidingWindow = window;
+      config.layerTypes = Array.from({ length: nLayers }, () => 'sliding');
+    }
   }
   return { family: g, config };
 }
