@@ -74,9 +74,11 @@ async function run(req: JobRequest): Promise<void> {
 
   post({ type: 'status', text: 'Perplexity of the quantized model…' });
   await evaluate('after', job.quantized);
-  post({ type: 'status', text: 'Perplexity of the GPTQ checkpoint, read back…' });
-  const gptqFile = (path: string) => job.files.find((f) => f.path === `gptq/${path}`)!.data as Uint8Array;
-  await evaluate('gptq', readGptqCheckpoint(kernel, { config: job.gptq.config, safetensors: gptqFile('model.safetensors') }));
+  if (job.gptq) {
+    post({ type: 'status', text: 'Perplexity of the GPTQ checkpoint, read back…' });
+    const gptqFile = (path: string) => job.files.find((f) => f.path === `gptq/${path}`)!.data as Uint8Array;
+    await evaluate('gptq', readGptqCheckpoint(kernel, { config: job.gptq.config, safetensors: gptqFile('model.safetensors') }));
+  }
 
   // Hand over the files' buffers rather than copying them (only buffers a file owns whole).
   const transfer = job.files.flatMap((f) => (typeof f.data !== 'string' && f.data.byteOffset === 0 && f.data.byteLength === f.data.buffer.byteLength ? [f.data.buffer as ArrayBuffer] : []));

@@ -327,7 +327,7 @@ function offerDownloads(files: OutputFile[], report: JobReport) {
       dequantized.length === 1 ? dequantized[0].data : writeTar(dequantized.map((f) => ({ name: `${stem}-dequantized/${f.path.slice('dequantized/'.length)}`, data: f.data })), mtime)),
     link('report.json', `${stem}-report.json`, JSON.stringify(report, null, 2), 'application/json'),
   );
-  const note = Object.assign(document.createElement('p'), { className: 'hint', textContent: `Format ${report.gptq_format}${report.gptq_dense_layers.length ? `; ${report.gptq_dense_layers.length} layers whose shape GPTQ kernels cannot pack are stored dense` : ''}. The bytes equal what cdquant quantize writes for the same options.` });
+  const note = Object.assign(document.createElement('p'), { className: 'hint', textContent: `Format ${report.gptq_format}${report.gptq_dense_layers?.length ? `; ${report.gptq_dense_layers.length} layers whose shape GPTQ kernels cannot pack are stored dense` : ''}. The bytes equal what cdquant quantize writes for the same options.` });
   box.replaceChildren(p1, p2, p3, note);
 }
 

@@ -11,7 +11,7 @@ import type { LayerProgress } from '../model/pipeline.js';
 import { VERSION } from '../model/outputs.js';
 import { modelPerplexity } from '../model/eval.js';
 import { FanoutPool } from '../parallel/fanout.js';
-import { planJob, round, runJob, textTokens, tokenFile } from '../model/job.js';
+import { ggufVocabFor, planJob, round, runJob, textTokens, tokenFile } from '../model/job.js';
 import { checkOutputPath, closeInputs, loadModel, loadTokenizer, openOutputRun, readBytes, writeOutputFile } from './io.js';
 import { resolve } from 'node:path';
 
@@ -46,6 +46,13 @@ Layer options:
   --damp F                   GPTQ damping fraction (default 0.01)
   --gptq-block N             GPTQ lazy-batch block (default 128)
   --threads N                worker threads (default: all cores for layers large enough to gain)
+
+GGUF (quantize): --gguf TYPE writes DIR/model.gguf for llama.cpp and everything built on it, each
+tensor's type chosen by llama.cpp's mix TYPE (Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q5_0, Q5_1, Q4_K_M,
+Q4_K_S, Q4_0, Q4_1, Q3_K_L, Q3_K_M, Q3_K_S, Q2_K, Q2_K_S, F16, BF16, F32); --gguf-solver
+cd (default: CDQuant on the format's own grid, from the best storable grid), owc (that grid,
+rounded), imatrix (llama.cpp's importance-weighted rounding with the calibration's diag(H)),
+ref (llama.cpp's reference rounding).
 
 Outputs (quantize): nothing is written to DIR until the run completes; the work goes on in
 DIR.partial/ (an interrupted run resumes from it) and the outputs are moved into DIR whole.
@@ -237,6 +244,8 @@ async function quantizeCommand(argv: string[]) {
       out: { type: 'string' },
       force: { type: 'boolean' },
       'max-memory': { type: 'string' },
+      gguf: { type: 'string' },
+      'gguf-solver': { type: 'string' },
       json: { type: 'boolean' },
       'workers-url': { type: 'string' },
     },
@@ -257,15 +266,23 @@ async function quantizeCommand(argv: string[]) {
   const loaded = await loadModel(modelPath, kernel);
   const { model } = loaded;
   const inputs = [...loaded.inputs, resolve(calibFile), ...(values.tokenizer ? [resolve(values.tokenizer)] : [])];
+  if (values['gguf-solver'] !== undefined && values.gguf === undefined) throw new OptionError('--gguf-solver applies with --gguf TYPE');
+  const gguf = values.gguf !== undefined ? { mix: values.gguf, solver: values['gguf-solver'] ?? 'cd' } : null;
+  // GGUF files carry the vocabulary: the tokenizer is needed even with --calib-tokens.
+  const tokenizer = values.calib || gguf ? await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer) : null;
   const tokens = values['calib-tokens']
     ? tokenFile(await readBytes(values['calib-tokens']), model.config.vocabSize, values['calib-tokens'])
-    : textTokens(await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer), new TextDecoder().decode(await readBytes(values.calib!)), values['calib-paragraphs']);
-  const plan = await planJob(model, tokens, solverOptions, calibration);
+    : textTokens(tokenizer!, new TextDecoder().decode(await readBytes(values.calib!)), values['calib-paragraphs']);
+  const plan = await planJob(model, tokens, solverOptions, calibration, gguf);
+  const ggufVocab = plan.gguf ? await ggufVocabFor(tokenizer!, model.config) : undefined;
   const { provenance, samples, seqlen } = plan;
   const { calibrationSha256 } = provenance;
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`cdquant ${VERSION}: ${model.kind} model ${modelPath} (${model.config.family ?? 'llama'}, ${model.config.nLayers} blocks, dim ${model.config.dim})`);
-  log(`method ${provenance.method}, ${provenance.bits} bits, group ${provenance.groupSize}, grid ${provenance.clip}${provenance.init ? `, init ${provenance.init}` : ''}${provenance.refit ? `, refit ${provenance.refit}` : ''}; calibration ${samples.length} x ${seqlen} tokens (sha256 ${calibrationSha256.slice(0, 12)})`);
+  const what = plan.gguf
+    ? `GGUF ${plan.gguf.mix} (llama.cpp's mix), codes by ${plan.gguf.solver}`
+    : `method ${provenance.method}, ${provenance.bits} bits, group ${provenance.groupSize}, grid ${provenance.clip}${provenance.init ? `, init ${provenance.init}` : ''}${provenance.refit ? `, refit ${provenance.refit}` : ''}`;
+  log(`${what}; calibration ${samples.length} x ${seqlen} tokens (sha256 ${calibrationSha256.slice(0, 12)})`);
 
   // Resume: finished blocks of an interrupted run with the same model, solver and data (how it
   // ran, e.g. --threads or --workers-url, does not change a bit, so it is not in the key).
@@ -280,13 +297,14 @@ async function quantizeCommand(argv: string[]) {
     if (pool) log(`fan-out: row bands on ${pool.urls.length} band workers (${pool.urls.join(', ')})`);
 
     const bar = new ProgressBar();
-    const { gptq, report } = await runJob(model, plan, {
+    const { gptq, gguf: ggufOut, report } = await runJob(model, plan, {
       ...(pool ? { pool } : {}),
       threads,
       kernel,
       modelName: modelPath,
       store: run.store,
       sink: run.sink,
+      ...(ggufVocab ? { ggufVocab } : {}),
       ...(maxStateBytes !== undefined ? { maxStateBytes } : {}),
       onProgress: (p) => bar.update(p),
     });
@@ -300,12 +318,19 @@ async function quantizeCommand(argv: string[]) {
     if (values.json) {
       console.log(JSON.stringify(report));
     } else {
+      const base = plan.gguf ? 'llama.cpp loss' : 'RTN loss';
+      const mine = plan.gguf ? `${plan.gguf.solver} loss` : `${provenance.method} loss`;
       console.log(table(
-        ['block', 'layer', 'shape', 'RTN loss', `${provenance.method} loss`, 'ratio', 'seconds'],
+        ['block', 'layer', 'shape', base, mine, 'ratio', 'seconds'],
         layers.map((l) => [String(l.block), l.layer, `${l.rows}x${l.cols}`, l.loss_rtn.toExponential(3), l.loss.toExponential(3), (l.loss / l.loss_rtn).toFixed(3), l.seconds.toFixed(3)]),
       ));
-      console.log(`total: RTN loss ${totals.loss_rtn.toExponential(4)}, ${provenance.method} loss ${totals.loss.toExponential(4)} (${(totals.loss / totals.loss_rtn).toFixed(3)} of RTN), ${totals.seconds}s`);
-      console.log(`wrote ${outDir}/dequantized (${model.kind === 'llama2c' ? 'llama2.c' : `Hugging Face ${model.dtype}`}) and ${outDir}/gptq (${gptq.format}${gptq.dense.length ? `; ${gptq.dense.length} layers whose shape GPTQ kernels cannot pack stored dense` : ''})`);
+      console.log(`total: ${base} ${totals.loss_rtn.toExponential(4)}, ${mine} ${totals.loss.toExponential(4)} (${(totals.loss / totals.loss_rtn).toFixed(3)} of it), ${totals.seconds}s`);
+      if (ggufOut) {
+        const types = Object.entries(ggufOut.types).map(([t, c]) => `${c.tensors} ${t}`).join(', ');
+        console.log(`wrote ${outDir}/model.gguf (${(ggufOut.fileBytes / 2 ** 20).toFixed(2)} MiB; ${types})`);
+      } else if (gptq) {
+        console.log(`wrote ${outDir}/dequantized (${model.kind === 'llama2c' ? 'llama2.c' : `Hugging Face ${model.dtype}`}) and ${outDir}/gptq (${gptq.format}${gptq.dense.length ? `; ${gptq.dense.length} layers whose shape GPTQ kernels cannot pack stored dense` : ''})`);
+      }
     }
   } finally {
     await run.release().catch(() => {});

@@ -253,7 +253,7 @@ export async function openOutputRun(out: string, inputs: readonly string[], key:
     await mkdir(stagingDir);
     const store: QuantizedStore = {
       async put(block, layers) {
-        const meta = layers.map(({ codes, scales, zeros, gIdx, ...rest }) => rest);
+        const meta = layers.map(({ codes, scales, zeros, gIdx, gguf, ...rest }) => ({ ...rest, ...(gguf ? { gguf: { type: gguf.type } } : {}) }));
         await writeAtomic(join(blocksDir, `block-${block}.safetensors`), writeSafetensors(layerTensors(layers)));
         await writeAtomic(join(blocksDir, `block-${block}.json`), JSON.stringify(meta));
         if (!manifest.blocks.includes(block)) manifest.blocks.push(block);
@@ -286,9 +286,11 @@ export async function openOutputRun(out: string, inputs: readonly string[], key:
   }
 }
 
+/** A block's layers as safetensors: integer codes and grids, or a GGUF layer's block bytes. */
 function layerTensors(layers: QuantizedLinear[]) {
   return layers.flatMap((l) => {
     const p = `${l.block}.${l.name}`;
+    if (l.gguf) return [{ name: `${p}.gguf`, dtype: 'U8' as const, shape: [l.gguf.bytes.length], data: l.gguf.bytes }];
     return [
       { name: `${p}.codes`, dtype: 'U8' as const, shape: [l.rows, l.cols], data: l.codes },
       { name: `${p}.scales`, dtype: 'F32' as const, shape: [l.rows, l.groups], data: l.scales },
@@ -302,6 +304,10 @@ function layersFromTensors(bytes: Uint8Array, meta: QuantizedLinear[]): Quantize
   const file = parseSafetensors(bytes);
   return meta.map((m) => {
     const p = `${m.block}.${m.name}`;
+    if (m.gguf) {
+      const empty = { codes: new Uint8Array(0), scales: new Float32Array(0), zeros: new Float32Array(0), gIdx: new Int32Array(0) };
+      return { ...m, ...empty, gguf: { type: m.gguf.type, bytes: readTensorRaw(file, bytes, `${p}.gguf`) as Uint8Array } };
+    }
     return {
       ...m,
       codes: readTensorRaw(file, bytes, `${p}.codes`) as Uint8Array,

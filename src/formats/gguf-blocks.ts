@@ -8,6 +8,7 @@
 // by row; a row is cols / blockElems blocks laid end to end, rows follow each other.
 import { FormatError, NonFiniteError, OptionError, ShapeError, assertFinite } from '../core/errors.js';
 import type { Kernel } from '../core/kernel.js';
+import type { GgmlDecoder, GgmlType } from './gguf.js';
 
 export type GgufBlockTypeName =
   | 'F32' | 'F16' | 'BF16' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q8_0' | 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K';
@@ -404,4 +405,14 @@ export function gridFromRanges(
     return storedParams(kernel, info, rows, cols, (hp, sc, mn) => kernel.exports.ggufGridFromRanges(info.id, l, h, rows, cols, hp, sc, mn));
   });
   return finishGrid(kernel, info, rows, cols, params, data);
+}
+
+/** Decoders of the block types, for the GGUF readers (GgufReadOptions.decoders): a tensor's
+ * bytes are its rows end to end, so it decodes as one row of all its elements. */
+export function blockDecoders(kernel: Kernel): Partial<Record<GgmlType, GgmlDecoder>> {
+  const out: Partial<Record<GgmlType, GgmlDecoder>> = {};
+  for (const info of Object.values(GGUF_BLOCK_TYPES)) {
+    if (info.groupSize) out[info.name as GgmlType] = (bytes, elements) => dequantizeRows(kernel, info.name, bytes, 1, elements);
+  }
+  return out;
 }

@@ -322,6 +322,7 @@ function metadataOf(c: LlamaConfig, a: Arch, g: GgufFamily, options: GgufWriteOp
 // ------------------------------------------------------------------ the tensor table
 
 /** Where a GGUF tensor's values live (or come from). */
+export type GgufSlot = Slot;
 type Slot =
   | { kind: 'embedding' | 'finalNorm' | 'classifier' }
   | { kind: 'rope'; which: 'freqs' | 'long' | 'short' }
@@ -411,30 +412,28 @@ const isNorm = (slot: Slot) => slot.kind === 'norm' || slot.kind === 'finalNorm'
 
 // ------------------------------------------------------------------ writer
 
-/** A planned GGUF file for `model` and the bytes of each tensor, computed when asked for. */
-export interface LlamaGgufPlan {
+/** A GGUF file laid out for a config: its plan (header, every tensor's type and offset) and,
+ * per tensor, where its values live and how stored values are made from them. */
+export interface GgufLayout {
   plan: GgufPlan;
-  /** Bytes of plan.tensors[index] (permuted, shifted and encoded now; nothing is kept). */
-  tensorBytes(index: number): Uint8Array;
+  /** The tensors in file order (plan.tensors[i] is tensors[i]). */
+  tensors: readonly { name: string; shape: number[]; slot: Slot }[];
+  /** Bytes of tensor `index` from its float32 values as the model holds them: q/k rows moved to
+   * the family's layout, Gemma's norms stored as 1 + w, encoded to the tensor's type. Generated
+   * tensors (rope_freqs, LongRoPE factors) take no values. */
+  encode(index: number, values?: Float32Array): Uint8Array;
+  /** The row order of tensor `index` in the file (file row i = model row order[i]), or null:
+   * how to write rows quantized in the model's layout (the bytes of a row do not change). */
+  rowOrder(index: number): Int32Array | null;
 }
 
-/**
- * Lays out `model` as a GGUF file without encoding any weight: write `plan.header`, then each
- * tensor's bytes at its offset (see writeGguf), so a large model streams tensor by tensor.
- */
-export function planLlamaGguf(model: LlamaModel, options: GgufWriteOptions = {}): LlamaGgufPlan {
-  checkModelShapes(model);
-  const c = model.config;
+/** Lays out a GGUF file for a model of `config`, each 2-D weight of type `typeOf(name)` (1-D
+ * tensors F32, as the converter writes them). */
+export function layoutGguf(config: LlamaConfig, typeOf: (name: string, dims: readonly number[]) => GgmlType, options: GgufWriteOptions = {}): GgufLayout {
+  const c = config;
   const g = familyOfModel(c, options.family);
   const a = resolveArch(c);
   unrepresentable(c, a, g);
-  if (c.tiedEmbeddings && model.classifier !== model.embedding) {
-    for (let i = 0; i < model.embedding.length; i++) {
-      if (!Object.is(model.classifier[i], model.embedding[i])) throw new OptionError('GGUF: config says tied embeddings but classifier differs from embedding');
-    }
-  }
-  const type = options.type ?? 'F32';
-  if (!Object.prototype.hasOwnProperty.call(GGML_TYPES, type)) throw new DtypeError(`GGUF: unknown ggml type ${String(type)}`);
   const encoders = { ...FLOAT_ENCODERS, ...options.encoders };
   const sources = tensorTable(c, a);
   // The generated tensors are small: computed now, so a missing kernel fails before any byte.
@@ -449,25 +448,70 @@ export function planLlamaGguf(model: LlamaModel, options: GgufWriteOptions = {})
   }
   const descriptors = sources.map((t) => {
     const dims = [...t.shape].reverse(); // ggml order: row length first
-    const tt: GgmlType = t.shape.length === 1 ? 'F32' : options.typeOf?.(t.name, dims) ?? type;
-    if (!encoders[tt]) throw new DtypeError(`GGUF: no encoder for ${tt} (tensor "${t.name}"); pass one in options.encoders`);
+    const tt: GgmlType = t.shape.length === 1 ? 'F32' : typeOf(t.name, dims);
+    if (!Object.prototype.hasOwnProperty.call(GGML_TYPES, tt)) throw new DtypeError(`GGUF: unknown ggml type ${String(tt)} (tensor "${t.name}")`);
     return { name: t.name, dims, type: tt };
   });
   const plan = planGguf(metadataOf(c, a, g, options), descriptors);
   return {
     plan,
-    tensorBytes(index: number): Uint8Array {
+    tensors: sources,
+    encode(index: number, given?: Float32Array): Uint8Array {
       const t = sources[index];
       const info = plan.tensors[index];
       if (!t || !info) throw new OptionError(`GGUF: no tensor #${index}`);
-      let values = t.slot.kind === 'rope' ? rope[t.slot.which]! : tensorOf(model, t.slot)!;
+      let values = t.slot.kind === 'rope' ? rope[t.slot.which]! : given;
+      if (!values) throw new OptionError(`GGUF: tensor "${t.name}" needs its values`);
       values = qkRows(values, t.slot, a, c.ropeStyle, g.qkRows);
       if (a.gemmaNorm && isNorm(t.slot)) values = onePlus(values);
+      const encoder = encoders[info.type];
+      if (!encoder) throw new DtypeError(`GGUF: no encoder for ${info.type} (tensor "${t.name}"); pass one in options.encoders`);
       const rows = t.shape.length === 1 ? 1 : t.shape[0];
-      const bytes = encoders[info.type]!(values, rows, info.dims[0]);
+      const bytes = encoder(values, rows, info.dims[0]);
       if (bytes.length !== info.byteLength) throw new ShapeError(`GGUF: the ${info.type} encoder gave ${bytes.length} bytes for "${info.name}", expected ${info.byteLength}`);
       return bytes;
     },
+    rowOrder(index: number): Int32Array | null {
+      const t = sources[index];
+      if (!t || t.shape.length !== 2) return null;
+      const rows = t.shape[0];
+      const order = qkRows(Float32Array.from({ length: rows }, (_, i) => i), t.slot.kind === 'linear' ? { kind: 'bias', layer: t.slot.layer, name: t.slot.name } : t.slot, a, c.ropeStyle, g.qkRows);
+      return order.every((v, i) => v === i) ? null : Int32Array.from(order);
+    },
+  };
+}
+
+/** A planned GGUF file for `model` and the bytes of each tensor, computed when asked for. */
+export interface LlamaGgufPlan {
+  plan: GgufPlan;
+  /** Bytes of plan.tensors[index] (permuted, shifted and encoded now; nothing is kept). */
+  tensorBytes(index: number): Uint8Array;
+}
+
+/**
+ * Lays out `model` as a GGUF file without encoding any weight: write `plan.header`, then each
+ * tensor's bytes at its offset (see writeGguf), so a large model streams tensor by tensor.
+ */
+export function planLlamaGguf(model: LlamaModel, options: GgufWriteOptions = {}): LlamaGgufPlan {
+  checkModelShapes(model);
+  const c = model.config;
+  if (c.tiedEmbeddings && model.classifier !== model.embedding) {
+    for (let i = 0; i < model.embedding.length; i++) {
+      if (!Object.is(model.classifier[i], model.embedding[i])) throw new OptionError('GGUF: config says tied embeddings but classifier differs from embedding');
+    }
+  }
+  const type = options.type ?? 'F32';
+  if (!Object.prototype.hasOwnProperty.call(GGML_TYPES, type)) throw new DtypeError(`GGUF: unknown ggml type ${String(type)}`);
+  // Every weight is encoded here: a type without an encoder fails now, before any byte.
+  const encoders = { ...FLOAT_ENCODERS, ...options.encoders };
+  const layout = layoutGguf(c, (name, dims) => {
+    const t = options.typeOf?.(name, dims) ?? type;
+    if (Object.prototype.hasOwnProperty.call(GGML_TYPES, t) && !encoders[t]) throw new DtypeError(`GGUF: no encoder for ${t} (tensor "${name}"); pass one in options.encoders`);
+    return t;
+  }, options);
+  return {
+    plan: layout.plan,
+    tensorBytes: (index) => layout.encode(index, layout.tensors[index] && tensorOf(model, layout.tensors[index].slot)),
   };
 }
 

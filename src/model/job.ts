@@ -10,16 +10,29 @@ import { groupSizeLabel, resolveSolver, solverOptionsOf, type SolverOptions, typ
 import { readLlama2c } from './checkpoint/llama2c.js';
 import { sha256Hex } from '../formats/digest.js';
 import { bytesSource, type ByteSource } from '../formats/bytes.js';
-import type { TextTokenizer } from '../formats/tokenizer.js';
+import type { TextTokenizer, Tokenizer } from '../formats/tokenizer.js';
+import { HfTokenizer } from '../formats/hf-tokenizer.js';
+import { ggufVocabMetadata } from '../formats/gguf-vocab.js';
+import { llama2cVocabMetadata } from '../formats/gguf-llama2c-vocab.js';
+import { GGUF_FAMILIES } from './gguf.js';
 import { readGptqCheckpoint } from './export.js';
 import { readLlamaGguf } from './gguf.js';
+import { blockDecoders } from '../formats/gguf-blocks.js';
 import { quantizeModel, quantizedView, calibrationWindows, type ModelQuantizeOptions, type QuantizedLinear } from './pipeline.js';
-import { memorySink, writeGptqCheckpoint, writeHfCheckpoint, writeLlama2cFile, VERSION, type GptqSummary, type OutputFile, type OutputSink, type Provenance } from './outputs.js';
+import { memorySink, writeGgufFile, writeGptqCheckpoint, writeHfCheckpoint, writeLlama2cFile, VERSION, type GgufSummary, type GptqSummary, type OutputFile, type OutputSink, type Provenance } from './outputs.js';
+import { ggufMix, type GgufMix } from './gguf-mix.js';
+import { GGUF_SOLVERS, type GgufSolver } from '../quantize-gguf.js';
+import type { GgufMetadata } from '../formats/gguf-types.js';
 import { baseName, memoryModel, openHfModel, type LazyModel, type ModelKind } from './source.js';
 import { splitParagraphs, paragraphRange, tokenizeParagraphs } from './text.js';
 import type { LlamaConfig } from './types.js';
 
 export type { ModelKind, OutputFile };
+
+function ggufSolverOf(name: string): GgufSolver {
+  if (!(GGUF_SOLVERS as readonly string[]).includes(name)) throw new OptionError(`--gguf-solver must be one of ${GGUF_SOLVERS.join(', ')}, got ${name}`);
+  return name as GgufSolver;
+}
 
 /** One file of a model: its name, and its bytes or a source to read them from lazily. */
 export interface ModelFile {
@@ -73,11 +86,18 @@ export async function modelFromFiles(files: ModelFile[], kernel: Kernel): Promis
   const [file] = files;
   if (file.name.toLowerCase().endsWith('.gguf')) {
     const source = sourceOf(file);
-    const model = await readLlamaGguf(source);
+    const model = await readLlamaGguf(source, { decoders: blockDecoders(kernel), kernel });
     return memoryModel(model, 'gguf', 'F32', async () => sha256Hex(await source.read(0, source.size)));
   }
   const bytes = await bytesOf(file);
   return memoryModel(readLlama2c(bytes), 'llama2c', 'F32', () => sha256Hex(bytes));
+}
+
+/** The tokenizer.ggml.* metadata of a model's tokenizer, as llama.cpp's converter writes it. */
+export async function ggufVocabFor(tokenizer: TextTokenizer, config: LlamaConfig): Promise<GgufMetadata> {
+  if (tokenizer instanceof HfTokenizer) return ggufVocabMetadata(tokenizer, { architecture: GGUF_FAMILIES[config.family ?? 'llama'].arch });
+  if (tokenizer.kind === 'llama2c') return llama2cVocabMetadata(tokenizer as Tokenizer);
+  throw new OptionError(`no GGUF vocabulary for a ${tokenizer.kind} tokenizer`);
 }
 
 /** Tokens of paragraphs `range` ("A:B", as --calib-paragraphs / --paragraphs) of `text`. */
@@ -115,10 +135,17 @@ export interface JobPlan {
   provenance: Provenance;
   /** The solver settings, resolved: what every layer is quantized with. */
   solver: SolverSpec;
+  /** GGUF output: llama.cpp's mix and the solver of the codes (the integer-grid solver
+   * settings then do not apply, but `iters`). */
+  gguf: { mix: GgufMix; solver: GgufSolver } | null;
 }
 
 /** Draws the calibration windows and resolves the options into the provenance. */
-export async function planJob(model: { config: LlamaConfig }, tokens: Int32Array, options: SolverOptions, calibration: CalibrationOptions = {}): Promise<JobPlan> {
+export async function planJob(
+  model: { config: LlamaConfig }, tokens: Int32Array, options: SolverOptions, calibration: CalibrationOptions = {},
+  gguf: { mix: string; solver?: string } | null = null,
+): Promise<JobPlan> {
+  const ggufPlan = gguf ? { mix: ggufMix(gguf.mix), solver: ggufSolverOf(gguf.solver ?? 'cd') } : null;
   const nsamples = calibration.nsamples ?? 128;
   const seqlen = calibration.seqlen ?? 256;
   const seed = calibration.seed ?? 0;
@@ -142,8 +169,9 @@ export async function planJob(model: { config: LlamaConfig }, tokens: Int32Array
     calibrationSha256,
     nsamples: samples.length,
     seqlen,
+    gguf: ggufPlan ? `${ggufPlan.mix}/${ggufPlan.solver}` : null,
   };
-  return { samples, seqlen, provenance, solver };
+  return { samples, seqlen, provenance, solver, gguf: ggufPlan };
 }
 
 export interface LayerReport {
@@ -163,8 +191,12 @@ export interface LayerReport {
 export interface JobReport extends Provenance {
   version: string;
   model: string;
-  gptq_format: string;
-  gptq_dense_layers: string[];
+  /** Integer-grid runs: the GPTQ checkpoint's format and the layers it stores dense. */
+  gptq_format?: string;
+  gptq_dense_layers?: string[];
+  /** GGUF runs: tensors and bytes by type, and the file's size. */
+  gguf_types?: Record<string, { tensors: number; bytes: number }>;
+  gguf_bytes?: number;
   totals: { loss: number; loss_rtn: number; seconds: number };
   layers: LayerReport[];
 }
@@ -191,7 +223,10 @@ export interface JobResult {
   layers: QuantizedLinear[];
   /** The quantized model, read lazily: the source with each linear layer dequantized. */
   quantized: LazyModel;
-  gptq: GptqSummary;
+  /** The GPTQ checkpoint written (integer-grid runs), or null. */
+  gptq: GptqSummary | null;
+  /** The GGUF file written (GGUF runs), or null. */
+  gguf: GgufSummary | null;
   /** The files written, when the sink kept them in memory (the default). */
   files: OutputFile[];
   report: JobReport;
@@ -207,18 +242,22 @@ export type JobOptions = Partial<Pick<ModelQuantizeOptions, 'onProgress' | 'onBl
   sink?: OutputSink;
   /** Largest safetensors shard written (default 5 GB, as transformers). */
   maxShardBytes?: number;
+  /** GGUF runs: the vocabulary metadata (tokenizer.ggml.*) of the model's tokenizer. */
+  ggufVocab?: GgufMetadata;
 };
 
 /** Quantizes `source` as `plan` says (blocks already in `job.store` are resumed, not redone)
  * and writes every output into the sink: the dequantized model in the input's own format
  * (dequantized/), the GPTQ checkpoint (gptq/) and report.json. */
 export async function runJob(source: LazyModel, plan: JobPlan, job: JobOptions): Promise<JobResult> {
-  const { kernel, modelName, store = memoryStore(), sink = memorySink(), maxShardBytes, onBlockDone, ...hooks } = job;
+  const { kernel, modelName, store = memoryStore(), sink = memorySink(), maxShardBytes, onBlockDone, ggufVocab, ...hooks } = job;
   const { provenance } = plan;
+  if (plan.gguf && !ggufVocab) throw new OptionError('a GGUF file needs the vocabulary of the model\'s tokenizer (ggufVocab): llama.cpp cannot load a model without one');
   const t0 = performance.now();
   const result = await quantizeModel(source, plan.samples, {
     ...solverOptionsOf(plan.solver),
     ...hooks,
+    ...(plan.gguf ? { gguf: plan.gguf } : {}),
     kernel,
     keepLayers: false,
     resume: (block) => store.get(block),
@@ -235,22 +274,34 @@ export async function runJob(source: LazyModel, plan: JobPlan, job: JobOptions):
   };
   const quantized = quantizedView(source, layersOf, kernel);
 
-  // Outputs: the dequantized model in the input's own format, and the GPTQ checkpoint.
-  const metadata = Object.fromEntries(Object.entries(provenance).map(([k, v]) => [`cdquant.${k}`, String(v)]));
-  if (source.kind === 'llama2c') await writeLlama2cFile(sink, 'dequantized/model.bin', quantized);
-  else await writeHfCheckpoint(sink, 'dequantized', quantized, source.dtype === 'F16' && source.kind === 'gptq' ? 'F32' : source.dtype, { quantizer: `cdquant ${VERSION}`, ...metadata }, maxShardBytes);
-  const gptq = await writeGptqCheckpoint(sink, 'gptq', source, layersOf, provenance, kernel, maxShardBytes);
+  // Outputs: GGUF runs write the GGUF file; integer-grid runs the dequantized model in the
+  // input's own format and the GPTQ checkpoint.
+  let gptq: GptqSummary | null = null;
+  let gguf: GgufSummary | null = null;
+  if (plan.gguf) {
+    gguf = await writeGgufFile(sink, 'model.gguf', source, layersOf, plan.gguf.mix, ggufVocab!, { name: modelName.slice(modelName.lastIndexOf('/') + 1) || 'model', kernel });
+  } else {
+    const metadata = Object.fromEntries(Object.entries(provenance).map(([k, v]) => [`cdquant.${k}`, String(v)]));
+    if (source.kind === 'llama2c') await writeLlama2cFile(sink, 'dequantized/model.bin', quantized);
+    else await writeHfCheckpoint(sink, 'dequantized', quantized, source.dtype === 'F16' && source.kind === 'gptq' ? 'F32' : source.dtype, { quantizer: `cdquant ${VERSION}`, ...metadata }, maxShardBytes);
+    gptq = await writeGptqCheckpoint(sink, 'gptq', source, layersOf, provenance, kernel, maxShardBytes);
+  }
   const layers: LayerReport[] = result.layers.map((l) => ({
     block: l.block, layer: l.name, rows: l.rows, cols: l.cols, loss_rtn: l.rtnLoss, loss: l.loss,
     ...(l.compare ? { compare: l.compare } : {}),
     seconds: round(l.seconds, 4), moves_per_row: l.movesPerRow === null ? null : round(l.movesPerRow, 2), damp_used: l.dampUsed,
   }));
   const totals = { loss: sum(layers.map((l) => l.loss)), loss_rtn: sum(layers.map((l) => l.loss_rtn)), seconds: round(seconds, 3) };
-  const report: JobReport = { version: VERSION, model: modelName, ...provenance, gptq_format: gptq.format, gptq_dense_layers: gptq.dense, totals, layers };
+  const report: JobReport = {
+    version: VERSION, model: modelName, ...provenance,
+    ...(gptq ? { gptq_format: gptq.format, gptq_dense_layers: gptq.dense } : {}),
+    ...(gguf ? { gguf_types: gguf.types, gguf_bytes: gguf.fileBytes } : {}),
+    totals, layers,
+  };
   const w = await sink.open('report.json');
   await w.write(JSON.stringify(report, null, 2));
   await w.close();
-  return { layers: result.layers, quantized, gptq, files: 'files' in sink ? (sink as { files: OutputFile[] }).files : [], report };
+  return { layers: result.layers, quantized, gptq, gguf, files: 'files' in sink ? (sink as { files: OutputFile[] }).files : [], report };
 }
 
 export const round = (x: number, digits: number) => Number(x.toFixed(digits));

@@ -13,7 +13,11 @@ import { leBytes } from '../formats/bytes.js';
 import { resolveArch } from './arch.js';
 import { hfConfigJson, hfTensors, hfOrientedArray, permuteRopeRows, type HfDtype, type HfSlot } from './checkpoint/hf.js';
 import { writeLlama2c } from './checkpoint/llama2c.js';
-import type { QuantizedLinear } from './pipeline.js';
+import { HEAD_BLOCK, type QuantizedLinear } from './pipeline.js';
+import { layoutGguf, type GgufSlot } from './gguf.js';
+import { GGUF_MIXES, type GgufMix } from './gguf-mix.js';
+import { writeGguf, type GgmlType } from '../formats/gguf.js';
+import type { GgufMetadata } from '../formats/gguf-types.js';
 import type { LazyModel } from './source.js';
 import type { LinearName, LlamaBlock, LlamaModel } from './types.js';
 
@@ -209,6 +213,8 @@ export interface Provenance {
   calibrationSha256: string;
   nsamples: number;
   seqlen: number;
+  /** GGUF runs: the llama.cpp mix and the solver of its codes; null otherwise. */
+  gguf: string | null;
 }
 
 /** GPTQ kernels in every common loader need in and out features divisible by 32. */
@@ -369,4 +375,78 @@ export function provenanceFields(spec: SolverSpec): Pick<Provenance, 'method' | 
     init: spec.init,
     refit: spec.refit,
   };
+}
+
+// ------------------------------------------------------------------------------------------
+// GGUF
+
+export interface GgufSummary {
+  mix: string;
+  /** Tensors by type: how many, and their bytes. */
+  types: Record<string, { tensors: number; bytes: number }>;
+  fileBytes: number;
+}
+
+/**
+ * Writes a model quantized in GGUF mode (quantizeModel's `gguf` option) as one GGUF file:
+ * llama.cpp's names, metadata and layout for the family (gguf.ts), the quantized tensors'
+ * bytes exactly as the solver optimised them (q/k rows moved to the family's layout as whole
+ * rows), every other tensor from the source in float32, and the vocabulary (`vocab`:
+ * tokenizer.ggml.*). Streams: one tensor in memory at a time.
+ */
+export async function writeGgufFile(
+  sink: OutputSink, path: string, source: LazyModel, layersOf: (block: number) => Promise<readonly QuantizedLinear[]>,
+  mix: GgufMix, vocab: GgufMetadata, options: { name?: string; kernel: Kernel },
+): Promise<GgufSummary> {
+  const { config } = source;
+  const head = HEAD_BLOCK(config);
+  const quantized = async (slot: GgufSlot): Promise<QuantizedLinear | undefined> => {
+    if (slot.kind === 'linear') return (await layersOf(slot.layer)).find((l) => l.name === slot.name);
+    if (slot.kind === 'classifier' || (slot.kind === 'embedding' && config.tiedEmbeddings)) return (await layersOf(head)).find((l) => l.name === 'classifier');
+    if (slot.kind === 'embedding') return (await layersOf(head)).find((l) => l.name === 'embedding');
+    return undefined;
+  };
+  // Every 2-D tensor's type is the one it was quantized to.
+  const typeOf = new Map<string, GgmlType>();
+  const probe = layoutGguf(config, () => 'F32', { kernel: options.kernel });
+  for (const t of probe.tensors) {
+    if (t.shape.length !== 2) continue;
+    const l = await quantized(t.slot);
+    if (!l?.gguf) throw new OptionError(`GGUF: tensor ${t.name} was not quantized to a GGUF type (run quantizeModel with the gguf option)`);
+    typeOf.set(t.name, l.gguf.type);
+  }
+  const layout = layoutGguf(config, (name) => typeOf.get(name)!, {
+    kernel: options.kernel,
+    name: options.name ?? 'model',
+    fileType: GGUF_MIXES[mix].fileType,
+    metadata: vocab,
+  });
+  const block = blockReader(source);
+  const w = await sink.open(path);
+  const summary: GgufSummary = { mix, types: {}, fileBytes: layout.plan.fileSize };
+  await writeGguf(layout.plan, async (info, i) => {
+    const t = layout.tensors[i];
+    const slot = t.slot;
+    const count = (summary.types[info.type] ??= { tensors: 0, bytes: 0 });
+    count.tensors++;
+    count.bytes += info.byteLength;
+    const q = t.shape.length === 2 ? await quantized(slot) : undefined;
+    if (q?.gguf) {
+      const order = layout.rowOrder(i);
+      if (!order) return q.gguf.bytes;
+      const rowBytes = q.gguf.bytes.length / q.rows;
+      const out = new Uint8Array(q.gguf.bytes.length);
+      order.forEach((from, to) => out.set(q.gguf!.bytes.subarray(from * rowBytes, (from + 1) * rowBytes), to * rowBytes));
+      return out;
+    }
+    if (slot.kind === 'rope') return layout.encode(i);
+    const values = slot.kind === 'finalNorm' ? await source.finalNorm()
+      : slot.kind === 'norm' ? (await block(slot.layer))[slot.field]!
+      : slot.kind === 'bias' ? (await block(slot.layer)).bias![slot.name]
+      : undefined;
+    if (!values) throw new OptionError(`GGUF: no values for tensor ${t.name}`);
+    return layout.encode(i, values);
+  }, (chunk) => w.write(chunk));
+  await w.close();
+  return summary;
 }
