@@ -19,4 +19,5 @@ export * from './gptq';
 export * from './cd';
 export * from './bcd';
 export * from './refit';
+export * from './check';
 export * from './nn';

@@ -13,6 +13,7 @@ import { HessianError, assertFinite } from './errors.js';
 import type { Kernel } from './kernel.js';
 import type { LayerPlan } from './options.js';
 import { permuteColumns, permuteSquare } from './permute.js';
+import { PSD_DAMPING } from './validate.js';
 
 /** Step 1: dead columns (H_ii == 0) get H_ii = 1, in place; returns their indices. */
 export function deadColumns(h: Float32Array, cols: number): Int32Array {
@@ -38,7 +39,7 @@ export function actOrder(h: Float32Array, cols: number): Int32Array {
 const DAMP_ATTEMPTS = 5;
 
 /** Steps 3-4: U = chol((P H P^T + damp * mean(diag) * I)^-1), raising the damping tenfold
- * while the Cholesky fails. Returns U and the damping fraction used. */
+ * while the Cholesky fails, up to PSD_DAMPING. Returns U and the damping fraction used. */
 export function gptqFactor(kernel: Kernel, h: Float32Array, cols: number, perm: Int32Array | null, damp: number): { factor: Float32Array; dampUsed: number } {
   const permuted = perm ? permuteSquare(h, cols, perm) : h;
   const x = kernel.exports;
@@ -51,8 +52,10 @@ export function gptqFactor(kernel: Kernel, h: Float32Array, cols: number, perm: 
       kernel.f32(hd, cols * cols).set(permuted);
       x.addDamping(hd, cols, percdamp);
       if (x.upperCholeskyOfInverse(u, hd, cols, work) === 0) break;
-      if (attempt === DAMP_ATTEMPTS - 1) {
-        throw new HessianError(`hessian is not positive definite even with damping ${percdamp} x mean diagonal (Cholesky failed)`);
+      // Raising the damping past PSD_DAMPING would hide an H that is not positive
+      // semidefinite up to damping (see validate.ts) instead of rounding.
+      if (percdamp >= PSD_DAMPING || attempt === DAMP_ATTEMPTS - 1) {
+        throw new HessianError(`hessian is not positive semidefinite: H + ${percdamp} * mean(diag H) * I has no Cholesky factor`);
       }
       percdamp = percdamp > 0 ? percdamp * 10 : 0.01;
     }

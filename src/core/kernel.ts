@@ -67,6 +67,10 @@ export interface KernelExports {
   refitBand(w: Ptr, q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, maxq: number, sym: boolean,
     groupWidth: number, groups: number, scales: Ptr, zeros: Ptr, accepted: Ptr, scratch: Ptr): void;
   refitBandScratch(rows: number, cols: number): Bytes;
+  // check.ts
+  psdCheck(h: Ptr, n: number, damping: number, work: Ptr): number;
+  psdCheckScratch(n: number): Bytes;
+  lossTolerance(w: Ptr, q: Ptr, rows: number, cols: number, hdiag: Ptr, damping: number, out: Ptr): void;
   // nn.ts (the forward pass; typed where it is driven, src/model/forward.ts)
   [nn: `nn_${string}`]: (...args: number[]) => number | void;
 }

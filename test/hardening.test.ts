@@ -1,0 +1,240 @@
+// Issue 14, "nothing silently wrong": inputs that used to give NaN weights, Inf scales or
+// negative losses with exit 0 are refused with typed errors, and results near the edges of
+// float32 stay valid. Expected values come from the float32 format itself (2^127, 2^-115),
+// from float64 references written here (losses, spectra of constructed matrices) and from
+// test/reference.ts.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  quantizeLayer, prepareLayer, solveBand, HessianAccumulator, Kernel,
+  NonFiniteError, HessianError, CdquantError,
+  type QuantizeOptions, type LayerResult,
+} from '../src/index.js';
+import { layerLossPerRow, mulberry32 } from './reference.js';
+
+const METHODS: QuantizeOptions[] = [
+  { method: 'rtn', bits: 4 },
+  { method: 'rtn', bits: 3, groupSize: 8, clip: 'mse' },
+  { method: 'rtn', bits: 3, clip: 'owc' },
+  { method: 'gptq', bits: 4 },
+  { method: 'gptq', bits: 3, groupSize: 8, actOrder: true },
+  { method: 'cd', bits: 3 },
+  { method: 'cd', bits: 3, groupSize: 8, init: 'gptq', clip: 'minmax', refit: 1 },
+  { method: 'bcd', bits: 2, groupSize: 8 },
+];
+const label = (o: QuantizeOptions) => JSON.stringify(o);
+
+async function rejects(p: Promise<unknown>, Type: new (...a: never[]) => Error, match: RegExp, what: string): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, Type, `${what}: ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
+    assert.match((e as Error).message, match, what);
+    return;
+  }
+  assert.unreachable(`${what}: expected ${Type.name}, got a result`);
+}
+
+/** Every value a result holds is finite, its losses are the float64 loss of its own
+ * dequantized weights (test/reference.ts layerLossPerRow) and not negative. */
+function assertValidResult(r: LayerResult, w: Float32Array, h: ArrayLike<number>, what: string): void {
+  const q = r.dequantize();
+  for (const [name, a] of [['values', q], ['scales', r.scales], ['zeros', r.zeros]] as const) {
+    for (let i = 0; i < a.length; i++) assert.ok(Number.isFinite(a[i]), `${what}: ${name}[${i}] = ${a[i]}`);
+  }
+  const want = layerLossPerRow(w, q, h, r.rows, r.cols);
+  for (let i = 0; i < r.rows; i++) {
+    assert.ok(want[i] >= 0, `${what}: reference loss ${want[i]}`);
+    assert.ok(Math.abs(r.rowLoss[i] - want[i]) <= 1e-4 * want[i], `${what}: row ${i} loss ${r.rowLoss[i]} vs float64 ${want[i]}`);
+  }
+}
+
+function identity(n: number, scale = 1): Float32Array {
+  const h = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) h[i * n + i] = scale;
+  return h;
+}
+
+function randomWeights(rows: number, cols: number, seed: number, scale = 1): Float32Array {
+  const u = mulberry32(seed);
+  return Float32Array.from({ length: rows * cols }, () => (u() * 2 - 1) * scale);
+}
+
+/** A PSD H = (2/n) X^T X from n random rows (singular when n < cols). */
+async function sampleHessian(cols: number, n: number, seed: number): Promise<Float32Array> {
+  const u = mulberry32(seed);
+  const acc = new HessianAccumulator(cols);
+  await acc.add(Float32Array.from({ length: n * cols }, () => u() + u() - 1));
+  return acc.hessian();
+}
+
+/** H = Q diag(lambda) Q^T in float64 with Q the Householder reflection I - 2 v v^T / v^T v
+ * (orthogonal and symmetric), so its eigenvalues are exactly `lambda`; rounded to float32.
+ * v = e_last - f maps e_last to the spread unit vector f: the last eigenvalue's eigenvector is
+ * f, so a negative last eigenvalue does not make any diagonal entry negative. */
+function withSpectrum(lambda: number[], seed: number): Float32Array {
+  const n = lambda.length;
+  const u = mulberry32(seed);
+  const f = Array.from({ length: n }, () => 0.5 + u());
+  const norm = Math.sqrt(f.reduce((s, x) => s + x * x, 0));
+  const v = f.map((x, i) => (i === n - 1 ? 1 : 0) - x / norm);
+  const vv = v.reduce((s, x) => s + x * x, 0);
+  const Q = (i: number, j: number) => (i === j ? 1 : 0) - (2 * v[i] * v[j]) / vv;
+  const h = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = i; j < n; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += Q(i, k) * lambda[k] * Q(j, k);
+      h[i * n + j] = h[j * n + i] = s;
+    }
+  }
+  return h;
+}
+
+// ---------------------------------------------------------------------------------------
+// Case 1: finite weights whose range overflows float32 grid arithmetic
+
+test('case 1: weights of +-3e38 are refused with NonFiniteError naming the row, for every method (were NaN weights and an Inf scale)', async () => {
+  const rows = 4, cols = 16;
+  const w = randomWeights(rows, cols, 1);
+  w[2 * cols + 5] = 3e38;
+  w[2 * cols + 9] = -3e38;
+  const h = await sampleHessian(cols, 64, 2);
+  for (const o of METHODS) {
+    await rejects(quantizeLayer({ data: w, rows, cols }, h, { ...o, threads: 1 }), NonFiniteError, /row 2 has max \|w\| = 3\.00000000\d*e\+38/, label(o));
+  }
+});
+
+test('case 1: the grid-step bound is the real one: 2 max|w| <= F32_MAX passes, max|w| = 2^127 is refused', async () => {
+  // With a tiny H the products with H cannot overflow, so only the grid step (max - min) / maxq
+  // bounds the row: max - min = 2M is finite for M = 2^127 - 2^103 (the largest float32 below
+  // 2^127; 2M is exactly F32_MAX) and overflows for M = 2^127.
+  const rows = 2, cols = 8;
+  const below = 2 ** 127 - 2 ** 103;
+  const h = identity(cols, 1e-30);
+  for (const o of [{ method: 'rtn', bits: 4 }, { method: 'gptq', bits: 4 }, { method: 'rtn', bits: 2, groupSize: 4, sym: true }] as QuantizeOptions[]) {
+    const w = Float32Array.from({ length: rows * cols }, (_, i) => [below, -below, below / 3, 0][i % 4]);
+    assert.is(Math.fround(below), below);
+    const r = await quantizeLayer({ data: w, rows, cols }, h, { ...o, threads: 1 });
+    assertValidResult(r, w, h, `M = 2^127 - 2^103, ${label(o)}`);
+    w[3] = 2 ** 127;
+    await rejects(quantizeLayer({ data: w, rows, cols }, h, { ...o, threads: 1 }), NonFiniteError, /grid step/, `M = 2^127, ${label(o)}`);
+  }
+});
+
+test('case 1: large weights that overflow the products with H, CD gains or the MSE search are refused (MSE used to return the grid (1, 0))', async () => {
+  const rows = 3, cols = 8;
+  const h = identity(cols);
+  const w = randomWeights(rows, cols, 3, 1e20);
+  // a N = 7/3 * 1e20 is far below F32_MAX / 4: RTN and GPTQ give valid results ...
+  for (const o of [{ method: 'rtn', bits: 4 }, { method: 'gptq', bits: 4 }] as QuantizeOptions[]) {
+    assertValidResult(await quantizeLayer({ data: w, rows, cols }, h, { ...o, threads: 1 }), w, h, label(o));
+  }
+  // ... but CD's gain d^2 H_ii (about 1e40) and the MSE search's |e|^2.4 sums (about 1e48)
+  // overflow float32.
+  await rejects(quantizeLayer({ data: w, rows, cols }, h, { method: 'cd', bits: 4, threads: 1 }), NonFiniteError, /CD's gains/, 'cd');
+  await rejects(quantizeLayer({ data: w, rows, cols }, h, { method: 'bcd', bits: 4, threads: 1 }), NonFiniteError, /BCD's block gains/, 'bcd');
+  await rejects(quantizeLayer({ data: w, rows, cols }, h, { method: 'rtn', bits: 4, clip: 'mse', threads: 1 }), NonFiniteError, /MSE/, 'mse');
+  // The products (q - w) H: weights of 1 against an H of 1e38 per entry.
+  const big = new Float32Array(cols * cols).fill(1e37);
+  for (let i = 0; i < cols; i++) big[i * cols + i] = 2e37;
+  await rejects(quantizeLayer({ data: randomWeights(rows, cols, 4), rows, cols }, big, { method: 'rtn', bits: 4, threads: 1 }), NonFiniteError, /products/, 'big H');
+});
+
+test('case 1: groups whose weights are nonzero but below 2^-115 are refused (subnormal weights gave NaN); zero groups are fine', async () => {
+  const rows = 2, cols = 16;
+  const h = await sampleHessian(cols, 64, 5);
+  for (const tiny of [1.4e-45, 1e-40, 2 ** -116]) {
+    const w = randomWeights(rows, cols, 6);
+    for (let c = 8; c < 16; c++) w[cols + c] = c % 2 ? tiny : 0; // row 1, group 1 of 8
+    for (const o of METHODS) {
+      const grouped = { ...o, groupSize: 8, threads: 1 };
+      await rejects(quantizeLayer({ data: w, rows, cols }, h, grouped), NonFiniteError, /row 1, group 1: its largest \|w\|/, `${tiny} ${label(grouped)}`);
+    }
+  }
+  // 2^-115 itself, and an all-zero group, give valid grids.
+  const w = randomWeights(rows, cols, 7);
+  for (let c = 8; c < 16; c++) w[cols + c] = c === 9 ? 2 ** -115 : 0;
+  for (let c = 0; c < 8; c++) w[c] = 0;
+  for (const o of METHODS) {
+    const grouped = { ...o, groupSize: 8, threads: 1 };
+    assertValidResult(await quantizeLayer({ data: w, rows, cols }, h, grouped), w, h, `edge ${label(grouped)}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Case 2: H that is not positive semidefinite
+
+test('case 2: an indefinite H with a positive diagonal is refused with HessianError by every method (CD, BCD, GPTQ reported negative losses)', async () => {
+  const rows = 6, cols = 12;
+  const w = randomWeights(rows, cols, 8);
+  // Eigenvalues 1..11 and one of -0.5: mean diagonal = trace / n = 65.5 / 12, so the negative
+  // one is about -9% of it, beyond PSD_DAMPING's 1%.
+  const lambda = [...Array.from({ length: cols - 1 }, (_, i) => i + 1), -0.5];
+  const h = withSpectrum(lambda, 9);
+  for (let i = 0; i < cols; i++) assert.ok(h[i * cols + i] > 0, 'positive diagonal');
+  for (const o of METHODS) {
+    await rejects(quantizeLayer({ data: w, rows, cols }, h, { ...o, threads: 1 }), HessianError, /not positive semidefinite/, label(o));
+  }
+  // GPTQ used to raise its damping until the Cholesky passed; it stops at 1%.
+  await rejects(quantizeLayer({ data: w, rows, cols }, h, { method: 'gptq', bits: 4, damp: 0, threads: 1 }), HessianError, /not positive semidefinite/, 'gptq damp 0');
+  await rejects(quantizeLayer({ data: w, rows, cols }, h, { method: 'gptq', bits: 4, damp: 0.5, threads: 1 }), HessianError, /not positive semidefinite/, 'gptq damp 0.5');
+});
+
+test('case 2: PSD up to damping is what is accepted: singular sample Hessians, an eigenvalue of -0.1% of the mean diagonal, very large and very small H', async () => {
+  const rows = 6, cols = 12;
+  const w = randomWeights(rows, cols, 10);
+  // Fewer samples than columns: singular, PSD only up to float32 rounding.
+  const singular = await sampleHessian(cols, 5, 11);
+  // Eigenvalue -0.001 * mean diagonal: inside the documented tolerance.
+  const lambda = [...Array.from({ length: cols - 1 }, (_, i) => i + 1), 0];
+  const mean = lambda.reduce((s, x) => s + x, 0) / cols;
+  lambda[cols - 1] = -0.001 * mean;
+  const slightly = withSpectrum(lambda, 12);
+  for (const [name, h] of [['singular', singular], ['-0.1%', slightly]] as const) {
+    for (const o of METHODS) {
+      const r = await quantizeLayer({ data: w, rows, cols }, h, { ...o, threads: 1 });
+      for (const l of r.rowLoss) assert.ok(Number.isFinite(l), `${name} ${label(o)}`);
+    }
+  }
+  // The check scales H before its Cholesky: 1e37 * H and 1e-35 * H are as PSD as H.
+  const kernel = await Kernel.create();
+  for (const s of [1e37, 1e-35]) {
+    const scaled = singular.map((x) => x * s);
+    await prepareLayer(scaled, cols, { method: 'cd' }, kernel);
+    await rejects(prepareLayer(withSpectrum([...lambda.slice(0, -1), -0.5].map((x) => x * s), 13), cols, { method: 'cd' }, kernel), HessianError, /positive semidefinite/, `indefinite x ${s}`);
+  }
+});
+
+test('case 2: a zero diagonal entry with a nonzero row is refused (the dead-column fix would hide it)', async () => {
+  // [[0, 1], [1, 0]] has eigenvalues +-1; with its dead diagonals set to 1 it would look PSD.
+  const h = Float32Array.from([0, 1, 1, 0]);
+  await rejects(quantizeLayer({ data: Float32Array.from([0.5, -0.25]), rows: 1, cols: 2 }, h, { method: 'cd' }), HessianError, /H\[0,1\] = 1 although H\[0,0\] = 0/, 'dead row');
+});
+
+test('case 2: a prepared layer forged around the check (indefinite H) ends in HessianError from the loss sign, not a negative loss', async () => {
+  const rows = 4, cols = 8;
+  const w = randomWeights(rows, cols, 14);
+  const h = withSpectrum([1, 2, 3, 4, 5, 6, 7, -3], 15);
+  for (const method of ['cd', 'bcd'] as const) {
+    const prepared = await prepareLayer(identity(cols), cols, { method, bits: 3 });
+    await rejects(solveBand({ ...prepared, hessian: h }, { data: w, rows, cols }, 0, rows), HessianError, /loss of row \d is -[\d.e+-]+, below zero by more than rounding allows/, method);
+  }
+});
+
+test('solver outputs are checked: a GPTQ factor that drives the sweep to overflow ends in NonFiniteError, not NaN weights', async () => {
+  const rows = 4, cols = 8;
+  const w = randomWeights(rows, cols, 16);
+  const prepared = await prepareLayer(identity(cols), cols, { method: 'gptq', bits: 4 });
+  const factor = prepared.gptqFactor!.slice();
+  for (let i = 0; i < cols; i++) for (let j = i + 1; j < cols; j++) factor[i * cols + j] = 3e38;
+  try {
+    const band = await solveBand({ ...prepared, gptqFactor: factor }, { data: w, rows, cols }, 0, rows);
+    assert.unreachable(`expected NonFiniteError, got losses ${band.rowLoss}`);
+  } catch (e) {
+    assert.instance(e, NonFiniteError, String(e));
+    assert.instance(e, CdquantError);
+  }
+});
+
+test.run();
