@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   quantizeLayer, prepareLayer, solveBand, HessianAccumulator, Kernel,
-  NonFiniteError, HessianError, CdquantError,
+  NonFiniteError, HessianError, CdquantError, DtypeError,
   type QuantizeOptions, type LayerResult,
 } from '../src/index.js';
 import { layerLossPerRow, mulberry32 } from './reference.js';
@@ -235,6 +235,30 @@ test('solver outputs are checked: a GPTQ factor that drives the sweep to overflo
     assert.instance(e, NonFiniteError, String(e));
     assert.instance(e, CdquantError);
   }
+});
+
+// ---------------------------------------------------------------------------------------
+// Case 5: HessianAccumulator.add reads its argument's bytes as float32
+
+test('case 5: HessianAccumulator.add refuses anything but a Float32Array (a Float64Array was read as float32 bytes)', async () => {
+  const cols = 4;
+  const x64 = Float64Array.from({ length: 3 * cols }, (_, i) => (i % 5) - 2);
+  const acc = new HessianAccumulator(cols);
+  for (const bad of [x64, Array.from(x64), Int32Array.from(x64), new Uint8Array(new Float32Array(x64).buffer), null, undefined]) {
+    await rejects(acc.add(bad as any), DtypeError, /must be a Float32Array/, `add(${bad?.constructor?.name ?? bad})`);
+  }
+  assert.is(acc.count, 0, 'nothing was added');
+  // The same values as float32 give H = (2/n) X^T X: float64 reference (exact here: small integers).
+  await acc.add(Float32Array.from(x64));
+  const h = acc.hessian();
+  for (let i = 0; i < cols; i++) {
+    for (let j = 0; j < cols; j++) {
+      let s = 0;
+      for (let r = 0; r < 3; r++) s += x64[r * cols + i] * x64[r * cols + j];
+      assert.is(h[i * cols + j], (2 / 3) * s === 0 ? 0 : Math.fround(Math.fround(2 / 3) * s), `H[${i},${j}]`);
+    }
+  }
+  acc.free();
 });
 
 test.run();
