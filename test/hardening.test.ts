@@ -10,6 +10,10 @@ import {
   NonFiniteError, HessianError, CdquantError, DtypeError,
   type QuantizeOptions, type LayerResult,
 } from '../src/index.js';
+import { createFanoutWorker, encodePrepared } from '../src/index.js';
+import { decodeFrame, encodeFrame } from '../src/parallel/frame.js';
+import { encodeBandRequest, FANOUT_HEADERS } from '../src/parallel/fanout.js';
+import { sha256Hex } from '../src/formats/digest.js';
 import { layerLossPerRow, mulberry32 } from './reference.js';
 
 const METHODS: QuantizeOptions[] = [
@@ -259,6 +263,106 @@ test('case 5: HessianAccumulator.add refuses anything but a Float32Array (a Floa
     }
   }
   acc.free();
+});
+
+// ---------------------------------------------------------------------------------------
+// Case 7: forged, hash-consistent prepared layers sent to a fan-out band worker
+
+type Arrays = Record<string, Uint8Array | Int32Array | Float32Array | Float64Array | null>;
+
+/** The prepared frame's meta and arrays, changed by `edit`, encoded again (so the hash the
+ * request states is the forged bytes' own). */
+function forge(bytes: Uint8Array, edit: (meta: Record<string, any>, arrays: Arrays) => void): Uint8Array {
+  const { meta, arrays } = decodeFrame('CDQP', bytes);
+  const copy: Arrays = { ...arrays };
+  const m = structuredClone(meta) as Record<string, any>;
+  edit(m, copy);
+  return encodeFrame('CDQP', m, copy);
+}
+
+/** No JavaScript stack in a reply body: neither V8's "    at f (file:line:col)" lines nor
+ * a wasm frame. */
+function assertNoStack(text: string, what: string): void {
+  assert.not.match(text, /\n\s+at |wasm-function|\.js:\d+:\d+|\.ts:\d+:\d+/, `${what}: stack in body: ${text}`);
+}
+
+test('case 7: forged prepared layers (wrong cols, options, lengths, perm, NaN, asymmetric H, bad factor) are 400 BAD_REQUEST, by PUT and inline; never 500 or 200', async () => {
+  const rows = 8, cols = 12;
+  const w = randomWeights(rows, cols, 20);
+  const h = await sampleHessian(cols, 40, 21);
+  const cd = encodePrepared(await prepareLayer(h, cols, { method: 'cd', bits: 3, groupSize: 4 }));
+  const gptq = encodePrepared(await prepareLayer(h, cols, { method: 'gptq', bits: 4, groupSize: 4, actOrder: true }));
+  const forgeries: Array<[string, Uint8Array, (m: Record<string, any>, a: Arrays) => void]> = [
+    ['cols one more than the arrays', cd, (m) => { m.cols = cols + 1; }],
+    ['cols one less', cd, (m) => { m.cols = cols - 1; }],
+    ['cols a string', cd, (m) => { m.cols = String(cols); }],
+    ['bits 5', cd, (m) => { m.spec.bits = 5; }],
+    ['method unknown', cd, (m) => { m.spec.method = 'sgd'; }],
+    ['blockSize 0', cd, (m) => { m.spec.blockSize = 0; }],
+    ['init owc with clip minmax', cd, (m) => { m.spec.clip = 'minmax'; }],
+    ['spec not an object', cd, (m) => { m.spec = 'cd'; }],
+    ['version 1', cd, (m) => { m.version = 1; }],
+    ['hessian one value short', cd, (_m, a) => { a.hessian = (a.hessian as Float32Array).slice(1); }],
+    ['hessian as f64', cd, (_m, a) => { a.hessian = Float64Array.from(a.hessian as Float32Array); }],
+    ['hessian with NaN', cd, (_m, a) => { const x = (a.hessian as Float32Array).slice(); x[5] = NaN; a.hessian = x; }],
+    ['hessian with Inf', cd, (_m, a) => { const x = (a.hessian as Float32Array).slice(); x[cols + 1] = Infinity; a.hessian = x; }],
+    ['hessian not symmetric', cd, (_m, a) => { const x = (a.hessian as Float32Array).slice(); x[1] += 0.5; a.hessian = x; }],
+    ['hessian with a negative diagonal', cd, (_m, a) => { const x = (a.hessian as Float32Array).slice(); x[3 * cols + 3] = -1; a.hessian = x; }],
+    ['hessian with a zero diagonal', cd, (_m, a) => { const x = (a.hessian as Float32Array).slice(); x[0] = 0; a.hessian = x; }],
+    ['dead column out of range', cd, (_m, a) => { a.dead = Int32Array.from([cols]); }],
+    ['dead missing', cd, (_m, a) => { delete a.dead; }],
+    ['perm without act-order', cd, (_m, a) => { a.perm = Int32Array.from({ length: cols }, (_, i) => i); }],
+    ['perm missing with act-order', gptq, (_m, a) => { delete a.perm; }],
+    ['perm with a repeated column', gptq, (_m, a) => { const p = (a.perm as Int32Array).slice(); p[1] = p[0]; a.perm = p; }],
+    ['perm one short', gptq, (_m, a) => { a.perm = (a.perm as Int32Array).slice(1); }],
+    ['perm a valid permutation but not descending diag(H)', gptq, (_m, a) => { a.perm = (a.perm as Int32Array).slice().reverse(); }],
+    ['gptqFactor missing', gptq, (_m, a) => { delete a.gptqFactor; }],
+    ['gptqFactor with NaN', gptq, (_m, a) => { const x = (a.gptqFactor as Float32Array).slice(); x[7] = NaN; a.gptqFactor = x; }],
+    ['gptqFactor not upper triangular', gptq, (_m, a) => { const x = (a.gptqFactor as Float32Array).slice(); x[2 * cols] = 1; a.gptqFactor = x; }],
+    ['gptqFactor with a zero diagonal', gptq, (_m, a) => { const x = (a.gptqFactor as Float32Array).slice(); x[cols + 1] = 0; a.gptqFactor = x; }],
+    ['gptqFactor given to CD from OWC', cd, (_m, a) => { a.gptqFactor = new Float32Array(cols * cols); }],
+    ['dampUsed NaN-ish', gptq, (m) => { m.dampUsed = 'NaN'; }],
+    ['dampUsed negative', gptq, (m) => { m.dampUsed = -1; }],
+  ];
+  const worker = createFanoutWorker();
+  const band = w.slice(0, rows * cols);
+  const weightsHash = await sha256Hex(new Uint8Array(band.buffer));
+  for (const [what, base, edit] of forgeries) {
+    const forged = forge(base, edit);
+    const hash = await sha256Hex(forged);
+    // PUT /prepared/<its own hash>
+    const put = await worker.fetch(new Request(`http://w.test/prepared/${hash}`, { method: 'PUT', body: forged }));
+    const putText = await put.text();
+    assert.equal([put.status, put.headers.get(FANOUT_HEADERS.error)], [400, 'BAD_REQUEST'], `PUT ${what}: ${putText}`);
+    assertNoStack(putText, what);
+    // The same bytes inline in a band job.
+    const body = encodeBandRequest({ r0: 0, r1: rows, cols, prepared: hash, weights: weightsHash }, band, forged);
+    const res = await worker.fetch(new Request('http://w.test/band', { method: 'POST', body, headers: { [FANOUT_HEADERS.job]: await sha256Hex(body) } }));
+    const text = await res.text();
+    assert.equal([res.status, res.headers.get(FANOUT_HEADERS.error)], [400, 'BAD_REQUEST'], `inline ${what}: ${text}`);
+    assertNoStack(text, what);
+  }
+  // The unforged layers are accepted and solve.
+  for (const good of [cd, gptq]) {
+    const hash = await sha256Hex(good);
+    const body = encodeBandRequest({ r0: 0, r1: rows, cols, prepared: hash, weights: weightsHash }, band, good);
+    const res = await worker.fetch(new Request('http://w.test/band', { method: 'POST', body, headers: { [FANOUT_HEADERS.job]: await sha256Hex(body) } }));
+    assert.is(res.status, 200, await res.clone().text());
+  }
+});
+
+test('case 7: a forged layer that decodes but makes the solver refuse (indefinite H) is a 422 with the typed code, no stack', async () => {
+  const rows = 4, cols = 8;
+  const w = randomWeights(rows, cols, 22);
+  const good = encodePrepared(await prepareLayer(identity(cols), cols, { method: 'cd', bits: 3 }));
+  const forged = forge(good, (_m, a) => { a.hessian = withSpectrum([1, 2, 3, 4, 5, 6, 7, -3], 15); });
+  const hash = await sha256Hex(forged);
+  const weightsHash = await sha256Hex(new Uint8Array(w.buffer));
+  const body = encodeBandRequest({ r0: 0, r1: rows, cols, prepared: hash, weights: weightsHash }, w, forged);
+  const res = await createFanoutWorker().fetch(new Request('http://w.test/band', { method: 'POST', body, headers: { [FANOUT_HEADERS.job]: await sha256Hex(body) } }));
+  const text = await res.text();
+  assert.equal([res.status, res.headers.get(FANOUT_HEADERS.error)], [422, 'NOT_POSITIVE_DEFINITE'], text);
+  assertNoStack(text, 'indefinite');
 });
 
 test.run();
