@@ -10,7 +10,7 @@ import {
   NonFiniteError, HessianError, CdquantError, DtypeError,
   type QuantizeOptions, type LayerResult,
 } from '../src/index.js';
-import { createFanoutWorker, encodePrepared } from '../src/index.js';
+import { createFanoutWorker, encodePrepared, encodeBand, decodeBand, mergeBands, FormatError, ShapeError } from '../src/index.js';
 import { decodeFrame, encodeFrame } from '../src/parallel/frame.js';
 import { encodeBandRequest, FANOUT_HEADERS } from '../src/parallel/fanout.js';
 import { sha256Hex } from '../src/formats/digest.js';
@@ -363,6 +363,32 @@ test('case 7: a forged layer that decodes but makes the solver refuse (indefinit
   const text = await res.text();
   assert.equal([res.status, res.headers.get(FANOUT_HEADERS.error)], [422, 'NOT_POSITIVE_DEFINITE'], text);
   assertNoStack(text, 'indefinite');
+});
+
+test('bands from elsewhere are checked before they are merged: lengths, codes, grids and losses', async () => {
+  const rows = 8, cols = 12;
+  const w = randomWeights(rows, cols, 23);
+  const h = await sampleHessian(cols, 40, 24);
+  const prepared = await prepareLayer(h, cols, { method: 'cd', bits: 3, groupSize: 4 });
+  const good = await solveBand(prepared, { data: w, rows, cols }, 0, rows);
+  await mergeBands(prepared, rows, [good]);
+  const bad: Array<[string, (b: typeof good) => void, new (...a: never[]) => Error]> = [
+    ['codes one short', (b) => { b.codes = b.codes.slice(1); }, ShapeError],
+    ['a code past maxq', (b) => { b.codes[3] = 8; }, ShapeError],
+    ['scales as f64', (b) => { (b as any).scales = Float64Array.from(b.scales); }, ShapeError],
+    ['moves missing for cd', (b) => { b.moves = null; }, ShapeError],
+    ['a NaN scale', (b) => { b.scales[2] = NaN; }, NonFiniteError],
+    ['a zero scale', (b) => { b.scales[2] = 0; }, NonFiniteError],
+    ['an Inf loss', (b) => { b.rowLoss[1] = Infinity; }, NonFiniteError],
+    ['a zero of 2.5', (b) => { b.zeros[0] = 2.5; }, CdquantError],
+  ];
+  for (const [what, edit, Type] of bad) {
+    const b = structuredClone(good);
+    edit(b);
+    await rejects(mergeBands(prepared, rows, [b]), Type, /./, `merge: ${what}`);
+    // The same band as bytes from a band worker: FormatError when decoded against the plan.
+    if (Type !== ShapeError) assert.throws(() => decodeBand(encodeBand(b), prepared.plan), (e: Error) => e instanceof FormatError, `decode: ${what}`);
+  }
 });
 
 test.run();

@@ -9,6 +9,7 @@
 // layer it claims to describe (a FormatError naming the field), before any solver sees it.
 import { FormatError, assertFinite } from '../core/errors.js';
 import { planLayer, resolveSolver, type LayerPlan } from '../core/options.js';
+import { checkBandGrids } from '../core/validate.js';
 import { actOrder, groupIndex } from '../core/gptq.js';
 import type { BandResult, PreparedLayer } from '../core/types.js';
 
@@ -202,9 +203,18 @@ export function decodeBand(bytes: Uint8Array, plan?: LayerPlan): BandResult {
     rtnRowLoss: want(frame, 'rtnRowLoss', Float64Array, n, what),
     moves: frame.arrays.moves === undefined ? null : want(frame, 'moves', Int32Array, n, what),
   };
+  for (const name of ['rowLoss', 'rtnRowLoss'] as const) {
+    if (!band[name].every(Number.isFinite)) throw new FormatError(`${what}: ${name} has a non-finite value`);
+  }
+  if (band.moves && band.moves.some((m) => m < 0)) throw new FormatError(`${what}: a negative move count`);
   if (plan) {
     if (plan.spec.descent !== (band.moves !== null)) throw new FormatError(`${what}: moves ${band.moves ? 'given' : 'missing'} for ${plan.spec.method}`);
     for (let i = 0; i < band.codes.length; i++) if (band.codes[i] > plan.maxq) throw new FormatError(`${what}: code ${band.codes[i]} exceeds ${plan.maxq}`);
+    try {
+      checkBandGrids(plan, band.scales, band.zeros, r0);
+    } catch (e) {
+      throw new FormatError(`${what}: ${(e as Error).message}`);
+    }
   }
   return band;
 }
