@@ -10,7 +10,9 @@ import {
   NonFiniteError, HessianError, CdquantError, DtypeError,
   type QuantizeOptions, type LayerResult,
 } from '../src/index.js';
-import { createFanoutWorker, encodePrepared, encodeBand, decodeBand, mergeBands, FormatError, ShapeError } from '../src/index.js';
+import { createFanoutWorker, encodePrepared, encodeBand, decodeBand, mergeBands, FormatError, ShapeError, parseSafetensors, readTensorF32 } from '../src/index.js';
+import { firstDuplicateKey } from '../src/formats/json.js';
+import { readData } from './helpers/util.js';
 import { decodeFrame, encodeFrame } from '../src/parallel/frame.js';
 import { encodeBandRequest, FANOUT_HEADERS } from '../src/parallel/fanout.js';
 import { sha256Hex } from '../src/formats/digest.js';
@@ -389,6 +391,43 @@ test('bands from elsewhere are checked before they are merged: lengths, codes, g
     // The same band as bytes from a band worker: FormatError when decoded against the plan.
     if (Type !== ShapeError) assert.throws(() => decodeBand(encodeBand(b), prepared.plan), (e: Error) => e instanceof FormatError, `decode: ${what}`);
   }
+});
+
+// ---------------------------------------------------------------------------------------
+// Case 12: duplicate keys in a safetensors header
+
+/** A safetensors file from header text and data bytes (layout from the format: u64 LE header
+ * length, the JSON, the data). */
+function safetensorsBytes(header: string, data: Uint8Array): Uint8Array {
+  const json = new TextEncoder().encode(header);
+  const out = new Uint8Array(8 + json.length + data.length);
+  new DataView(out.buffer).setUint32(0, json.length, true);
+  out.set(json, 8);
+  out.set(data, 8 + json.length);
+  return out;
+}
+
+test('case 12: a safetensors header naming a tensor twice (or a field, or a metadata key) is refused; JSON.parse kept the last', () => {
+  const data = new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer);
+  const a = '{"dtype":"F32","shape":[2],"data_offsets":[0,8]}';
+  const b = '{"dtype":"F32","shape":[2],"data_offsets":[8,16]}';
+  const good = safetensorsBytes(`{"w":${a},"v":${b}}`, data);
+  assert.equal(Array.from(readTensorF32(parseSafetensors(good), good, 'w')), [1, 2]);
+  for (const [what, header, key] of [
+    ['tensor named twice', `{"w":${a},"w":${b}}`, 'w'],
+    ['tensor named twice, once escaped', `{"w":${a},"\\u0077":${b}}`, 'w'],
+    ['a field given twice', `{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"data_offsets":[8,16]}}`, 'data_offsets'],
+    ['a metadata key given twice', `{"__metadata__":{"format":"pt","format":"np"},"w":${a}}`, 'format'],
+    ['metadata given twice', `{"__metadata__":{},"w":${a},"__metadata__":{"x":"y"}}`, '__metadata__'],
+  ] as const) {
+    assert.throws(() => parseSafetensors(safetensorsBytes(header, data)), (e: Error) => e instanceof FormatError && e.message.includes(`key ${JSON.stringify(key)} twice`), what);
+  }
+  // Keys that repeat in different objects, in strings, or in arrays are not duplicates.
+  assert.is(firstDuplicateKey('{"a":{"a":1},"b":[{"a":1},{"a":2}],"c":"\\"a\\":1,\\"a\\":2"}'), null);
+  assert.is(firstDuplicateKey('{"a":[1,{"b":2,"b":3}]}'), 'b');
+  // The real example model parses as before.
+  const model = readData('stories260K-hf/model.safetensors');
+  assert.is(parseSafetensors(model).tensors.size, 47);
 });
 
 test.run();
