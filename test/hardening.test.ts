@@ -10,7 +10,7 @@ import {
   NonFiniteError, HessianError, CdquantError, DtypeError,
   type QuantizeOptions, type LayerResult,
 } from '../src/index.js';
-import { createFanoutWorker, encodePrepared, encodeBand, decodeBand, mergeBands, FormatError, ShapeError, parseSafetensors, readTensorF32 } from '../src/index.js';
+import { createFanoutWorker, encodePrepared, encodeBand, decodeBand, mergeBands, FormatError, ShapeError, parseSafetensors, readTensorF32, parseHfConfig, readHfModel } from '../src/index.js';
 import { firstDuplicateKey } from '../src/formats/json.js';
 import { readData } from './helpers/util.js';
 import { decodeFrame, encodeFrame } from '../src/parallel/frame.js';
@@ -428,6 +428,16 @@ test('case 12: a safetensors header naming a tensor twice (or a field, or a meta
   // The real example model parses as before.
   const model = readData('stories260K-hf/model.safetensors');
   assert.is(parseSafetensors(model).tensors.size, 47);
+});
+
+test('case 11: a config.json that is null, an array, a number, a string or a boolean is a FormatError, never a TypeError', () => {
+  const weights = readData('stories260K-hf/model.safetensors');
+  for (const text of ['null', '[]', '[{"hidden_size": 64}]', '42', '"llama"', 'true', '', '{', '{"model_type": null, "hidden_size": "64"}']) {
+    assert.throws(() => parseHfConfig(text), (e: Error) => e instanceof FormatError, `parseHfConfig(${JSON.stringify(text)})`);
+    assert.throws(() => readHfModel({ config: text, safetensors: weights }), (e: Error) => e instanceof FormatError, `readHfModel(${JSON.stringify(text)})`);
+  }
+  // The real config still reads.
+  assert.is(parseHfConfig(new TextDecoder().decode(readData('stories260K-hf/config.json'))).dim, 64);
 });
 
 test.run();
