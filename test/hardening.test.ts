@@ -12,6 +12,10 @@ import {
 } from '../src/index.js';
 import { createFanoutWorker, encodePrepared, encodeBand, decodeBand, mergeBands, FormatError, ShapeError, parseSafetensors, readTensorF32, parseHfConfig, readHfModel } from '../src/index.js';
 import { firstDuplicateKey } from '../src/formats/json.js';
+import { readLlama2c, writeLlama2c, writeHfModel } from '../src/index.js';
+import { llamaFromGguf, writeLlamaGguf as writeGguf } from '../src/model/gguf.js';
+import { assembleGguf, parseGgufHeader } from '../src/formats/gguf.js';
+import { tinyModel } from './helpers/models.js';
 import { readData } from './helpers/util.js';
 import { decodeFrame, encodeFrame } from '../src/parallel/frame.js';
 import { encodeBandRequest, FANOUT_HEADERS } from '../src/parallel/fanout.js';
@@ -438,6 +442,36 @@ test('case 11: a config.json that is null, an array, a number, a string or a boo
   }
   // The real config still reads.
   assert.is(parseHfConfig(new TextDecoder().decode(readData('stories260K-hf/config.json'))).dim, 64);
+});
+
+// ---------------------------------------------------------------------------------------
+// Found by the fuzz suite
+
+test('fuzz: model readers refuse a NaN or infinite weight with NonFiniteError naming the tensor (llama2.c, safetensors, GGUF)', () => {
+  const model = tinyModel(1);
+  const llama2c = writeLlama2c(model);
+  const hf = writeHfModel(model, 'F32');
+  const gguf = writeGguf(model);
+  for (const v of [NaN, Infinity, -Infinity]) {
+    // llama2.c: the first float of layer 0's wq (after the header, embedding and attention norms).
+    const a = llama2c.slice();
+    new DataView(a.buffer).setFloat32(28 + 4 * (16 * 8 + 2 * 8), v, true);
+    assert.throws(() => readLlama2c(a), (e: Error) => e instanceof NonFiniteError && /llama2\.c: layer 0 q_proj/.test(e.message), `llama2.c ${v}`);
+    const file = parseSafetensors(hf.safetensors);
+    const t = file.tensors.get('model.norm.weight')!;
+    const b = hf.safetensors.slice();
+    new DataView(b.buffer).setFloat32(t.byteOffset + 4, v, true);
+    assert.throws(() => readHfModel({ config: hf.config, safetensors: b }), (e: Error) => e instanceof NonFiniteError && /final norm/.test(e.message), `safetensors ${v}`);
+    const g = parseGgufHeader(gguf);
+    const info = g.byName.get('token_embd.weight')!;
+    const c = gguf.slice();
+    new DataView(c.buffer).setFloat32(info.fileOffset + 8, v, true);
+    assert.throws(() => llamaFromGguf(c), (e: Error) => e instanceof NonFiniteError && /GGUF: embedding/.test(e.message), `GGUF ${v}`);
+  }
+  // The unchanged files read.
+  readLlama2c(llama2c);
+  readHfModel(hf);
+  llamaFromGguf(gguf);
 });
 
 test.run();

@@ -18,7 +18,7 @@ import {
 } from '../formats/gguf.js';
 import type { GgufMetadata, GgufValue } from '../formats/gguf-types.js';
 import { LINEAR_NAMES, linearShape, type LinearName, type LlamaConfig, type LlamaModel, type RopeStyle } from './types.js';
-import { checkModelShapes } from './checkpoint/shapes.js';
+import { checkModelShapes, checkModelValues } from './checkpoint/shapes.js';
 import { permuteRopeRows } from './checkpoint/rope.js';
 
 /** What a llama.cpp architecture running the Llama block needs from us. */
@@ -364,6 +364,7 @@ function assemble(p: ReadPlan, valueOf: (name: string) => Float32Array): LlamaMo
     }
   }
   if (c.tiedEmbeddings) model.classifier = model.embedding;
+  checkModelValues(model, 'GGUF');
   return model;
 }
 
