@@ -474,4 +474,12 @@ test('fuzz: model readers refuse a NaN or infinite weight with NonFiniteError na
   llamaFromGguf(gguf);
 });
 
+test('fuzz: a config.json with a million layers is refused before per-layer tables are built (it allocated 143 MB)', () => {
+  const cfg = JSON.parse(new TextDecoder().decode(readData('stories260K-hf/config.json')));
+  for (const n of [4097, 1_000_000, 2 ** 31 - 1]) {
+    assert.throws(() => parseHfConfig(JSON.stringify({ ...cfg, num_hidden_layers: n })), (e: Error) => e instanceof FormatError && /num_hidden_layers/.test(e.message), String(n));
+  }
+  assert.is(parseHfConfig(JSON.stringify({ ...cfg, num_hidden_layers: 4096 })).nLayers, 4096);
+});
+
 test.run();
