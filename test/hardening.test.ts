@@ -482,4 +482,20 @@ test('fuzz: a config.json with a million layers is refused before per-layer tabl
   assert.is(parseHfConfig(JSON.stringify({ ...cfg, num_hidden_layers: 4096 })).nLayers, 4096);
 });
 
+/** The GGUF file with one metadata entry replaced (written by the container writer). */
+function withMetadata(bytes: Uint8Array, key: string, value: any): Uint8Array {
+  const file = parseGgufHeader(bytes);
+  const metadata = new Map(file.metadata);
+  metadata.set(key, value);
+  return assembleGguf(metadata, file.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type, data: bytes.subarray(t.fileOffset, t.fileOffset + t.byteLength) })));
+}
+
+test('fuzz: GGUF block_count beyond the tensors the file holds is a FormatError before the tensor table is built; a u64 rope.scaling.type is a FormatError (was a TypeError from JSON.stringify)', () => {
+  const gguf = writeGguf(tinyModel(2));
+  for (const n of [3, 1000, 2 ** 31 - 1]) {
+    assert.throws(() => llamaFromGguf(withMetadata(gguf, 'llama.block_count', { type: 'u32', value: n })), (e: Error) => e instanceof FormatError && /block_count/.test(e.message), String(n));
+  }
+  assert.throws(() => llamaFromGguf(withMetadata(gguf, 'llama.rope.scaling.type', { type: 'u64', value: 8388608n })), (e: Error) => e instanceof FormatError && /u64 8388608 is not supported/.test(e.message));
+});
+
 test.run();

@@ -281,7 +281,11 @@ export function llamaConfigFromGguf(file: GgufFile): { family: GgufFamily; confi
     if (md.has(key) && metaInt(md, key) !== head) throw new FormatError(`GGUF: ${key} = ${metaInt(md, key)} differs from the head size ${head} (not supported)`);
   }
   const scaling = md.get(`${a}.rope.scaling.type`);
-  if (scaling && !(scaling.type === 'string' && scaling.value === 'none')) throw new FormatError(`GGUF: ${a}.rope.scaling.type ${JSON.stringify(scaling.value)} is not supported`);
+  if (scaling && !(scaling.type === 'string' && scaling.value === 'none')) {
+    // String() rather than JSON.stringify: the value may be a bigint (a u64 where a string belongs).
+    const shown = scaling.type === 'string' ? JSON.stringify(scaling.value) : `${scaling.type} ${String(scaling.value)}`;
+    throw new FormatError(`GGUF: ${a}.rope.scaling.type ${shown} is not supported`);
+  }
   const experts = md.get(`${a}.expert_count`);
   if (experts && Number(experts.value) !== 0) throw new FormatError(`GGUF: ${a}.expert_count ${String(experts.value)}: mixture-of-experts models are not supported`);
   const embedding = file.byName.get(GGUF_EMBEDDING);
@@ -308,6 +312,11 @@ export function llamaConfigFromGguf(file: GgufFile): { family: GgufFamily; confi
  * right dims and decodable types, before any tensor byte is read.
  */
 function checkTensors(file: GgufFile, family: GgufFamily, config: LlamaConfig, decoders: Partial<Record<GgmlType, GgmlDecoder>>): TensorEntry[] {
+  // Each block has its two norms and seven linear weights: a block count the tensor infos
+  // cannot hold is refused before the table of expected tensors is built from it.
+  if (config.nLayers > file.tensors.length / 9) {
+    throw new FormatError(`GGUF: ${family.arch}.block_count ${config.nLayers} needs ${config.nLayers * 9} tensors, the file has ${file.tensors.length}`);
+  }
   const table = tensorTable(config);
   for (const { name, shape } of table) {
     const info = file.byName.get(name);
