@@ -337,13 +337,13 @@ test('case 7: forged prepared layers (wrong cols, options, lengths, perm, NaN, a
     const forged = forge(base, edit);
     const hash = await sha256Hex(forged);
     // PUT /prepared/<its own hash>
-    const put = await worker.fetch(new Request(`http://w.test/prepared/${hash}`, { method: 'PUT', body: forged }));
+    const put = await worker.fetch(new Request(`http://w.test/prepared/${hash}`, { method: 'PUT', body: forged as Uint8Array<ArrayBuffer> }));
     const putText = await put.text();
     assert.equal([put.status, put.headers.get(FANOUT_HEADERS.error)], [400, 'BAD_REQUEST'], `PUT ${what}: ${putText}`);
     assertNoStack(putText, what);
     // The same bytes inline in a band job.
     const body = encodeBandRequest({ r0: 0, r1: rows, cols, prepared: hash, weights: weightsHash }, band, forged);
-    const res = await worker.fetch(new Request('http://w.test/band', { method: 'POST', body, headers: { [FANOUT_HEADERS.job]: await sha256Hex(body) } }));
+    const res = await worker.fetch(new Request('http://w.test/band', { method: 'POST', body: body as Uint8Array<ArrayBuffer>, headers: { [FANOUT_HEADERS.job]: await sha256Hex(body) } }));
     const text = await res.text();
     assert.equal([res.status, res.headers.get(FANOUT_HEADERS.error)], [400, 'BAD_REQUEST'], `inline ${what}: ${text}`);
     assertNoStack(text, what);
@@ -352,7 +352,7 @@ test('case 7: forged prepared layers (wrong cols, options, lengths, perm, NaN, a
   for (const good of [cd, gptq]) {
     const hash = await sha256Hex(good);
     const body = encodeBandRequest({ r0: 0, r1: rows, cols, prepared: hash, weights: weightsHash }, band, good);
-    const res = await worker.fetch(new Request('http://w.test/band', { method: 'POST', body, headers: { [FANOUT_HEADERS.job]: await sha256Hex(body) } }));
+    const res = await worker.fetch(new Request('http://w.test/band', { method: 'POST', body: body as Uint8Array<ArrayBuffer>, headers: { [FANOUT_HEADERS.job]: await sha256Hex(body) } }));
     assert.is(res.status, 200, await res.clone().text());
   }
 });
@@ -365,7 +365,7 @@ test('case 7: a forged layer that decodes but makes the solver refuse (indefinit
   const hash = await sha256Hex(forged);
   const weightsHash = await sha256Hex(new Uint8Array(w.buffer));
   const body = encodeBandRequest({ r0: 0, r1: rows, cols, prepared: hash, weights: weightsHash }, w, forged);
-  const res = await createFanoutWorker().fetch(new Request('http://w.test/band', { method: 'POST', body, headers: { [FANOUT_HEADERS.job]: await sha256Hex(body) } }));
+  const res = await createFanoutWorker().fetch(new Request('http://w.test/band', { method: 'POST', body: body as Uint8Array<ArrayBuffer>, headers: { [FANOUT_HEADERS.job]: await sha256Hex(body) } }));
   const text = await res.text();
   assert.equal([res.status, res.headers.get(FANOUT_HEADERS.error)], [422, 'NOT_POSITIVE_DEFINITE'], text);
   assertNoStack(text, 'indefinite');
