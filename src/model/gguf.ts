@@ -312,10 +312,10 @@ export function llamaConfigFromGguf(file: GgufFile): { family: GgufFamily; confi
  * right dims and decodable types, before any tensor byte is read.
  */
 function checkTensors(file: GgufFile, family: GgufFamily, config: LlamaConfig, decoders: Partial<Record<GgmlType, GgmlDecoder>>): TensorEntry[] {
-  // Each block has its two norms and seven linear weights: a block count the tensor infos
-  // cannot hold is refused before the table of expected tensors is built from it.
-  if (config.nLayers > file.tensors.length / 9) {
-    throw new FormatError(`GGUF: ${family.arch}.block_count ${config.nLayers} needs ${config.nLayers * 9} tensors, the file has ${file.tensors.length}`);
+  // The table of expected tensors grows with the block count: a count the file's tensor infos
+  // cannot match (every block has tensors) is refused before the table is built from it.
+  if (config.nLayers > file.tensors.length) {
+    throw new FormatError(`GGUF: ${family.arch}.block_count ${config.nLayers} exceeds the ${file.tensors.length} tensors the file holds`);
   }
   const table = tensorTable(config);
   for (const { name, shape } of table) {
