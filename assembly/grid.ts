@@ -86,15 +86,20 @@ export function gridMse(x: usize, n: i32, maxq: f32, sym: bool): i64 {
   return best;
 }
 
-/** One row's grid per column: colScale/colZero [cols] from the row's [groups] scales/zeros
+/** One row's per-group values per column: dst [cols] from the row's [groups] values at src
  * through colGroup (column -> group). */
-export function expandGrid(r: i32, cols: i32, groups: i32, colGroup: usize, scales: usize, zeros: usize, colScale: usize, colZero: usize): void {
+export function expandRow(r: i32, cols: i32, groups: i32, colGroup: usize, src: usize, dst: usize): void {
   const base = <usize>r * <usize>groups;
   for (let j = 0; j < cols; j++) {
     const go = (base + <usize>load<i32>(colGroup + (<usize>j << 2))) << 2;
-    store<f32>(colScale + (<usize>j << 2), load<f32>(scales + go));
-    store<f32>(colZero + (<usize>j << 2), load<f32>(zeros + go));
+    store<f32>(dst + (<usize>j << 2), load<f32>(src + go));
   }
+}
+
+/** One row's grid per column: colScale/colZero [cols] from the row's [groups] scales/zeros. */
+export function expandGrid(r: i32, cols: i32, groups: i32, colGroup: usize, scales: usize, zeros: usize, colScale: usize, colZero: usize): void {
+  expandRow(r, cols, groups, colGroup, scales, colScale);
+  expandRow(r, cols, groups, colGroup, zeros, colZero);
 }
 
 /**

@@ -20,4 +20,6 @@ export * from './cd';
 export * from './bcd';
 export * from './refit';
 export * from './check';
+export * from './permute';
 export * from './nn';
+export * from './gguf/index';

@@ -178,32 +178,42 @@ export function transpose(dst: usize, ldd: i32, src: usize, lds: i32, m: i32, k:
   }
 }
 
-/** Bytes of hessianUpdate's scratch for n columns: a transposed 128-row slice and X^T X. */
+/** Rows of H updated per pass of hessianUpdate (and the k slicing of X it shares with gemmSub). */
+// @ts-ignore: decorator
+@inline const UPDATE_BAND: i32 = 128;
+
+/** Bytes of hessianUpdate's scratch for n columns: one band of X's columns transposed and one
+ * band of rows of X^T X. */
 export function hessianUpdateScratch(n: i32): f64 {
-  return (128 * <f64>n + <f64>n * <f64>n) * 4;
+  return (<f64>UPDATE_BAND * <f64>UPDATE_BAND + <f64>UPDATE_BAND * <f64>n) * 4;
 }
 
 /**
- * H = H * keep + X^T X * add for X [m x n]: the streaming Hessian update. X^T X goes through
- * gemmSub one 128-row slice of X at a time (transposed into scratch), which is exactly the k
- * slicing gemmSub does itself, so the result equals one product over all m rows while the
- * scratch stays 128*n + n*n floats whatever m is.
+ * H = H * keep + X^T X * add for X [m x n]: the streaming Hessian update, one band of 128 rows
+ * of H at a time, so the scratch is 128 x n floats rather than a second n x n matrix. Within a
+ * band, X^T X goes through gemmSub one 128-row slice of X at a time (transposed into scratch),
+ * which is exactly the k slicing gemmSub does itself: each element of X^T X is the same
+ * sequence of operations as one product over all m rows, in whichever band it falls.
  */
 export function hessianUpdate(h: usize, x: usize, m: i32, n: i32, keep: f32, add: f32, scratch: usize): void {
-  const slice = 128;
-  const xt = scratch;
-  const prod = scratch + ((<usize>n * <usize>slice) << 2);
-  memory.fill(prod, 0, (<usize>n * <usize>n) << 2);
-  for (let r0 = 0; r0 < m; r0 += slice) {
-    const rows = min(slice, m - r0);
-    const xs = x + ((<usize>r0 * <usize>n) << 2);
-    transpose(xt, rows, xs, n, rows, n);
-    gemmSub(prod, n, xt, rows, xs, n, n, n, rows); // prod -= X_s^T X_s
-  }
-  const total = n * n;
-  for (let i = 0; i < total; i++) {
-    const o = <usize>i << 2;
-    store<f32>(h + o, load<f32>(h + o) * keep - load<f32>(prod + o) * add);
+  const band = UPDATE_BAND;
+  const xt = scratch; // [bi x rows]: the band's columns of one slice of X, transposed
+  const prod = scratch + ((<usize>band * <usize>band) << 2); // -(X^T X)[band rows, :]
+  for (let i0 = 0; i0 < n; i0 += band) {
+    const bi = min(band, n - i0);
+    memory.fill(prod, 0, (<usize>bi * <usize>n) << 2);
+    for (let r0 = 0; r0 < m; r0 += band) {
+      const rows = min(band, m - r0);
+      const xs = x + ((<usize>r0 * <usize>n) << 2);
+      transpose(xt, rows, xs + (<usize>i0 << 2), n, rows, bi);
+      gemmSub(prod, n, xt, rows, xs, n, bi, n, rows); // prod -= X_s[:, band]^T X_s
+    }
+    const hb = h + ((<usize>i0 * <usize>n) << 2);
+    const total = bi * n;
+    for (let i = 0; i < total; i++) {
+      const o = <usize>i << 2;
+      store<f32>(hb + o, load<f32>(hb + o) * keep - load<f32>(prod + o) * add);
+    }
   }
 }
 
@@ -291,27 +301,24 @@ export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
   }
 }
 
-/** Bytes of upperCholeskyOfInverse's work for n x n: the reversed H and the blocked scratch. */
+/** Bytes of upperCholeskyOfInverse's scratch for n x n. */
 export function upperCholeskyOfInverseScratch(n: i32): f64 {
-  return (<f64>n * <f64>n + 128 * <f64>n) * 4;
+  return 128 * <f64>n * 4;
 }
 
 /**
  * U = upper Cholesky factor of H^-1 (U^T U = H^-1), as GPTQ needs it, in two O(n^3/3) steps
  * instead of the reference's three: with J the reversal, chol(J H J) = L gives H = R R^T for
  * the upper R = J L J, so H^-1 = (R^-1)^T R^-1 and U = R^-1 = J L^-1 J.
- * h is read only; u receives U; work: upperCholeskyOfInverseScratch(n) bytes.
- * Returns 0, or 1 + the failing pivot (in reversed order) if H is not positive definite.
+ * h is consumed (reversed and factored in place: no second n x n copy); u receives U.
+ * scratch: upperCholeskyOfInverseScratch(n) bytes. Returns 0, or 1 + the failing pivot (in
+ * reversed order) if H is not positive definite.
  */
-export function upperCholeskyOfInverse(u: usize, h: usize, n: i32, work: usize): i32 {
-  const rev = work;
-  const scratch = work + ((<usize>n * <usize>n) << 2);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) store<f32>(at(rev, i, n, j), load<f32>(at(h, n - 1 - i, n, n - 1 - j)));
-  }
-  const failed = cholesky(rev, n, scratch);
+export function upperCholeskyOfInverse(u: usize, h: usize, n: i32, scratch: usize): i32 {
+  reverseBoth(h, n); // J H J; cholesky reads its lower triangle
+  const failed = cholesky(h, n, scratch);
   if (failed != 0) return failed;
-  lowerInverse(u, rev, n, scratch); // u = L^-1 (lower), reversed next
+  lowerInverse(u, h, n, scratch); // u = L^-1 (lower), reversed next
   reverseBoth(u, n);
   return 0;
 }

@@ -76,7 +76,7 @@ test('GPTQ checkpoint: packed layers read back to the f16-scaled codes, RoPE row
   const kernel = await Kernel.create();
   const model = readLlama2c(modelBytes);
   const result = await quantizeModel(model, samples, { method: 'gptq', bits: 4, kernel });
-  const ckpt = gptqCheckpoint(kernel, model, result.layers, provenance);
+  const ckpt = await gptqCheckpoint(kernel, model, result.layers, provenance);
   const config = JSON.parse(ckpt.config);
   assert.is(config.quantization_config.bits, 4);
   assert.is(config.quantization_config.quant_method, 'gptq');
@@ -181,13 +181,15 @@ test('cdquant quantize: killed mid-run, restarted, same report; eval reads every
       });
       child.on('exit', () => resolve());
     });
-    assert.ok(existsSync(join(out, '.progress', 'run.json')), 'progress was saved');
+    // The output contract: the killed run left the finished blocks beside --out, nothing in it.
+    assert.ok(existsSync(join(`${out}.partial`, 'run.json')), 'progress was saved');
+    assert.ok(!existsSync(out), 'nothing was written to --out before the run completed');
     const again = runCli(args(out));
     assert.is(again.status, 0, again.stderr);
     assert.match(again.stderr, /resuming: blocks 0, 1/);
     const got = JSON.parse(again.stdout);
     assert.equal(got.layers.map((l: { loss: number }) => l.loss), want.layers.map((l: { loss: number }) => l.loss));
-    assert.ok(!existsSync(join(out, '.progress')), 'progress removed after success');
+    assert.ok(!existsSync(`${out}.partial`), 'progress removed after success');
     assert.equal(readFileSync(join(out, 'gptq', 'model.safetensors')), readFileSync(join(dir, 'a', 'gptq', 'model.safetensors')));
 
     const evals = [join(data, 'stories260K.bin'), join(out, 'dequantized', 'model.bin'), join(out, 'gptq')].map((m) => {

@@ -333,7 +333,7 @@ test('the result does not depend on how rows are banded', async () => {
   ] as QuantizeOptions[]) {
     const kernel = await Kernel.create();
     const prepared = await prepareLayer(H, p.cols, options, kernel);
-    const session = new LayerSession(kernel, prepared);
+    const session = LayerSession.fromPrepared(kernel, prepared);
     const whole = await mergeBands(prepared, p.rows, [session.solveBand(weights, 0, p.rows)], kernel);
     const split = await mergeBands(prepared, p.rows, [session.solveBand(weights, 5, 11), session.solveBand(weights, 0, 5), session.solveBand(weights, 11, p.rows)], kernel);
     session.free();

@@ -54,13 +54,22 @@ export class HessianAccumulator {
       throw new ShapeError(`inputs have ${x.length} values, not a whole number of rows of ${cols} (expected [n, ${cols}])`);
     }
     if (m === 0) return;
-    assertFinite(x, 'calibration inputs');
+    kernel.scoped((_alloc, put) => this.addResident(kernel, put(x), m));
+  }
+
+  /** Adds X [m, cols] that is already in `kernel`'s memory at `x` (e.g. a layer input the
+   * forward pass just computed): no copy crosses the boundary. */
+  addResident(kernel: Kernel, x: number, m: number): void {
+    const cols = this.cols;
+    if (!Number.isInteger(m) || m < 0) throw new ShapeError(`row count ${m} must be a non-negative integer`);
+    if (m === 0) return;
+    assertFinite(kernel.f32(x, m * cols), 'calibration inputs');
     const r = this.residentOn(kernel);
     const total = this.n + m;
     // Factors rounded to f32 once here; the arithmetic on H happens in WASM.
     const keep = Math.fround(this.n / total);
     const add = Math.fround(2 / total);
-    kernel.scoped((_alloc, put) => kernel.exports.hessianUpdate(r.h, put(x), m, cols, keep, add, r.scratch));
+    kernel.exports.hessianUpdate(r.h, x, m, cols, keep, add, r.scratch);
     this.n = total;
     const h = kernel.f32(r.h, cols * cols);
     for (let i = 0; i < cols; i++) {
@@ -72,6 +81,18 @@ export class HessianAccumulator {
   hessian(): Float32Array {
     const r = this.resident;
     return r ? r.kernel.f32(r.h, this.cols * this.cols).slice() : new Float32Array(this.cols * this.cols);
+  }
+
+  /** Hands over H's kernel allocation (the caller frees it; e.g. prepareResident takes it) and
+   * starts over. Nothing is copied. */
+  take(): { kernel: Kernel; h: number } {
+    const r = this.resident;
+    if (!r) throw new ShapeError('the accumulator holds no H yet: add calibration inputs first');
+    released?.unregister(this);
+    r.kernel.free(r.scratch);
+    this.resident = undefined;
+    this.n = 0;
+    return { kernel: r.kernel, h: r.h };
   }
 
   /** Releases the wasm memory holding H; the accumulator starts over if used again. */

@@ -20,7 +20,7 @@ export function dequantize(kernel: Kernel, q: QuantizedWeights): Float32Array {
 
 /** A band's arrays fit its rows and the layer, and hold what a solved band can hold (bands
  * may come from other threads, processes or machines). */
-function checkBand(prepared: PreparedLayer, b: BandResult): void {
+function checkBand(prepared: Pick<PreparedLayer, 'plan'>, b: BandResult): void {
   const { cols, groups, maxq, spec } = prepared.plan;
   const n = b.r1 - b.r0;
   const where = `band [${b.r0}, ${b.r1})`;
@@ -38,7 +38,7 @@ function checkBand(prepared: PreparedLayer, b: BandResult): void {
 
 /** One layer result from bands that tile its rows (in any order; from any thread or machine).
  * `kernel` (default: this realm's) computes `dequantize()`. */
-export async function mergeBands(prepared: PreparedLayer, rows: number, bands: BandResult[], kernel?: Kernel): Promise<LayerResult> {
+export async function mergeBands(prepared: Pick<PreparedLayer, 'plan' | 'gIdx' | 'perm' | 'dampUsed'>, rows: number, bands: BandResult[], kernel?: Kernel): Promise<LayerResult> {
   const k = kernel ?? (await defaultKernel());
   const { plan } = prepared;
   const { cols, groups, spec } = plan;

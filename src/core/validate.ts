@@ -77,12 +77,17 @@ export function validateHessian(hessian: Float32Array, cols: number): void {
   }
 }
 
-/** Throws HessianError unless the symmetric `h` (as the solvers see it) is positive
- * semidefinite up to damping (PSD_DAMPING): one float32 Cholesky in WASM, cols^3 / 3
- * multiply-adds. */
-export function checkPositiveSemidefinite(kernel: Kernel, h: Float32Array, cols: number): void {
+/** validateHessian for an H resident in a kernel (read through a view: no copy). */
+export function validateResidentHessian(kernel: Kernel, h: number, cols: number): void {
+  validateHessian(kernel.f32(h, cols * cols), cols);
+}
+
+/** Throws HessianError unless the symmetric H resident at `h` (as the solvers see it) is
+ * positive semidefinite up to damping (PSD_DAMPING): one float32 Cholesky in WASM on a scaled
+ * copy, cols^3 / 3 multiply-adds. */
+export function checkPositiveSemidefinite(kernel: Kernel, h: number, cols: number): void {
   const x = kernel.exports;
-  const failed = kernel.scoped((alloc, put) => x.psdCheck(put(h), cols, PSD_DAMPING, alloc(x.psdCheckScratch(cols))));
+  const failed = kernel.scoped((alloc) => x.psdCheck(h, cols, PSD_DAMPING, alloc(x.psdCheckScratch(cols))));
   if (failed !== 0) {
     throw new HessianError(`hessian is not positive semidefinite: H + ${PSD_DAMPING} * mean(diag H) * I has no Cholesky factor (pivot ${failed - 1} fails), so H has an eigenvalue below -${PSD_DAMPING * 100}% of its mean diagonal`);
   }

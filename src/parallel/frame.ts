@@ -154,7 +154,7 @@ export function decodePrepared(bytes: Uint8Array): PreparedLayer {
       seen[p] = 1;
     }
     if (!plan.spec.actOrder) throw new FormatError(`${what}: perm given without act-order`);
-    const order = actOrder(hessian, cols);
+    const order = actOrder(Float32Array.from({ length: cols }, (_, i) => hessian[i * cols + i]));
     if (order.some((c, j) => c !== perm![j])) throw new FormatError(`${what}: perm is not the act-order of the hessian (descending diagonal, ties in column order)`);
   }
   const gptq = plan.spec.start === 'gptq';

@@ -85,7 +85,7 @@ const api: WorkerApi = {
       session?.free();
       session = null;
       current = -1;
-      session = new LayerSession(kernel, prepared);
+      session = LayerSession.fromPrepared(kernel, prepared);
       sharedWeights = weights;
       current = layer;
       return { ok: true, value: null };

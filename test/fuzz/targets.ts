@@ -444,7 +444,7 @@ const gptq: Target = {
     for (const [seed, opt] of [[5, { bits: 4, groupSize: 16, sym: true, actOrder: false }], [6, { bits: 3, groupSize: -1, sym: false, actOrder: true }], [7, { bits: 2, groupSize: 32, sym: false, actOrder: false }]] as const) {
       const model = tinyModel(seed, { dim: 32, hidden: 64, layers: 1, heads: 2, kv: 1, vocab: 16 });
       const layers = await quantizedLayers(model, opt);
-      const c = gptqCheckpoint(kernel, model, layers, provenance(opt.bits, opt.groupSize, opt.sym, opt.actOrder));
+      const c = await gptqCheckpoint(kernel, model, layers, provenance(opt.bits, opt.groupSize, opt.sym, opt.actOrder));
       gptqSeeds.push({ config: c.config, safetensors: c.safetensors });
     }
   },
