@@ -16,6 +16,7 @@ import { readLlama2c, writeLlama2c, writeHfModel } from '../src/index.js';
 import { llamaFromGguf, writeLlamaGguf as writeGguf } from '../src/model/gguf.js';
 import { assembleGguf, parseGgufHeader } from '../src/formats/gguf.js';
 import { tinyModel } from './helpers/models.js';
+import { readHfTokenizer } from '../src/formats/hf-tokenizer.js';
 import { readData } from './helpers/util.js';
 import { decodeFrame, encodeFrame } from '../src/parallel/frame.js';
 import { encodeBandRequest, FANOUT_HEADERS } from '../src/parallel/fanout.js';
@@ -498,6 +499,25 @@ test('fuzz: GGUF block_count beyond the tensors the file holds is a FormatError 
   // A count the file could hold: the first missing tensor is named.
   assert.throws(() => llamaFromGguf(withMetadata(gguf, 'llama.block_count', { type: 'u32', value: 3 })), (e: Error) => e instanceof FormatError && /blk\.2\.attn_norm\.weight" is missing/.test(e.message));
   assert.throws(() => llamaFromGguf(withMetadata(gguf, 'llama.rope.scaling.type', { type: 'u64', value: 8388608n })), (e: Error) => e instanceof FormatError && /rope\.scaling\.type" is a u64, expected a string/.test(e.message));
+});
+
+test('fuzz: tokenizer.json components the library cannot run are FormatErrors (were its TypeErrors), and a pattern it would skip with a warning is refused', () => {
+  // A five-piece BPE: enough for the library to tokenize "ab a b".
+  const base = {
+    version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null,
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab: { a: 0, b: 1, ab: 2, ' ': 3, 'ab ': 4 }, merges: ['a b'] },
+  };
+  const read = (doc: object) => readHfTokenizer({ tokenizerJson: JSON.stringify(doc) });
+  assert.equal(Array.from(read(base).encode('ab a b')), [2, 3, 0, 3, 1], 'the base file works: "ab" merged, the rest single pieces');
+  const bad: Array<[string, object, (t: ReturnType<typeof read>) => unknown, RegExp]> = [
+    ['a null decoder step', { ...base, decoder: { type: 'Sequence', decoders: [null] } }, (t) => t.decode([2, 3]), /failed decoding ids/],
+    ['a Split whose behavior is a number', { ...base, pre_tokenizer: { type: 'Split', pattern: { String: ' ' }, behavior: 5, invert: false } }, (t) => t.encode('ab a'), /failed encoding a text/],
+    ['a Replace without a pattern', { ...base, normalizer: { type: 'Replace', content: 'x' } }, () => 0, /normalizer is a Replace with no pattern/],
+    ['a pattern of neither kind', { ...base, normalizer: { type: 'Replace', pattern: {}, content: 'x' } }, () => 0, /normalizer\.pattern \{\} must be/],
+  ];
+  for (const [what, doc, use, message] of bad) {
+    assert.throws(() => use(read(doc)), (e: Error) => e instanceof FormatError && message.test(e.message), what);
+  }
 });
 
 test.run();
