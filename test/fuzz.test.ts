@@ -12,7 +12,7 @@ import { describeFailure, runTarget, startWatchdog, summary } from './fuzz/runne
 const SEED = 14;
 /** Cases per target: 6000 in all, about 6 s on the 2-core test machine. */
 const CASES: Record<string, number> = {
-  safetensors: 1000, llama2c: 800, 'tokenizer.bin': 600, 'tokenizer.json': 400, 'config.json': 1000, 'hf-checkpoint': 600, 'gptq-checkpoint': 500, gguf: 1000, 'band-frames': 800, 'fanout-worker': 300,
+  safetensors: 1000, llama2c: 800, 'tokenizer.bin': 600, 'tokenizer.json': 400, 'config.json': 1000, 'hf-checkpoint': 600, 'hf-lazy': 400, 'gptq-checkpoint': 500, gguf: 1000, 'band-frames': 800, 'fanout-worker': 300,
 };
 
 startWatchdog(TARGETS, SEED);
