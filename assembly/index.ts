@@ -19,6 +19,7 @@ export * from './gptq';
 export * from './cd';
 export * from './bcd';
 export * from './refit';
+export * from './check';
 export * from './permute';
 export * from './nn';
 export * from './gguf/index';

@@ -20,7 +20,7 @@ export {
 export type { ErrorCode } from './core/errors.js';
 
 // --- Where the rows are solved: this thread, worker threads, or HTTP band workers.
-export { WorkerPool } from './parallel/pool.js';
+export { WorkerPool, defaultBandTimeoutMs } from './parallel/pool.js';
 export type { PoolOptions } from './parallel/pool.js';
 export { LocalBandSolver, solveBand } from './parallel/bands.js';
 export type { BandSolver, SolveOptions } from './parallel/bands.js';

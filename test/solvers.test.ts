@@ -209,15 +209,23 @@ test('GPTQ equals its unblocked form where the algorithm says so', async () => {
   }
 });
 
-test('GPTQ raises damping when H is indefinite and reports it', async () => {
+test('GPTQ raises damping (up to 1%) when the Cholesky fails and reports it; an indefinite H is refused', async () => {
   const n = 6;
+  // All ones: rank 1, positive semidefinite, no Cholesky factor without damping.
+  const ones = new Float32Array(n * n).fill(1);
+  const W = Float32Array.from({ length: 2 * n }, (_, i) => Math.sin(i + 1));
+  const res = await quantizeLayer({ data: W, rows: 2, cols: n }, ones, { method: 'gptq', bits: 4, damp: 0 });
+  assert.is(res.dampUsed, 0.01, `damp raised from 0 to 1%, got ${res.dampUsed}`);
   const H = new Float32Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) H[i * n + j] = i === j ? 1 : 0.99;
   H[0] = 0.5; // makes H indefinite
   H[1] = H[n] = 1.2;
-  const W = Float32Array.from({ length: 2 * n }, (_, i) => Math.sin(i + 1));
-  const res = await quantizeLayer({ data: W, rows: 2, cols: n }, H, { method: 'gptq', bits: 4 });
-  assert.ok(res.dampUsed !== null && res.dampUsed > 0.01, `damp raised, got ${res.dampUsed}`);
+  try {
+    await quantizeLayer({ data: W, rows: 2, cols: n }, H, { method: 'gptq', bits: 4 });
+    assert.unreachable('an indefinite H must be refused');
+  } catch (e) {
+    assert.ok(e instanceof CdquantError && e.code === 'NOT_POSITIVE_DEFINITE', String(e));
+  }
 });
 
 test('CD: the loss never increases along the moves, and from GPTQ is never worse than GPTQ', async () => {

@@ -2,7 +2,7 @@
 // after a chunk of m rows, H *= n_old / (n_old + m), then H += (2 / (n_old + m)) X^T X.
 // H and its scratch stay in the kernel's memory between chunks (only the chunk crosses the
 // boundary); `hessian()` copies H out, `free()` releases it.
-import { NonFiniteError, OptionError, ShapeError, assertFinite } from './errors.js';
+import { DtypeError, NonFiniteError, OptionError, ShapeError, assertFinite } from './errors.js';
 import { Kernel, defaultKernel } from './kernel.js';
 
 
@@ -39,13 +39,17 @@ export class HessianAccumulator {
   }
 
   /** Adds a chunk X [m, cols] (row-major). m defaults to x.length / cols. */
-  async add(x: Float32Array, m = x.length / this.cols): Promise<void> {
+  async add(x: Float32Array, m = x?.length / this.cols): Promise<void> {
     this.addWith(this.resident?.kernel ?? this.kernel ?? (await defaultKernel()), x, m);
   }
 
   /** Synchronous add on a given kernel (for pipelines that already hold one). */
-  addWith(kernel: Kernel, x: Float32Array, m = x.length / this.cols): void {
+  addWith(kernel: Kernel, x: Float32Array, m = x?.length / this.cols): void {
     const cols = this.cols;
+    // Its bytes go to the kernel as they are: any other array would be read as float32 garbage.
+    if (!(x instanceof Float32Array)) {
+      throw new DtypeError(`calibration inputs must be a Float32Array, got ${describe(x)} (convert with Float32Array.from)`);
+    }
     if (!Number.isInteger(m) || m < 0 || x.length !== m * cols) {
       throw new ShapeError(`inputs have ${x.length} values, not a whole number of rows of ${cols} (expected [n, ${cols}])`);
     }
@@ -115,4 +119,9 @@ export class HessianAccumulator {
     released?.register(this, r, this);
     return r;
   }
+}
+
+function describe(x: unknown): string {
+  if (x === null || typeof x !== 'object') return x === null ? 'null' : typeof x;
+  return (x as object).constructor?.name ?? 'an object';
 }

@@ -71,6 +71,10 @@ export interface KernelExports {
   refitBand(w: Ptr, q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, maxq: number, sym: boolean,
     groupWidth: number, groups: number, scales: Ptr, zeros: Ptr, accepted: Ptr, scratch: Ptr): void;
   refitBandScratch(rows: number, cols: number): Bytes;
+  // check.ts
+  psdCheck(h: Ptr, n: number, damping: number, work: Ptr): number;
+  psdCheckScratch(n: number): Bytes;
+  lossTolerance(w: Ptr, q: Ptr, rows: number, cols: number, hdiag: Ptr, damping: number, out: Ptr): void;
   // gguf/ (GGML block types; src/formats/gguf-blocks.ts documents the arrays)
   ggufBlockElems(type: number): number;
   ggufBlockBytes(type: number): number;

@@ -1,13 +1,15 @@
 // The H side of a layer, computed once and shared read-only by every band of rows (and by
 // every layer that shares the input: q/k/v, gate/up): validation, symmetrization, dead
-// columns, act-order, GPTQ's factor, g_idx. It is computed where H already is, in the
-// kernel; a portable copy (plain arrays) is made only for solvers elsewhere.
+// columns, act-order, GPTQ's factor, the positive-semidefiniteness check, g_idx. It is
+// computed where H already is, in the kernel; a portable copy (plain arrays) is made only for
+// solvers elsewhere.
 import { defaultKernel, type Kernel } from './kernel.js';
 import { planLayer, resolveSolver, type SolverOptions, type SolverSpec } from './options.js';
 import { actOrder, deadColumns, gptqFactor, groupIndex } from './gptq.js';
 import { LayerSession } from './session.js';
 import type { PreparedLayer } from './types.js';
-import { validateHessian, validateResidentHessian } from './validate.js';
+import { PSD_DAMPING, checkPositiveSemidefinite, validateHessian, validateResidentHessian } from './validate.js';
+import { assertFinite } from './errors.js';
 
 /**
  * Prepares the layer whose H ([cols, cols], accumulated in `kernel`) is at `h`, taking
@@ -21,11 +23,22 @@ export function prepareResident(kernel: Kernel, h: number, cols: number, solver:
     validateResidentHessian(kernel, h, cols);
     // (H + H^T) / 2 in WASM, so row i of H is exactly its column i (CD reads columns as rows).
     kernel.exports.symmetrize(h, cols);
+    assertFinite(kernel.f32(h, cols * cols), 'hessian (symmetrized: (H + H^T) / 2 overflows float32)');
     const dead = deadColumns(kernel, h, cols);
     const { spec } = plan;
     const m = kernel.f32(h, cols * cols);
     const perm = spec.actOrder ? actOrder(Float32Array.from({ length: cols }, (_, i) => m[i * cols + i])) : null;
     const gptq = spec.start === 'gptq' ? gptqFactor(kernel, h, cols, perm, spec.damp) : null;
+    // Every method refuses an H that is not positive semidefinite up to damping; GPTQ's Cholesky
+    // of H + dampUsed * mean(diag) * I already shows it when dampUsed is at most PSD_DAMPING.
+    if (!gptq || gptq.dampUsed > PSD_DAMPING) {
+      try {
+        checkPositiveSemidefinite(kernel, h, cols);
+      } catch (e) {
+        if (gptq) kernel.free(gptq.factor);
+        throw e;
+      }
+    }
     owned = 0; // the session owns h (and the factor) from here, and frees them if it fails
     return new LayerSession(kernel, { plan, dead, perm, dampUsed: gptq?.dampUsed ?? null, gIdx: groupIndex(plan, perm) }, h, gptq?.factor ?? 0);
   } finally {

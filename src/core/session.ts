@@ -9,6 +9,7 @@ import type { LayerPlan } from './options.js';
 import { gptqSweep } from './gptq.js';
 import { permuteColumns } from './permute.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from './types.js';
+import { PSD_DAMPING, checkBandGrids, checkLosses, checkWeightRange, weightLimits, type WeightLimits } from './validate.js';
 
 /** gridParams' search for a plan's clip: per-channel OWC is exact or fast as planned. */
 export function gridSearchOf(plan: LayerPlan): number {
@@ -32,6 +33,8 @@ interface BandBuffers {
   scratch: number;
   rowLoss: number;
   rtnRowLoss: number;
+  /** How far below zero rounding may take each row's loss (f64 [rows]). */
+  tolerance: number;
   moves: number;
   accepted: number;
   /** GPTQ: column -> group in working order. */
@@ -65,6 +68,8 @@ export class LayerSession {
    * GPTQ groups): refit works on contiguous groups, in this order. */
   private readonly groupOrder: Int32Array | null;
   private readonly hGroup: number;
+  /** What the grid arithmetic can take (from H): rows past it are refused before solving. */
+  private readonly limits: WeightLimits;
 
   /** A session over a prepared layer's arrays, copied into `kernel`. */
   static fromPrepared(kernel: Kernel, prepared: PreparedLayer): LayerSession {
@@ -93,6 +98,7 @@ export class LayerSession {
     this.factor = factor ? keep(factor) : 0;
     try {
       const n2 = cols * cols;
+      this.limits = weightLimits(this.plan, kernel.f32(hFix, n2), facts.dead, facts.gIdx);
       if (facts.dead.length) {
         this.hLoss = keep(kernel.alloc(n2 * 4));
         kernel.u8(this.hLoss, n2 * 4).set(kernel.u8(hFix, n2 * 4));
@@ -196,6 +202,7 @@ export class LayerSession {
       scratch: k.alloc(scratchBytes),
       rowLoss: k.alloc(rows * 8),
       rtnRowLoss: k.alloc(rows * 8),
+      tolerance: k.alloc(rows * 8),
       moves: spec.descent ? k.alloc(rows * 4) : 0,
       accepted: spec.refit > 0 ? k.alloc(rows * 4) : 0,
       colGroup: spec.start === 'gptq' ? k.alloc(cols * 4) : 0,
@@ -203,13 +210,16 @@ export class LayerSession {
     return this.band;
   }
 
-  /** Solves rows [r0, r1) of `weights` (the whole matrix is passed; only the band is read). */
+  /** Solves rows [r0, r1) of `weights` (the whole matrix is passed; only the band is read).
+   * Rows out of the grid arithmetic's range are refused before any kernel runs; the band's
+   * grids and losses are checked before they are returned (see validate.ts). */
   solveBand(weights: WeightMatrix, r0: number, r1: number): BandResult {
     const plan = this.plan;
     const { cols, groups, spec, maxq } = plan;
     const rows = r1 - r0;
     const k = this.k;
     const x = k.exports;
+    checkWeightRange(this.limits, weights.data, r0, r1);
     const b = this.buffers(rows);
     const n = rows * cols;
     const band = weights.data.subarray(r0 * cols, r1 * cols);
@@ -221,6 +231,7 @@ export class LayerSession {
     x.gridParams(b.w, rows, cols, plan.groupWidth, maxq, spec.sym, GRID_SEARCH.minmax, 0, b.scales, b.zeros, 0);
     x.quantizeWith(b.w, rows, cols, maxq, b.scales, b.zeros, groups, this.colGroupConsecutive, b.codes, b.q);
     x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rtnRowLoss, b.scratch);
+    this.checkLosses(b, b.rtnRowLoss, rows, r0, 'RTN baseline');
 
     const search = gridSearchOf(plan);
     if (spec.start === 'gptq') {
@@ -243,17 +254,31 @@ export class LayerSession {
     // Plain RTN is the baseline itself: its loss is already known.
     const isBaseline = spec.method === 'rtn' && spec.clip === 'minmax';
     const rowLoss = isBaseline ? b.rtnRowLoss : b.rowLoss;
-    if (!isBaseline) x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rowLoss, b.scratch);
+    if (!isBaseline) {
+      x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rowLoss, b.scratch);
+      this.checkLosses(b, b.rowLoss, rows, r0, spec.method);
+    }
+    const scales = k.f32(b.scales, rows * groups).slice();
+    const zeros = k.f32(b.zeros, rows * groups).slice();
+    checkBandGrids(plan, scales, zeros, r0);
     return {
       r0,
       r1,
       codes: k.u8(b.codes, n).slice(),
-      scales: k.f32(b.scales, rows * groups).slice(),
-      zeros: k.f32(b.zeros, rows * groups).slice(),
+      scales,
+      zeros,
       rowLoss: k.f64(rowLoss, rows).slice(),
       rtnRowLoss: k.f64(b.rtnRowLoss, rows).slice(),
       moves: spec.descent ? k.i32(b.moves, rows).slice() : null,
     };
+  }
+
+  /** Row losses (just computed from b.w and b.q) finite and not below zero by more than
+   * rounding allows on an H that is positive semidefinite up to damping. */
+  private checkLosses(b: BandBuffers, losses: number, rows: number, r0: number, what: string): void {
+    const k = this.k;
+    k.exports.lossTolerance(b.w, b.q, rows, this.plan.cols, this.hdiag, PSD_DAMPING, b.tolerance);
+    checkLosses(k.f64(losses, rows), k.f64(b.tolerance, rows), r0, what);
   }
 
   /** CD or BCD from the current codes, with `refit` rounds of scale refits in between. */

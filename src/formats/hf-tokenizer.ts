@@ -3,7 +3,7 @@
 // `tokenizer(text)` adds them. File contents come in as strings: no file access here, so this
 // runs in every runtime.
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
-import { FormatError, OptionError } from '../core/errors.js';
+import { CdquantError, FormatError, OptionError } from '../core/errors.js';
 import type { EncodeOptions, TextTokenizer } from './tokenizer.js';
 
 /** The files of a Hugging Face model folder that describe its tokenizer, as text. */
@@ -229,6 +229,7 @@ export class HfTokenizer implements TextTokenizer {
     this.cleanUpSpaces = tc?.clean_up_tokenization_spaces === true;
     // Checked before the library sees it, so a bad post-processor is named as such.
     const fromFile = postProcessorWrap(json.post_processor);
+    for (const key of ['normalizer', 'pre_tokenizer', 'decoder'] as const) checkPatterns(json[key], key);
     try {
       // The library mutates nothing it is given, but reads `added_tokens` unconditionally.
       this.lib = new HfLibTokenizer({ ...json, added_tokens: json.added_tokens ?? [] }, tc ?? {});
@@ -309,7 +310,7 @@ export class HfTokenizer implements TextTokenizer {
    */
   encode(text: string, { bos, eos }: EncodeOptions = {}): Int32Array {
     if (typeof text !== 'string') throw new OptionError('tokenizer: text must be a string');
-    const body = this.lib.encode(text, { add_special_tokens: false }).ids;
+    const body = library('encoding a text', () => this.lib.encode(text, { add_special_tokens: false }).ids);
     const side = (flag: boolean | undefined, byDefault: readonly number[], id: number | null, name: string): readonly number[] => {
       if (flag === undefined) return byDefault;
       if (!flag) return [];
@@ -343,7 +344,39 @@ export class HfTokenizer implements TextTokenizer {
       list.push(t);
     }
     if (list.length === 0) return '';
-    return this.lib.decode(list, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: this.cleanUpSpaces });
+    return library('decoding ids', () => this.lib.decode(list, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: this.cleanUpSpaces }));
+  }
+}
+
+/** Runs a call into the tokenizer library: what fails inside it on a file that passed our
+ * checks (a component of an unexpected shape) is a FormatError about tokenizer.json, not the
+ * library's TypeError. */
+function library<T>(what: string, call: () => T): T {
+  try {
+    return call();
+  } catch (e) {
+    if (e instanceof CdquantError) throw e;
+    throw new FormatError(`tokenizer.json: the tokenizer failed ${what} (${(e as Error)?.message ?? String(e)}): a component of the file is malformed`);
+  }
+}
+
+/** Every `pattern` in a pipeline component must be { String } or { Regex } holding a string,
+ * and Replace and Split steps must have one: the library warns about any other and drops the
+ * step, which would tokenize unlike transformers. */
+function checkPatterns(v: unknown, path: string): void {
+  if (Array.isArray(v)) {
+    v.forEach((x, i) => checkPatterns(x, `${path}[${i}]`));
+    return;
+  }
+  if (!isJsonObject(v)) return;
+  // Replace and Split steps match their pattern; without one the library drops the step.
+  if ((v.type === 'Replace' || v.type === 'Split') && !('pattern' in v)) throw new FormatError(`tokenizer.json: ${path} is a ${v.type} with no pattern`);
+  for (const [key, x] of Object.entries(v)) {
+    if (key === 'pattern') {
+      const p = x as JsonObject;
+      const ok = isJsonObject(p) && Object.keys(p).length === 1 && (typeof p.String === 'string' || typeof p.Regex === 'string');
+      if (!ok) throw new FormatError(`tokenizer.json: ${path}.pattern ${JSON.stringify(x)?.slice(0, 80)} must be {"String": ...} or {"Regex": ...}`);
+    } else checkPatterns(x, `${path}.${key}`);
   }
 }
 

@@ -7,6 +7,7 @@ import {
   readF32LE, readF64LE, readI16LE, readI32LE, readI64LE, readU16LE, readU32LE, readU64LE, leBytes,
 } from './bytes.js';
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from './half.js';
+import { parseJsonStrict } from './json.js';
 
 export type SafetensorsDtype =
   | 'BOOL' | 'U8' | 'I8' | 'U16' | 'I16' | 'F16' | 'BF16' | 'U32' | 'I32' | 'F32' | 'F64' | 'I64' | 'U64';
@@ -63,12 +64,8 @@ export function parseSafetensors(bytes: Uint8Array, fileSize: number = bytes.len
   } catch {
     throw new FormatError('safetensors: header is not valid UTF-8');
   }
-  let header: unknown;
-  try {
-    header = JSON.parse(text);
-  } catch (e) {
-    throw new FormatError(`safetensors: header is not valid JSON (${(e as Error).message})`);
-  }
+  // Duplicate keys refused: JSON.parse would keep the last of two entries for one tensor.
+  const header = parseJsonStrict(text, 'safetensors: header');
   if (header === null || typeof header !== 'object' || Array.isArray(header)) {
     throw new FormatError('safetensors: header must be a JSON object');
   }

@@ -43,7 +43,7 @@ import {
 import type { GgufMetadata, GgufValue } from '../formats/gguf-types.js';
 import type { Family, LayerType, LinearName, LlamaBlock, LlamaConfig, LlamaModel, RopeScaling, RopeStyle } from './types.js';
 import { resolveArch, type Arch } from './arch.js';
-import { checkModelShapes } from './checkpoint/shapes.js';
+import { checkModelShapes, checkModelValues } from './checkpoint/shapes.js';
 import { permuteRopeRows } from './checkpoint/rope.js';
 
 /** How one of our families is written in GGUF. */
@@ -843,6 +843,7 @@ function assemble(p: ReadPlan, valueOf: (name: string) => Float32Array): LlamaMo
     }
   }
   if (c.tiedEmbeddings) model.classifier = model.embedding;
+  checkModelValues(model, 'GGUF');
   return model;
 }
 
