@@ -209,7 +209,7 @@ test('GPTQ equals its unblocked form where the algorithm says so', async () => {
   }
 });
 
-test('GPTQ raises damping (up to 1%) when the Cholesky fails and reports it; an indefinite H is refused', async () => {
+test('GPTQ raises damping tenfold while the Cholesky fails and reports it (ALGORITHMS.md step 3)', async () => {
   const n = 6;
   // All ones: rank 1, positive semidefinite, no Cholesky factor without damping.
   const ones = new Float32Array(n * n).fill(1);
@@ -220,11 +220,15 @@ test('GPTQ raises damping (up to 1%) when the Cholesky fails and reports it; an 
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) H[i * n + j] = i === j ? 1 : 0.99;
   H[0] = 0.5; // makes H indefinite
   H[1] = H[n] = 1.2;
-  try {
-    await quantizeLayer({ data: W, rows: 2, cols: n }, H, { method: 'gptq', bits: 4 });
-    assert.unreachable('an indefinite H must be refused');
-  } catch (e) {
-    assert.ok(e instanceof CdquantError && e.code === 'NOT_POSITIVE_DEFINITE', String(e));
+  // Indefinite: GPTQ factors at a raised damping, but the losses with the H given come out
+  // negative, and an output with a negative loss is refused (issue 14), as CD refuses H outright.
+  for (const method of ['gptq', 'cd'] as const) {
+    try {
+      await quantizeLayer({ data: W, rows: 2, cols: n }, H, { method, bits: 4 });
+      assert.unreachable(`an indefinite H must be refused by ${method}`);
+    } catch (e) {
+      assert.ok(e instanceof CdquantError && e.code === 'NOT_POSITIVE_DEFINITE', `${method}: ${String(e)}`);
+    }
   }
 });
 

@@ -13,7 +13,6 @@ import { HessianError, assertFinite } from './errors.js';
 import type { Kernel } from './kernel.js';
 import type { LayerPlan } from './options.js';
 import { permuteColumns } from './permute.js';
-import { PSD_DAMPING } from './validate.js';
 
 /** Step 1: dead columns (H_ii == 0) of H resident at `h` get H_ii = 1; returns their indices. */
 export function deadColumns(kernel: Kernel, h: number, cols: number): Int32Array {
@@ -39,8 +38,8 @@ export function actOrder(diag: Float32Array): Int32Array {
 const DAMP_ATTEMPTS = 5;
 
 /** Steps 3-4: U = chol((P H P^T + damp * mean(diag) * I)^-1) of H resident at `h` (read only),
- * raising the damping tenfold while the Cholesky fails, up to PSD_DAMPING. Returns U (a kernel allocation the
- * caller owns) and the damping fraction used. */
+ * raising the damping tenfold while the Cholesky fails (ALGORITHMS.md step 3). Returns U (a
+ * kernel allocation the caller owns) and the damping fraction used. */
 export function gptqFactor(kernel: Kernel, h: number, cols: number, perm: Int32Array | null, damp: number): { factor: number; dampUsed: number } {
   const x = kernel.exports;
   const bytes = cols * cols * 4;
@@ -57,9 +56,8 @@ export function gptqFactor(kernel: Kernel, h: number, cols: number, perm: Int32A
         else kernel.u8(hd, bytes).set(kernel.u8(h, bytes));
         x.addDamping(hd, cols, percdamp);
         if (x.upperCholeskyOfInverse(u, hd, cols, scratch) === 0) return percdamp;
-        // Raising the damping past PSD_DAMPING would hide an H that is not positive
-        // semidefinite up to damping (see validate.ts) instead of rounding.
-        if (percdamp >= PSD_DAMPING || attempt === DAMP_ATTEMPTS - 1) {
+        // ALGORITHMS.md step 3: raise the damping tenfold and retry, a few times.
+        if (attempt === DAMP_ATTEMPTS - 1) {
           throw new HessianError(`hessian is not positive semidefinite: H + ${percdamp} * mean(diag H) * I has no Cholesky factor`);
         }
         percdamp = percdamp > 0 ? percdamp * 10 : 0.01;

@@ -29,9 +29,12 @@ export function prepareResident(kernel: Kernel, h: number, cols: number, solver:
     const m = kernel.f32(h, cols * cols);
     const perm = spec.actOrder ? actOrder(Float32Array.from({ length: cols }, (_, i) => m[i * cols + i])) : null;
     const gptq = spec.start === 'gptq' ? gptqFactor(kernel, h, cols, perm, spec.damp) : null;
-    // Every method refuses an H that is not positive semidefinite up to damping; GPTQ's Cholesky
-    // of H + dampUsed * mean(diag) * I already shows it when dampUsed is at most PSD_DAMPING.
-    if (!gptq || gptq.dampUsed > PSD_DAMPING) {
+    // CD, BCD and RTN refuse an H that is not positive semidefinite up to damping (their
+    // descent and losses assume it); GPTQ's Cholesky of H + dampUsed * mean(diag) * I already
+    // shows it when dampUsed is at most PSD_DAMPING. GPTQ itself handles a failed Cholesky as
+    // ALGORITHMS.md step 3 says (more damping, reported), so plain GPTQ is not refused here;
+    // a loss that comes out negative still is (checkLosses).
+    if (spec.method !== 'gptq' && (!gptq || gptq.dampUsed > PSD_DAMPING)) {
       try {
         checkPositiveSemidefinite(kernel, h, cols);
       } catch (e) {

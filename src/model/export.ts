@@ -45,6 +45,7 @@ export function readGptqCheckpoint(kernel: Kernel, files: { config: string; safe
   } catch {
     throw new FormatError('config.json is not valid JSON');
   }
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new FormatError('config.json is not a JSON object');
   const qc = config.quantization_config;
   if (!qc || qc.quant_method !== 'gptq') throw new FormatError('config.json has no GPTQ quantization_config');
   const bits = qc.bits;

@@ -214,7 +214,7 @@ export interface Provenance {
   nsamples: number;
   seqlen: number;
   /** GGUF runs: the llama.cpp mix and the solver of its codes; null otherwise. */
-  gguf: string | null;
+  gguf?: string | null;
 }
 
 /** GPTQ kernels in every common loader need in and out features divisible by 32. */

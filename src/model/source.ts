@@ -3,7 +3,7 @@
 // whole: its shards are read at file offsets (Node) or by Blob.slice (browsers), tensor by
 // tensor. Small models (llama2.c files, checkpoints already in memory) go through the same
 // interface.
-import { FormatError, ShapeError } from '../core/errors.js';
+import { FormatError, ShapeError, assertFinite } from '../core/errors.js';
 import { sha256Hex } from '../formats/digest.js';
 import { bytesSource, type ByteSource } from '../formats/bytes.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../formats/half.js';
@@ -142,9 +142,13 @@ export async function openHfModel(files: { config: string; shards: NamedSource[]
     if (t.slot.kind === 'linear') dtypes.add(info.dtype);
   }
   const dtype: HfDtype = dtypes.has('BF16') ? 'BF16' : dtypes.has('F16') ? 'F16' : 'F32';
-  const read = (name: string) => {
+  // Read at offsets, each tensor is checked as readHfModel checks the whole model: a NaN or
+  // infinite weight is refused here, naming it, not met later as a NaN perplexity.
+  const read = async (name: string) => {
     const hit = located.get(name)!;
-    return readTensorF32From(hit.file, hit.shard.source, name);
+    const values = await readTensorF32From(hit.file, hit.shard.source, name);
+    assertFinite(values, `${where}: tensor "${name}"`);
+    return values;
   };
   const bySlot = (test: (s: HfSlot) => boolean) => tensors.filter((t) => test(t.slot));
   const embeddingName = bySlot((s) => s.kind === 'embedding')[0].name;
@@ -158,7 +162,13 @@ export async function openHfModel(files: { config: string; shards: NamedSource[]
       const info = hit.file.tensors.get(embeddingName)!;
       const raw = await readTensorBytesFrom(hit.file, hit.shard.source, embeddingName);
       if (info.dtype === 'F64') return f32Embedding(await read(embeddingName), config.vocabSize, config.dim);
-      return rawEmbedding(raw, info.dtype, config.vocabSize, config.dim);
+      const table = rawEmbedding(raw, info.dtype, config.vocabSize, config.dim);
+      const row = new Float32Array(config.dim);
+      for (let id = 0; id < config.vocabSize; id++) {
+        table.row(id, row);
+        assertFinite(row, `${where}: tensor "${embeddingName}" row ${id}`);
+      }
+      return table;
     },
     finalNorm: () => read(bySlot((s) => s.kind === 'finalNorm')[0].name),
     classifier: () => read(config.tiedEmbeddings ? embeddingName : bySlot((s) => s.kind === 'classifier')[0].name),
