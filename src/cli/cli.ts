@@ -41,6 +41,8 @@ Layer options:
   --iters N                  cd/bcd moves per row (default: columns)
   --block K                  bcd block size (default 2)
   --refit N                  scale refit rounds after cd/bcd (default 0)
+  --scales f16|f32           grid scales rounded to fp16 as GPTQ checkpoints store them
+                             (default f16 for quantize, f32 for layer)
   --act-order                GPTQ act-order (and bcd block order)
   --static-groups            GPTQ static groups
   --damp F                   GPTQ damping fraction (default 0.01)
@@ -77,6 +79,7 @@ const layerOptionSpec = {
   iters: { type: 'string' },
   block: { type: 'string' },
   refit: { type: 'string' },
+  scales: { type: 'string' },
   'act-order': { type: 'boolean' },
   'static-groups': { type: 'boolean' },
   damp: { type: 'string' },
@@ -116,6 +119,7 @@ function layerOptions(values: Values): QuantizeOptions {
   if (values.method !== undefined) o.method = values.method as QuantizeOptions['method'];
   if (values.init !== undefined) o.init = values.init as QuantizeOptions['init'];
   if (values.clip !== undefined) o.clip = values.clip as QuantizeOptions['clip'];
+  if (values.scales !== undefined) o.scales = values.scales as QuantizeOptions['scales'];
   const set = (key: keyof QuantizeOptions, flag: string) => {
     const n = num(values, flag);
     if (n !== undefined) (o as Record<string, unknown>)[key] = n;

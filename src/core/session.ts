@@ -221,6 +221,8 @@ export class LayerSession {
     const x = k.exports;
     checkWeightRange(this.limits, weights.data, r0, r1);
     const b = this.buffers(rows);
+    // Every grid of this band (baseline, clip search, GPTQ's groups, refits) in the spec's format.
+    x.setHalfScales(spec.scales === 'f16' ? 1 : 0);
     const n = rows * cols;
     const band = weights.data.subarray(r0 * cols, r1 * cols);
     k.f32(b.w, n).set(band);

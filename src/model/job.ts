@@ -154,7 +154,8 @@ export async function planJob(
   const calibBytes = new Uint8Array(samples.length * seqlen * 4);
   samples.forEach((s, i) => calibBytes.set(new Uint8Array(s.buffer, s.byteOffset, s.byteLength), i * seqlen * 4));
   const calibrationSha256 = await sha256Hex(calibBytes);
-  const solver = resolveSolver(options);
+  // Model outputs store fp16 scales (GPTQ checkpoints): solved on them unless asked otherwise.
+  const solver = resolveSolver({ ...options, scales: options.scales ?? 'f16' });
   const provenance: Provenance = {
     method: solver.method,
     bits: solver.bits,
@@ -166,6 +167,7 @@ export async function planJob(
     clip: solver.clip,
     init: solver.init,
     refit: solver.refit,
+    scales: solver.scales,
     calibrationSha256,
     nsamples: samples.length,
     seqlen,

@@ -176,7 +176,8 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
   if (samples.length === 0) throw new OptionError('quantizeModel needs at least one calibration sample');
   const kernel = options.kernel ?? (await defaultKernel());
   const { onProgress, onBlockDone, resume, compareMethods, keepLayers = true, maxStateBytes, gguf, ...rest } = options;
-  const { solver, run } = splitOptions(rest);
+  // A model's grids are written as checkpoints store them: fp16 scales unless asked otherwise.
+  const { solver, run } = splitOptions({ ...rest, scales: rest.scales ?? 'f16' });
   const source = isLazy(model) ? model : memoryModel(model, 'hf', 'F32', async () => '');
   const { config } = source;
   const stages = quantStages(config);

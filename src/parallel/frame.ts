@@ -107,7 +107,8 @@ function want<T extends Typed>(frame: Frame, name: string, Ctor: { new (...a: an
 
 const PREPARED = 'CDQP';
 const BAND = 'CDQB';
-const VERSION = 2;
+// 3: the solver spec carries the scale format (an older reader would solve f32 grids).
+const VERSION = 3;
 
 /** A prepared layer as bytes, so band solvers elsewhere skip the H-side preparation. g_idx is
  * not sent: it follows from the plan and the permutation. */
