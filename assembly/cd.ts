@@ -4,9 +4,13 @@
 // changes the loss by 2 d g_i + d^2 H_ii; the best grid value for i is the one nearest
 // q_i - g_i / H_ii. Each iteration moves the coordinate with the largest gain, then
 // g += d H[:, i]. Step 3 of one iteration and step 1 of the next are one fused pass.
+//
+// A grid maps code c to s * (c - z) + o: the offset o is -0 for the integer grids (adding -0
+// changes no float, so they compute exactly s * (c - z)) and the stored minimum of the GGUF
+// block types that have one (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K: assembly/gguf/grid.ts).
 
 import { reduceLanes } from './argmax';
-import { dequantCode, expandGrid } from './grid';
+import { dequantCode, expandGrid, expandRow } from './grid';
 import { gainIndex, gainOf, indexOf } from './pairs';
 
 // @ts-ignore: decorator
@@ -21,17 +25,17 @@ import { gainIndex, gainOf, indexOf } from './pairs';
 /** The grid code nearest coordinate j's Newton target q_j - g_j / H_jj, through the
  * precomputed reciprocals of H_jj (rhd) and of the scale (rs), clamped to the grid. */
 // @ts-ignore: decorator
-@inline function targetCode(qj: f32, gj: f32, rhd: f32, rs: f32, z: f32, maxq: f32): f32 {
+@inline function targetCode(qj: f32, gj: f32, rhd: f32, rs: f32, z: f32, o: f32, maxq: f32): f32 {
   const target = qj - gj * rhd;
-  return min<f32>(max<f32>(nearest<f32>(target * rs) + z, 0), maxq);
+  return min<f32>(max<f32>(nearest<f32>((target - o) * rs) + z, 0), maxq);
 }
 
 /** The loss decrease -(2 d g_j + d^2 H_jj) of moving coordinate j to its target code: the
  * scalar twin of one SIMD lane of cdPass (same operations, same order). */
 // @ts-ignore: decorator
-@inline function coordinateGain(qj: f32, gj: f32, hd: f32, rhd: f32, s: f32, rs: f32, z: f32, maxq: f32): f32 {
-  const code = targetCode(qj, gj, rhd, rs, z, maxq);
-  const d = s * (code - z) - qj;
+@inline function coordinateGain(qj: f32, gj: f32, hd: f32, rhd: f32, s: f32, rs: f32, z: f32, o: f32, maxq: f32): f32 {
+  const code = targetCode(qj, gj, rhd, rs, z, o, maxq);
+  const d = (s * (code - z) + o) - qj;
   return -((2 * d) * gj + (d * d) * hd);
 }
 
@@ -57,18 +61,19 @@ import { gainIndex, gainOf, indexOf } from './pairs';
 // @ts-ignore: decorator
 @inline function quadGains(
   o: usize, gv: v128, q: usize, hdiag: usize, rhdiag: usize, colScale: usize, colRScale: usize, colZero: usize,
-  vMaxq: v128,
+  colOffset: usize, vMaxq: v128,
 ): v128 {
   const vZero = f32x4.splat(0);
   const qv = v128.load(q + o);
   const hd = v128.load(hdiag + o);
   const s = v128.load(colScale + o);
   const z = v128.load(colZero + o);
+  const off = v128.load(colOffset + o);
   const target = f32x4.sub(qv, f32x4.mul(gv, v128.load(rhdiag + o)));
   // pmin/pmax (one instruction each, unlike min/max's NaN and signed-zero rules): inputs are
   // finite, and a -0 code gives the same value and u8 code as +0.
-  const code = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.nearest(f32x4.mul(target, v128.load(colRScale + o))), z), vZero), vMaxq);
-  const d = f32x4.sub(f32x4.mul(s, f32x4.sub(code, z)), qv);
+  const code = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.nearest(f32x4.mul(f32x4.sub(target, off), v128.load(colRScale + o))), z), vZero), vMaxq);
+  const d = f32x4.sub(f32x4.add(f32x4.mul(s, f32x4.sub(code, z)), off), qv);
   return f32x4.neg(f32x4.add(f32x4.mul(f32x4.mul(f32x4.splat(2), d), gv), f32x4.mul(f32x4.mul(d, d), hd)));
 }
 
@@ -86,7 +91,7 @@ import { gainIndex, gainOf, indexOf } from './pairs';
  */
 function cdPassFull(
   cols: i32, q: usize, g: usize, hdiag: usize, rhdiag: usize, hRow: usize, delta: f32,
-  colScale: usize, colRScale: usize, colZero: usize, maxq: f32,
+  colScale: usize, colRScale: usize, colZero: usize, colOffset: usize, maxq: f32,
 ): i32 {
   const vDelta = f32x4.splat(delta);
   const vMaxq = f32x4.splat(maxq);
@@ -100,11 +105,11 @@ function cdPassFull(
       gv = f32x4.add(gv, f32x4.mul(vDelta, v128.load(hRow + o)));
       v128.store(g + o, gv);
     }
-    const gain = quadGains(o, gv, q, hdiag, rhdiag, colScale, colRScale, colZero, vMaxq);
+    const gain = quadGains(o, gv, q, hdiag, rhdiag, colScale, colRScale, colZero, colOffset, vMaxq);
     bestIdx = keepBetter(gain, j, bestGain, bestIdx);
     bestGain = f32x4.pmax(bestGain, gain);
   }
-  return scalarTail(j, cols, reduceLanes(bestGain, bestIdx), q, g, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, maxq);
+  return scalarTail(j, cols, reduceLanes(bestGain, bestIdx), q, g, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, colOffset, maxq);
 }
 
 /**
@@ -122,7 +127,7 @@ function cdPassFull(
  */
 function cdPassSkip(
   cols: i32, q: usize, g: usize, hdiag: usize, rhdiag: usize, hRow: usize, delta: f32,
-  colScale: usize, colRScale: usize, colZero: usize, thr2: usize, rhdUp: usize, marks: usize, maxq: f32,
+  colScale: usize, colRScale: usize, colZero: usize, colOffset: usize, thr2: usize, rhdUp: usize, marks: usize, maxq: f32,
 ): i32 {
   const vDelta = f32x4.splat(delta);
   let j = 0;
@@ -148,14 +153,14 @@ function cdPassSkip(
       m &= m - 1;
       const gc = f32At(g, c);
       if (gc * gc * f32At(rhdUp, c) < best && best >= CD_BOUND_MIN) continue;
-      const gain = coordinateGain(f32At(q, c), gc, f32At(hdiag, c), f32At(rhdiag, c), f32At(colScale, c), f32At(colRScale, c), f32At(colZero, c), maxq);
+      const gain = coordinateGain(f32At(q, c), gc, f32At(hdiag, c), f32At(rhdiag, c), f32At(colScale, c), f32At(colRScale, c), f32At(colZero, c), f32At(colOffset, c), maxq);
       if (gain > best) {
         best = gain;
         bi = c;
       }
     }
   }
-  return scalarTail(j, cols, gainIndex(best, bi), q, g, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, maxq);
+  return scalarTail(j, cols, gainIndex(best, bi), q, g, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, colOffset, maxq);
 }
 
 /** cdPassSkip's phase 1 on the quad at j: the g update, and the marks as 4 bits. */
@@ -175,7 +180,7 @@ function cdPassSkip(
 // @ts-ignore: decorator
 @inline function scalarTail(
   j: i32, cols: i32, lanes: i64, q: usize, g: usize, hdiag: usize, rhdiag: usize, hRow: usize, delta: f32,
-  colScale: usize, colRScale: usize, colZero: usize, maxq: f32,
+  colScale: usize, colRScale: usize, colZero: usize, colOffset: usize, maxq: f32,
 ): i32 {
   let best = gainOf(lanes);
   let bi = indexOf(lanes);
@@ -185,7 +190,7 @@ function cdPassSkip(
       gj = gj + delta * f32At(hRow, j);
       f32Set(g, j, gj);
     }
-    const gain = coordinateGain(f32At(q, j), gj, f32At(hdiag, j), f32At(rhdiag, j), f32At(colScale, j), f32At(colRScale, j), f32At(colZero, j), maxq);
+    const gain = coordinateGain(f32At(q, j), gj, f32At(hdiag, j), f32At(rhdiag, j), f32At(colScale, j), f32At(colRScale, j), f32At(colZero, j), f32At(colOffset, j), maxq);
     if (gain > best) {
       best = gain;
       bi = j;
@@ -194,22 +199,23 @@ function cdPassSkip(
   return bi;
 }
 
-/** Bytes of cdBand's scratch: per-column scale, zero, 1/scale, 1/H_jj, squared skip
+/** Bytes of cdBand's scratch: per-column scale, zero, offset, 1/scale, 1/H_jj, squared skip
  * threshold and bound factor, and the marks. */
 export function cdBandScratch(cols: i32): f64 {
-  return <f64>cols * 24 + (<f64>(cols >> 5) + 1) * 4;
+  return <f64>cols * 28 + (<f64>(cols >> 5) + 1) * 4;
 }
 
 /**
  * Greedy CD on rows [0, rows) of a band. q/codes: start (updated in place); g: [rows x cols]
- * gradient (from gradientBand, updated); h: [cols x cols]; hdiag [cols]; moves (i32 [rows])
- * receives the number of moves per row. scratch: cdBandScratch(cols) bytes.
+ * gradient (from gradientBand, updated); h: [cols x cols]; hdiag [cols]; per-(row, group)
+ * scales, zeros and offsets (offsets 0: none, the integer grids); moves (i32 [rows]) receives
+ * the number of moves per row. scratch: cdBandScratch(cols) bytes.
  * The Newton target q_i - g_i / H_ii and its grid code use precomputed reciprocals
  * (q_i - g_i * (1/H_ii), nearest(t * (1/s)) + z) in the SIMD lanes and the scalar twin alike.
  */
 export function cdBand(
   q: usize, codes: usize, g: usize, rows: i32, cols: i32, h: usize, hdiag: usize, maxq: f32,
-  groups: i32, colGroup: usize, scales: usize, zeros: usize, iters: i32, moves: usize, scratch: usize,
+  groups: i32, colGroup: usize, scales: usize, zeros: usize, offsets: usize, iters: i32, moves: usize, scratch: usize,
 ): void {
   const colScale = scratch;
   const colZero = scratch + (<usize>cols << 2);
@@ -217,7 +223,9 @@ export function cdBand(
   const rhdiag = colRScale + (<usize>cols << 2);
   const colThr2 = rhdiag + (<usize>cols << 2);
   const rhdUp = colThr2 + (<usize>cols << 2);
-  const marks = rhdUp + (<usize>cols << 2);
+  const colOffset = rhdUp + (<usize>cols << 2);
+  const marks = colOffset + (<usize>cols << 2);
+  if (!offsets) for (let j = 0; j < cols; j++) f32Set(colOffset, j, -0.0);
   // Reciprocals once (the pass multiplies: no division in the inner loop).
   for (let j = 0; j < cols; j++) {
     const rhd = <f32>1 / f32At(hdiag, j);
@@ -226,10 +234,11 @@ export function cdBand(
   }
   for (let r = 0; r < rows; r++) {
     expandGrid(r, cols, groups, colGroup, scales, zeros, colScale, colZero);
+    if (offsets) expandRow(r, cols, groups, colGroup, offsets, colOffset);
     const rowOff = <usize>r * <usize>cols;
     const qr = q + (rowOff << 2);
     const gr = g + (rowOff << 2);
-    // cdPassSkip needs every q_j exactly on its grid, s_j * (code_j - z_j), with s_j > 0, H_jj
+    // cdPassSkip needs every q_j exactly on its grid, s_j * (code_j - z_j) + o_j, with s_j > 0, H_jj
     // not tiny and thresholds whose squares are finite; a row where that fails (no start of
     // this package gives one) is evaluated in full.
     let onGrid = maxq <= 255;
@@ -239,16 +248,16 @@ export function cdBand(
       const thr = CD_SKIP * s * hd;
       f32Set(colThr2, j, thr * thr);
       const c = <f32>load<u8>(codes + rowOff + <usize>j);
-      if (!(s > 0 && hd >= CD_TINY && thr < CD_THR_MAX && f32At(qr, j) == dequantCode(c, s, f32At(colZero, j)))) onGrid = false;
+      if (!(s > 0 && hd >= CD_TINY && thr < CD_THR_MAX && f32At(qr, j) == dequantCode(c, s, f32At(colZero, j)) + f32At(colOffset, j))) onGrid = false;
     }
     let count = 0;
     let i = onGrid
-      ? cdPassSkip(cols, qr, gr, hdiag, rhdiag, 0, 0, colScale, colRScale, colZero, colThr2, rhdUp, marks, maxq)
-      : cdPassFull(cols, qr, gr, hdiag, rhdiag, 0, 0, colScale, colRScale, colZero, maxq);
+      ? cdPassSkip(cols, qr, gr, hdiag, rhdiag, 0, 0, colScale, colRScale, colZero, colOffset, colThr2, rhdUp, marks, maxq)
+      : cdPassFull(cols, qr, gr, hdiag, rhdiag, 0, 0, colScale, colRScale, colZero, colOffset, maxq);
     while (count < iters && i >= 0) {
-      const z = f32At(colZero, i);
-      const code = targetCode(f32At(qr, i), f32At(gr, i), f32At(rhdiag, i), f32At(colRScale, i), z, maxq);
-      const value = f32At(colScale, i) * (code - z);
+      const z = f32At(colZero, i), o = f32At(colOffset, i);
+      const code = targetCode(f32At(qr, i), f32At(gr, i), f32At(rhdiag, i), f32At(colRScale, i), z, o, maxq);
+      const value = f32At(colScale, i) * (code - z) + o;
       const delta = value - f32At(qr, i);
       f32Set(qr, i, value);
       store<u8>(codes + rowOff + <usize>i, <u8>code);
@@ -260,8 +269,8 @@ export function cdBand(
         break;
       }
       i = onGrid
-        ? cdPassSkip(cols, qr, gr, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, colThr2, rhdUp, marks, maxq)
-        : cdPassFull(cols, qr, gr, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, maxq);
+        ? cdPassSkip(cols, qr, gr, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, colOffset, colThr2, rhdUp, marks, maxq)
+        : cdPassFull(cols, qr, gr, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, colOffset, maxq);
     }
     store<i32>(moves + (<usize>r << 2), count);
   }

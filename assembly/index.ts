@@ -12,11 +12,14 @@ export function free(ptr: usize): void {
 }
 
 export * from './linalg';
-export { dequantizeCodes, quantizeWith } from './grid';
+export { dequantizeCodes, quantizeWith, setHalfScales, roundScaleToHalf } from './grid';
 export * from './clip';
 export { quadForms, quadFormsScratch, rowLosses, rowLossesScratch, gradientBand, gradientScratch } from './loss';
 export * from './gptq';
 export * from './cd';
 export * from './bcd';
 export * from './refit';
+export * from './check';
+export * from './permute';
 export * from './nn';
+export * from './gguf/index';

@@ -178,58 +178,61 @@ export function transpose(dst: usize, ldd: i32, src: usize, lds: i32, m: i32, k:
   }
 }
 
-/** Bytes of hessianUpdate's scratch for n columns: a transposed 128-row slice and X^T X. */
+/** Rows of H updated per pass of hessianUpdate (and the k slicing of X it shares with gemmSub). */
+// @ts-ignore: decorator
+@inline const UPDATE_BAND: i32 = 128;
+
+/** Bytes of hessianUpdate's scratch for n columns: one band of X's columns transposed and one
+ * band of rows of X^T X. */
 export function hessianUpdateScratch(n: i32): f64 {
-  return (128 * <f64>n + <f64>n * <f64>n) * 4;
+  return (<f64>UPDATE_BAND * <f64>UPDATE_BAND + <f64>UPDATE_BAND * <f64>n) * 4;
 }
 
 /**
- * H = H * keep + X^T X * add for X [m x n]: the streaming Hessian update. X^T X goes through
- * gemmSub one 128-row slice of X at a time (transposed into scratch), which is exactly the k
- * slicing gemmSub does itself, so the result equals one product over all m rows while the
- * scratch stays 128*n + n*n floats whatever m is. Only the lower triangle (with the diagonal
- * blocks) is computed: element (j, i) is made of the products x_pj x_pi of element (i, j), in
- * the same order, so X^T X is exactly symmetric and its upper triangle is a copy.
+/**
+ * H = H * keep + X^T X * add for X [m x n]: the streaming Hessian update, one band of 128 rows
+ * of H at a time, so the scratch is 128 x n floats rather than a second n x n matrix. Within a
+ * band, X^T X goes through gemmSub one 128-row slice of X at a time (transposed into scratch),
+ * which is exactly the k slicing gemmSub does itself: each element of X^T X is the same
+ * sequence of operations as one product over all m rows, in whichever band it falls. Only the
+ * lower triangle (with the diagonal blocks) is computed: element (j, i) is made of the products
+ * x_pj x_pi of element (i, j), in the same order, so X^T X is exactly symmetric and the band's
+ * columns above it take the same values, mirrored.
  */
 export function hessianUpdate(h: usize, x: usize, m: i32, n: i32, keep: f32, add: f32, scratch: usize): void {
-  const slice = 128;
-  const xt = scratch;
-  const prod = scratch + ((<usize>n * <usize>slice) << 2);
-  memory.fill(prod, 0, (<usize>n * <usize>n) << 2);
-  for (let r0 = 0; r0 < m; r0 += slice) {
-    const rows = min(slice, m - r0);
-    const xs = x + ((<usize>r0 * <usize>n) << 2);
-    transpose(xt, rows, xs, n, rows, n);
-    // prod[I, :i1] -= X_s[:, I]^T X_s[:, :i1] for row blocks I = [i0, i1)
-    for (let i0 = 0; i0 < n; i0 += slice) {
-      const i1 = min(i0 + slice, n);
-      gemmSub(at(prod, i0, n, 0), n, at(xt, i0, rows, 0), rows, xs, n, i1 - i0, i1, rows);
+  const band = UPDATE_BAND;
+  const xt = scratch; // [bi x rows]: the band's columns of one slice of X, transposed
+  const prod = scratch + ((<usize>band * <usize>band) << 2); // -(X^T X)[band rows, :i1]
+  for (let i0 = 0; i0 < n; i0 += band) {
+    const bi = min(band, n - i0);
+    const i1 = i0 + bi;
+    for (let i = 0; i < bi; i++) memory.fill(at(prod, i, n, 0), 0, <usize>i1 << 2);
+    for (let r0 = 0; r0 < m; r0 += band) {
+      const rows = min(band, m - r0);
+      const xs = x + ((<usize>r0 * <usize>n) << 2);
+      transpose(xt, rows, xs + (<usize>i0 << 2), n, rows, bi);
+      gemmSub(prod, n, xt, rows, xs, n, bi, i1, rows); // prod[:, :i1] -= X_s[:, band]^T X_s[:, :i1]
     }
-  }
-  mirrorLower(prod, n);
-  const vk = f32x4.splat(keep), va = f32x4.splat(add);
-  const total = <usize>n * <usize>n;
-  let i: usize = 0;
-  for (; i + 4 <= total; i += 4) {
-    const o = i << 2;
-    v128.store(h + o, f32x4.sub(f32x4.mul(v128.load(h + o), vk), f32x4.mul(v128.load(prod + o), va)));
-  }
-  for (; i < total; i++) {
-    const o = i << 2;
-    store<f32>(h + o, load<f32>(h + o) * keep - load<f32>(prod + o) * add);
-  }
-}
-
-/** a[i][j] = a[j][i] for j > i (n x n): the strict upper triangle from the lower, in 32 x 32
- * tiles so both sides stay in cache. */
-function mirrorLower(a: usize, n: i32): void {
-  const t = 32;
-  for (let i0 = 0; i0 < n; i0 += t) {
-    const i1 = min(i0 + t, n);
-    for (let j0 = i0; j0 < n; j0 += t) {
-      const j1 = min(j0 + t, n);
-      for (let i = i0; i < i1; i++) {
-        for (let j = max(j0, i + 1); j < j1; j++) store<f32>(at(a, i, n, j), load<f32>(at(a, j, n, i)));
+    const vk = f32x4.splat(keep), va = f32x4.splat(add);
+    for (let i = 0; i < bi; i++) {
+      // Row i0 + i, columns [0, i1): the lower triangle and the diagonal block.
+      const hr = at(h, i0 + i, n, 0), pr = at(prod, i, n, 0);
+      let j = 0;
+      for (; j + 4 <= i1; j += 4) {
+        const o = <usize>j << 2;
+        v128.store(hr + o, f32x4.sub(f32x4.mul(v128.load(hr + o), vk), f32x4.mul(v128.load(pr + o), va)));
+      }
+      for (; j < i1; j++) {
+        const o = <usize>j << 2;
+        store<f32>(hr + o, load<f32>(hr + o) * keep - load<f32>(pr + o) * add);
+      }
+    }
+    // Rows above the band, the band's columns: the mirror of the band's lower part.
+    for (let r = 0; r < i0; r++) {
+      const hr = at(h, r, n, i0);
+      for (let i = 0; i < bi; i++) {
+        const o = <usize>i << 2;
+        store<f32>(hr + o, load<f32>(hr + o) * keep - load<f32>(at(prod, i, n, r)) * add);
       }
     }
   }
@@ -368,26 +371,25 @@ export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
   }
 }
 
-/** Bytes of upperCholeskyOfInverse's work for n x n: the reversed H and the blocked scratch. */
+/** Bytes of upperCholeskyOfInverse's scratch for n x n. */
 export function upperCholeskyOfInverseScratch(n: i32): f64 {
-  return (<f64>n * <f64>n + 128 * <f64>n + 128 * 128) * 4;
+  // cholesky's and lowerInverse's panels (128 x n) and lowerInverse's 128 x 128 block.
+  return (128 * <f64>n + 128 * 128) * 4;
 }
 
 /**
  * U = upper Cholesky factor of H^-1 (U^T U = H^-1), as GPTQ needs it, in two O(n^3/3) steps
  * instead of the reference's three: with J the reversal, chol(J H J) = L gives H = R R^T for
  * the upper R = J L J, so H^-1 = (R^-1)^T R^-1 and U = R^-1 = J L^-1 J.
- * h is read only; u receives U; work: upperCholeskyOfInverseScratch(n) bytes.
- * Returns 0, or 1 + the failing pivot (in reversed order) if H is not positive definite.
+ * h is consumed (reversed and factored in place: no second n x n copy); u receives U.
+ * scratch: upperCholeskyOfInverseScratch(n) bytes. Returns 0, or 1 + the failing pivot (in
+ * reversed order) if H is not positive definite.
  */
-export function upperCholeskyOfInverse(u: usize, h: usize, n: i32, work: usize): i32 {
-  const rev = work;
-  const scratch = work + ((<usize>n * <usize>n) << 2);
-  // rev = J H J (lower triangle read by cholesky; the whole rows are copied, reversed).
-  for (let i = 0; i < n; i++) reverseCopy(at(rev, i, n, 0), at(h, n - 1 - i, n, 0), n);
-  const failed = cholesky(rev, n, scratch);
+export function upperCholeskyOfInverse(u: usize, h: usize, n: i32, scratch: usize): i32 {
+  reverseBoth(h, n, scratch); // J H J; cholesky reads its lower triangle
+  const failed = cholesky(h, n, scratch);
   if (failed != 0) return failed;
-  lowerInverse(u, rev, n, scratch); // u = L^-1 (lower), reversed next
+  lowerInverse(u, h, n, scratch); // u = L^-1 (lower), reversed next
   reverseBoth(u, n, scratch);
   return 0;
 }

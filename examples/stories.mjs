@@ -20,7 +20,8 @@ function cdquant(args) {
 }
 
 cdquant(['quantize', join(data, 'stories260K.bin'), '--calib', text, '--calib-paragraphs', '0:1600', '--nsamples', '128', '--seqlen', '256',
-  '--method', 'cd', '--bits', '3', '--out', out, ...common, ...extra]);
+  // --force: this example's own output folder is replaced whole on each run.
+  '--method', 'cd', '--bits', '3', '--out', out, '--force', ...common, ...extra]);
 console.log('\nperplexity before (fp32) and after (3-bit CD), held-out paragraphs 1600-1999:');
 cdquant(['eval', join(data, 'stories260K.bin'), ...evalArgs]);
 cdquant(['eval', join(out, 'dequantized', 'model.bin'), ...evalArgs]);

@@ -82,6 +82,8 @@ if (withTests) {
   await rm(at('build/test'), { recursive: true, force: true });
   const tests = (await readdir(at('test'))).filter((f) => f.endsWith('.test.ts')).map((f) => at(`test/${f}`));
   await esbuild.build({ ...common, entryPoints: tests, outdir: at('build/test'), platform: 'node', packages: 'external' });
+  // npm run fuzz's runner (the suite's long form): build/test/fuzz-cli.js, not a *.test.js.
+  await esbuild.build({ ...common, entryPoints: { 'fuzz-cli': at('test/fuzz/cli.ts') }, outdir: at('build/test'), platform: 'node', packages: 'external' });
   // Cross-runtime entries (test/cross): 'cdquant' is the built package itself, kept external so
   // each runtime loads the real build/index.js (or build/workerd.js) and its build/worker.js.
   const cross = (entries, target) => esbuild.build({

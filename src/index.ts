@@ -20,7 +20,7 @@ export {
 export type { ErrorCode } from './core/errors.js';
 
 // --- Where the rows are solved: this thread, worker threads, or HTTP band workers.
-export { WorkerPool } from './parallel/pool.js';
+export { WorkerPool, defaultBandTimeoutMs } from './parallel/pool.js';
 export type { PoolOptions } from './parallel/pool.js';
 export { LocalBandSolver, solveBand } from './parallel/bands.js';
 export type { BandSolver, SolveOptions } from './parallel/bands.js';
@@ -36,8 +36,17 @@ export type { RuntimeName } from './core/runtime.js';
 // --- Whole models: read, calibrate, quantize block by block, write, evaluate.
 export { quantizeModel, calibrationWindows } from './model/pipeline.js';
 export type { QuantizedLinear, QuantizedModel, ModelQuantizeOptions, ModelRunOptions, LayerProgress } from './model/pipeline.js';
-export { modelFromFiles, llama2cSource, hfSource, textTokens, tokenFile, planJob, runJob, modelPerplexity } from './model/job.js';
-export type { ModelSource, ModelKind, CalibrationOptions, JobPlan, JobOptions, JobResult, JobReport, LayerReport, OutputFile } from './model/job.js';
+export { modelFromFiles, textTokens, tokenFile, planJob, runJob, memoryStore } from './model/job.js';
+export type { ModelFile, CalibrationOptions, JobPlan, JobOptions, JobResult, JobReport, LayerReport, QuantizedStore } from './model/job.js';
+export { openHfModel, memoryModel, f32Embedding, rawEmbedding } from './model/source.js';
+export type { LazyModel, ModelKind, EmbeddingTable, NamedSource } from './model/source.js';
+export { quantizedView } from './model/pipeline.js';
+export { modelPerplexity } from './model/eval.js';
+export type { PerplexityOptions } from './model/eval.js';
+export { memorySink, writeHfCheckpoint, writeGptqCheckpoint, writeLlama2cFile, writeSafetensorsShards, gptqFormatOf } from './model/outputs.js';
+export type { OutputSink, OutputWriter, OutputFile, GptqSummary } from './model/outputs.js';
+export { blobSource, bytesSource } from './formats/bytes.js';
+export type { ByteSource } from './formats/bytes.js';
 export { LlamaRunner, HiddenState, perplexity } from './model/forward.js';
 export type { RunnerOptions, CaptureFn, RunBlockOptions, PerplexityResult } from './model/forward.js';
 export { resolveArch, linearShape, linearNames, quantStages } from './model/arch.js';
@@ -54,7 +63,18 @@ export { splitParagraphs, paragraphRange } from './model/text.js';
 // --- File formats.
 export { parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors } from './formats/safetensors.js';
 export type { SafetensorsFile, TensorInfo, TensorToWrite } from './formats/safetensors.js';
-export { readTokenizer } from './formats/tokenizer.js';
-export type { Tokenizer } from './formats/tokenizer.js';
+export { readTokenizer, loadTextTokenizer } from './formats/tokenizer.js';
+export type { Tokenizer, TextTokenizer, EncodeOptions, TokenizerFiles } from './formats/tokenizer.js';
+export { HfTokenizer, readHfTokenizer } from './formats/hf-tokenizer.js';
+export type { HfTokenizerFiles } from './formats/hf-tokenizer.js';
+export { ggufVocabMetadata } from './formats/gguf-vocab.js';
 export { packGptq, unpackGptq, quantizeConfig } from './formats/gptq.js';
 export type { GptqFormat, GptqLayer, PackedGptq } from './formats/gptq.js';
+
+// --- GGUF: one layer on a GGML block type's own grid.
+export { quantizeLayerGguf, GGUF_SOLVERS } from './quantize-gguf.js';
+export type { GgufSolver, GgufLayerResult, GgufLayerOptions } from './quantize-gguf.js';
+export { prepareResident } from './core/prepare.js';
+export { LayerSession } from './core/session.js';
+export { quantizeRows as ggufQuantizeRows, dequantizeRows as ggufDequantizeRows, GGUF_BLOCK_TYPES } from './formats/gguf-blocks.js';
+export type { GgufBlockTypeName } from './formats/gguf-blocks.js';

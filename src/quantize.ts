@@ -6,9 +6,10 @@ import { defaultKernel, type Kernel } from './core/kernel.js';
 import { mergeBands } from './core/merge.js';
 import { resolveSolver, type SolverOptions, type SolverSpec } from './core/options.js';
 import { prepareLayer } from './core/prepare.js';
-import type { LayerResult, PreparedLayer, WeightMatrix } from './core/types.js';
+import type { BandResult, LayerResult, PreparedLayer, WeightMatrix } from './core/types.js';
+import { LayerSession } from './core/session.js';
 import { validateWeights } from './core/validate.js';
-import { LocalBandSolver, checkBandInputs, type BandSolver, type SolveOptions } from './parallel/bands.js';
+import { LocalBandSolver, checkBandInputs, solveOnSession, type BandSolver, type SolveOptions } from './parallel/bands.js';
 import { WorkerPool, autoThreads, checkThreads } from './parallel/pool.js';
 import { workersAvailable } from './core/runtime.js';
 
@@ -50,24 +51,30 @@ export async function quantizeLayer(weights: WeightMatrix, hessian: Float32Array
 }
 
 /**
- * Quantizes W with an H already prepared by prepareLayer (with its solver settings): layers
- * that share their input (q/k/v, gate/up) share one preparation, Cholesky factor included.
+ * Quantizes W with an H already prepared (with its solver settings): layers that share their
+ * input (q/k/v, gate/up) share one preparation, Cholesky factor included. `layer` is a
+ * PreparedLayer (plain arrays) or a LayerSession resident in a kernel (prepareResident):
+ * solved in place on this thread, exported once for a pool.
  */
-export async function quantizePrepared(weights: WeightMatrix, prepared: PreparedLayer, run: RunOptions = {}): Promise<LayerResult> {
+export async function quantizePrepared(weights: WeightMatrix, layer: PreparedLayer | LayerSession, run: RunOptions = {}): Promise<LayerResult> {
   validateWeights(weights);
-  checkBandInputs(prepared, weights);
+  const facts = layer instanceof LayerSession ? layer.facts : layer;
+  checkBandInputs(facts, weights);
   if (run.signal?.aborted) throw new AbortError();
   const kernel = run.kernel ?? (await defaultKernel());
-  const solve = (solver: BandSolver) => solver.solveBands(prepared, weights, { signal: run.signal, onProgress: run.onProgress });
-  if (run.pool) return mergeBands(prepared, weights.rows, await solve(run.pool), kernel);
+  const options = { signal: run.signal, onProgress: run.onProgress };
+  const portable = () => (layer instanceof LayerSession ? layer.portable() : layer);
+  const merge = (bands: BandResult[]) => mergeBands(facts, weights.rows, bands, kernel);
+  if (run.pool) return merge(await run.pool.solveBands(portable(), weights, options));
   const threads = checkThreads(run.threads) ?? (await autoThreads(weights.rows, weights.cols));
   if (threads > 1 && workersAvailable()) {
     const pool = new WorkerPool({ threads });
     try {
-      return mergeBands(prepared, weights.rows, await solve(pool), kernel);
+      return merge(await pool.solveBands(portable(), weights, options));
     } finally {
       pool.terminate();
     }
   }
-  return mergeBands(prepared, weights.rows, await solve(new LocalBandSolver(kernel)), kernel);
+  if (layer instanceof LayerSession) return merge(solveOnSession(layer, weights, options));
+  return merge(await new LocalBandSolver(kernel).solveBands(layer, weights, options));
 }

@@ -10,45 +10,17 @@ import { FormatError, OptionError } from '../src/core/errors.js';
 import { LlamaRunner } from '../src/model/forward.js';
 import { readHfModel, writeHfModel, parseHfConfig } from '../src/model/checkpoint/hf.js';
 import { quantStages, linearNames } from '../src/model/arch.js';
-import { writeSafetensors, parseSafetensors, readTensorF32 } from '../src/formats/safetensors.js';
+import { parseSafetensors, readTensorF32 } from '../src/formats/safetensors.js';
 import { quantizeModel } from '../src/model/pipeline.js';
 import { gptqCheckpoint, readGptqCheckpoint, isPackable, type Provenance } from '../src/model/export.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/formats/half.js';
-import { referenceLogits, referenceTensorShapes, type Tensors } from './family-reference.js';
-import { rng, sameArray, throwsType } from './helpers/util.js';
+import { referenceLogits } from './family-reference.js';
+import { randomTensors, checkpoint, tokensOf } from './helpers/family-models.js';
+import { sameArray, throwsType } from './helpers/util.js';
 
 const kernel = await Kernel.create();
 
 type Cfg = Record<string, any>;
-
-/** Random tensors for `cfg`: weights U(-1, 1) / sqrt(in), norms near their neutral value
- * (1, or 0 for Gemma's 1 + w), biases U(-0.1, 0.1), embeddings U(-1, 1). */
-function randomTensors(cfg: Cfg, seed: number): Tensors {
-  const next = rng(seed);
-  const u = () => next() * 2 - 1; // mulberry32 gives [0, 1)
-  const w: Tensors = new Map();
-  for (const [name, shape] of referenceTensorShapes(cfg)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const a = new Float32Array(n);
-    const gemma = cfg.model_type === 'gemma3_text';
-    if (name.endsWith('norm.weight') || name.includes('layernorm')) for (let i = 0; i < n; i++) a[i] = (gemma ? 0 : 1) + 0.2 * u();
-    else if (name.endsWith('.bias')) for (let i = 0; i < n; i++) a[i] = 0.1 * u();
-    else if (name === 'model.embed_tokens.weight') for (let i = 0; i < n; i++) a[i] = u();
-    else for (let i = 0; i < n; i++) a[i] = u() / Math.sqrt(shape[1]) * 1.5;
-    w.set(name, a);
-  }
-  return w;
-}
-
-const checkpoint = (cfg: Cfg, w: Tensors) => ({
-  config: JSON.stringify(cfg),
-  safetensors: writeSafetensors([...w].map(([name, data]) => ({ name, dtype: 'F32' as const, shape: referenceTensorShapes(cfg).find(([n]) => n === name)![1], data }))),
-});
-
-function tokensOf(n: number, vocab: number, seed: number): Int32Array {
-  const next = rng(seed);
-  return Int32Array.from({ length: n }, () => Math.floor(next() * vocab));
-}
 
 function maxDiff(a: Float32Array, ref: Float64Array[], V: number): { diff: number; scale: number } {
   let diff = 0, scale = 0;
@@ -338,7 +310,7 @@ test('sequential quantization follows each family\'s stages; GPTQ export keeps b
     assert.equal(seen, linearNames(model.config), `${name}: every linear layer`);
     assert.is(res.layers.length, model.config.nLayers * seen.length);
     // the GPTQ checkpoint reads back to the quantized model, biases and norms included
-    const ck = gptqCheckpoint(kernel, model, res.layers, provenance);
+    const ck = await gptqCheckpoint(kernel, model, res.layers, provenance);
     const back = readGptqCheckpoint(kernel, { config: ck.config, safetensors: ck.safetensors });
     assert.equal(back.config, model.config, `${name}: config`);
     for (const l of res.layers) {

@@ -308,7 +308,7 @@ async function modelHashes(kernel: Kernel, layers: QuantizedLinear[], prov: Prov
     all.set(p, at);
     at += p.length;
   }
-  const ckpt = gptqCheckpoint(kernel, readLlama2c(modelBytes), layers, prov);
+  const ckpt = await gptqCheckpoint(kernel, readLlama2c(modelBytes), layers, prov);
   return { layers: await sha256Hex(all), checkpoint: await sha256Hex(ckpt.safetensors) };
 }
 

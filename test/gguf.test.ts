@@ -560,13 +560,13 @@ test('model: GGUF files we cannot run are refused with typed errors', async () =
     const ts = f.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type, data: tensorData(f, good, t) }));
     return assembleGguf(m, tensors(ts));
   };
-  throwsType(() => llamaFromGguf(remake((m) => m.set('general.architecture', { type: 'string', value: 'qwen2' }))), FormatError, /"qwen2" is not supported/);
+  throwsType(() => llamaFromGguf(remake((m) => m.set('general.architecture', { type: 'string', value: 'gpt2' }))), FormatError, /"gpt2" is not supported/);
   throwsType(() => llamaFromGguf(remake((m) => m.delete('general.architecture'))), FormatError, /general.architecture/);
   throwsType(() => llamaFromGguf(remake((m) => m.delete('llama.block_count'))), FormatError, /"llama.block_count" is missing/);
   throwsType(() => llamaFromGguf(remake((m) => m.set('llama.block_count', { type: 'f32', value: 5 }))), FormatError, /block_count" is a f32/);
   throwsType(() => llamaFromGguf(remake((m) => m.set('llama.feed_forward_length', { type: 'array', itemType: 'u32', value: [172] }))), FormatError, /per-layer/);
   throwsType(() => llamaFromGguf(remake((m) => m.set('llama.rope.dimension_count', { type: 'u32', value: 4 }))), FormatError, /dimension_count/);
-  throwsType(() => llamaFromGguf(remake((m) => m.set('llama.rope.scaling.type', { type: 'string', value: 'linear' }))), FormatError, /scaling/);
+  throwsType(() => llamaFromGguf(remake((m) => m.set('llama.rope.scaling.type', { type: 'string', value: 'yarn' }))), FormatError, /scaling/);
   throwsType(() => llamaFromGguf(remake((m) => m.set('llama.attention.head_count', { type: 'u32', value: 7 }))), FormatError, /divisible/);
   throwsType(() => llamaFromGguf(remake((m) => m.set('llama.embedding_length', { type: 'u32', value: 65 }))), FormatError);
   throwsType(() => llamaFromGguf(remake((m) => m.set('llama.block_count', { type: 'u32', value: 6 }))), FormatError, /blk.5.attn_norm.weight" is missing/);

@@ -35,7 +35,7 @@ function layer(rows: number, cols: number, seed: number): { w: WeightMatrix; h: 
 
 async function solve(k: Kernel, w: WeightMatrix, h: Float32Array, options: QuantizeOptions, band: number): Promise<LayerResult> {
   const prepared = await prepareLayer(h, w.cols, options, k);
-  const session = new LayerSession(k, prepared);
+  const session = LayerSession.fromPrepared(k, prepared);
   const bands = [];
   for (let r0 = 0; r0 < w.rows; r0 += band) bands.push(session.solveBand(w, r0, Math.min(w.rows, r0 + band)));
   session.free();

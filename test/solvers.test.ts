@@ -209,15 +209,27 @@ test('GPTQ equals its unblocked form where the algorithm says so', async () => {
   }
 });
 
-test('GPTQ raises damping when H is indefinite and reports it', async () => {
+test('GPTQ raises damping tenfold while the Cholesky fails and reports it (ALGORITHMS.md step 3)', async () => {
   const n = 6;
+  // All ones: rank 1, positive semidefinite, no Cholesky factor without damping.
+  const ones = new Float32Array(n * n).fill(1);
+  const W = Float32Array.from({ length: 2 * n }, (_, i) => Math.sin(i + 1));
+  const res = await quantizeLayer({ data: W, rows: 2, cols: n }, ones, { method: 'gptq', bits: 4, damp: 0 });
+  assert.is(res.dampUsed, 0.01, `damp raised from 0 to 1%, got ${res.dampUsed}`);
   const H = new Float32Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) H[i * n + j] = i === j ? 1 : 0.99;
   H[0] = 0.5; // makes H indefinite
   H[1] = H[n] = 1.2;
-  const W = Float32Array.from({ length: 2 * n }, (_, i) => Math.sin(i + 1));
-  const res = await quantizeLayer({ data: W, rows: 2, cols: n }, H, { method: 'gptq', bits: 4 });
-  assert.ok(res.dampUsed !== null && res.dampUsed > 0.01, `damp raised, got ${res.dampUsed}`);
+  // Indefinite: GPTQ factors at a raised damping, but the losses with the H given come out
+  // negative, and an output with a negative loss is refused (issue 14), as CD refuses H outright.
+  for (const method of ['gptq', 'cd'] as const) {
+    try {
+      await quantizeLayer({ data: W, rows: 2, cols: n }, H, { method, bits: 4 });
+      assert.unreachable(`an indefinite H must be refused by ${method}`);
+    } catch (e) {
+      assert.ok(e instanceof CdquantError && e.code === 'NOT_POSITIVE_DEFINITE', `${method}: ${String(e)}`);
+    }
+  }
 });
 
 test('CD: the loss never increases along the moves, and from GPTQ is never worse than GPTQ', async () => {
@@ -325,7 +337,7 @@ test('the result does not depend on how rows are banded', async () => {
   ] as QuantizeOptions[]) {
     const kernel = await Kernel.create();
     const prepared = await prepareLayer(H, p.cols, options, kernel);
-    const session = new LayerSession(kernel, prepared);
+    const session = LayerSession.fromPrepared(kernel, prepared);
     const whole = await mergeBands(prepared, p.rows, [session.solveBand(weights, 0, p.rows)], kernel);
     const split = await mergeBands(prepared, p.rows, [session.solveBand(weights, 5, 11), session.solveBand(weights, 0, 5), session.solveBand(weights, 11, p.rows)], kernel);
     session.free();

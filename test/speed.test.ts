@@ -139,7 +139,7 @@ function cdKernel(p: CdProblem, iters: number) {
     const q = put(p.q), codes = put(p.codes), g = put(p.g), h = put(p.h);
     const hdiag = put(Float32Array.from({ length: cols }, (_, j) => p.h[j * cols + j]));
     const moves = alloc(rows * 4);
-    x.cdBand(q, codes, g, rows, cols, h, hdiag, p.maxq, p.groups, put(p.colGroup), put(p.scales), put(p.zeros), iters, moves, alloc(x.cdBandScratch(cols)));
+    x.cdBand(q, codes, g, rows, cols, h, hdiag, p.maxq, p.groups, put(p.colGroup), put(p.scales), put(p.zeros), 0, iters, moves, alloc(x.cdBandScratch(cols)));
     return { q: kernel.f32(q, rows * cols).slice(), codes: kernel.u8(codes, rows * cols).slice(), g: kernel.f32(g, rows * cols).slice(), moves: kernel.i32(moves, rows).slice() };
   });
 }

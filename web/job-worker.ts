@@ -3,27 +3,45 @@
 // the same checkpoint bytes. Threads: when the page is cross-origin isolated, layers are solved
 // on a WorkerPool (build/web/worker.js, SharedArrayBuffer); otherwise on this thread.
 import {
-  CdquantError, Kernel, linearNames, linearShape, modelFromFiles, modelPerplexity, planJob, readGptqCheckpoint, readTokenizer, runJob, textTokens,
-  type LlamaModel,
+  CdquantError, FormatError, OptionError, Kernel, blobSource, linearNames, linearShape, loadTextTokenizer, modelFromFiles, modelPerplexity, planJob, readGptqCheckpoint, readTokenizer, runJob, textTokens,
+  type LlamaModel, type LazyModel, type TextTokenizer,
 } from '../src/index.js';
 import type { JobMessage, JobRequest, PplStage } from './protocol.js';
 
 const post = (m: JobMessage, transfer: Transferable[] = []) => (self as unknown as Worker).postMessage(m, transfer);
 
+/** The tokenizer chosen (tokenizer.json (+ tokenizer_config.json) or a llama2.c tokenizer.bin),
+ * or the model folder's tokenizer.json, with its config.json (as cdquant's CLI finds it). */
+async function pageTokenizer(req: JobRequest, vocabSize: number): Promise<TextTokenizer> {
+  const base = (n: string) => n.slice(n.lastIndexOf('/') + 1);
+  const text = async (f: JobRequest['model'][number] | undefined) => (f ? (f.bytes ? new TextDecoder().decode(f.bytes) : await f.blob!.text()) : undefined);
+  const bin = req.tokenizer.find((f) => f.name.endsWith('.bin'));
+  if (bin) return readTokenizer(bin.bytes, vocabSize);
+  const files = req.tokenizer.length ? req.tokenizer : req.model;
+  const pick = (name: string) => files.find((f) => base(f.name) === name);
+  const tokenizerJson = await text(pick('tokenizer.json'));
+  if (!tokenizerJson) throw new OptionError('no tokenizer: choose tokenizer.json (with tokenizer_config.json) or a llama2.c tokenizer.bin');
+  const tokenizerConfig = await text(pick('tokenizer_config.json'));
+  const config = await text(req.model.find((f) => base(f.name) === 'config.json'));
+  const t = loadTextTokenizer({ tokenizerJson, ...(tokenizerConfig ? { tokenizerConfig } : {}), ...(config ? { config } : {}) });
+  if (t.vocabSize > vocabSize) throw new FormatError(`the tokenizer has ${t.vocabSize} ids, the model's vocabulary ${vocabSize}`);
+  return t;
+}
+
 async function run(req: JobRequest): Promise<void> {
   const t0 = performance.now();
   post({ type: 'status', text: 'Reading the model…' });
   const kernel = await Kernel.create();
-  const source = modelFromFiles(req.model, kernel);
-  const { config } = source.model;
-  const tokenizer = readTokenizer(req.tokenizer, config.vocabSize);
+  const source = await modelFromFiles(req.model.map((f) => ({ name: f.name, ...(f.blob ? { source: blobSource(f.blob) } : { bytes: f.bytes }) })), kernel);
+  const { config } = source;
+  const tokenizer = await pageTokenizer(req, config.vocabSize);
   const calibTokens = textTokens(tokenizer, req.text, req.calibParagraphs);
   const evalTokens = textTokens(tokenizer, req.text, req.evalParagraphs);
   const isolated = (self as any).crossOriginIsolated === true;
   const { threads: requested, ...solverOptions } = req.options;
   // Without cross-origin isolation there is no SharedArrayBuffer: solve on this thread.
   const threads = isolated ? requested : 1;
-  const plan = await planJob(source.model, calibTokens, solverOptions, req.calibration);
+  const plan = await planJob(source, calibTokens, solverOptions, req.calibration);
   post({
     type: 'model',
     info: {
@@ -35,15 +53,15 @@ async function run(req: JobRequest): Promise<void> {
     },
   });
 
-  const evaluate = (stage: PplStage, model: LlamaModel) => {
-    const result = modelPerplexity(kernel, model, evalTokens, req.evalSeqlen, {
+  const evaluate = async (stage: PplStage, model: LazyModel | LlamaModel) => {
+    const result = await modelPerplexity(kernel, model, evalTokens, req.evalSeqlen, {
       ...(req.maxWindows ? { maxWindows: req.maxWindows } : {}),
       onWindow: (done, total) => post({ type: 'eval', stage, done, total }),
     });
     post({ type: 'ppl', stage, result, seqlen: req.evalSeqlen });
   };
   post({ type: 'status', text: 'Perplexity of the original model…' });
-  evaluate('before', source.model);
+  await evaluate('before', source);
 
   post({ type: 'status', text: 'Quantizing…' });
   const job = await runJob(source, plan, {
@@ -55,9 +73,12 @@ async function run(req: JobRequest): Promise<void> {
   });
 
   post({ type: 'status', text: 'Perplexity of the quantized model…' });
-  evaluate('after', job.result.model);
-  post({ type: 'status', text: 'Perplexity of the GPTQ checkpoint, read back…' });
-  evaluate('gptq', readGptqCheckpoint(kernel, { config: job.gptq.config, safetensors: job.gptq.safetensors }));
+  await evaluate('after', job.quantized);
+  if (job.gptq) {
+    post({ type: 'status', text: 'Perplexity of the GPTQ checkpoint, read back…' });
+    const gptqFile = (path: string) => job.files.find((f) => f.path === `gptq/${path}`)!.data as Uint8Array;
+    await evaluate('gptq', readGptqCheckpoint(kernel, { config: job.gptq.config, safetensors: gptqFile('model.safetensors') }));
+  }
 
   // Hand over the files' buffers rather than copying them (only buffers a file owns whole).
   const transfer = job.files.flatMap((f) => (typeof f.data !== 'string' && f.data.byteOffset === 0 && f.data.byteLength === f.data.buffer.byteLength ? [f.data.buffer as ArrayBuffer] : []));

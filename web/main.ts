@@ -20,6 +20,9 @@ const isolated = (globalThis as any).crossOriginIsolated === true;
 // ---------------------------------------------------------------------------------------
 // Examples served by web/serve.mjs under data/ (when run from a checkout with ../shared/data).
 
+/** The files of a model folder the job reads (tokenizer.json too: it is the folder's tokenizer). */
+const MODEL_FILE = /^(config\.json|model\.safetensors\.index\.json|tokenizer\.json|tokenizer_config\.json)$|\.safetensors$/;
+
 interface ExampleModel { label: string; files: string[] }
 let exampleModels: ExampleModel[] = [];
 
@@ -41,7 +44,7 @@ async function loadExamples(): Promise<void> {
   exampleModels = [
     ...files.filter((f) => f.endsWith('.bin') && !f.includes('/') && !isTokenizer(f)).map((f) => ({ label: `${f} (llama2.c)`, files: [f] })),
     ...[...dirs].filter(([, fs]) => fs.some((f) => base(f) === 'config.json'))
-      .map(([dir, fs]) => ({ label: `${dir}/ (Hugging Face)`, files: fs.filter((f) => base(f) === 'config.json' || f.endsWith('.safetensors')) })),
+      .map(([dir, fs]) => ({ label: `${dir}/ (Hugging Face)`, files: fs.filter((f) => MODEL_FILE.test(base(f))) })),
   ];
   const fill = (sel: HTMLSelectElement, items: { label: string; value: string }[]) =>
     sel.replaceChildren(...items.map((i) => Object.assign(document.createElement('option'), { textContent: i.label, value: i.value })));
@@ -85,16 +88,21 @@ async function readInputs(): Promise<Pick<JobRequest, 'model' | 'modelName' | 't
     modelName = m.files.length === 1 ? m.files[0] : m.files[0].slice(0, m.files[0].lastIndexOf('/'));
   } else {
     const files = Array.from(input('model-files').files ?? []);
-    if (!files.length) throw new Error('choose the model files (a .bin, or config.json and .safetensors files)');
-    model = await Promise.all(files.map(async (f) => ({ name: f.webkitRelativePath || f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+    if (!files.length) throw new Error('choose the model files (a .bin or .gguf, or a folder\'s config.json, .safetensors and tokenizer.json)');
+    // The files themselves go to the worker, which reads them a tensor at a time (Blob.slice):
+    // a model of several GB is never in the page's memory.
+    model = files.map((f) => ({ name: f.webkitRelativePath || f.name, blob: f }));
     modelName = files.length === 1 ? files[0].name : files.map((f) => f.name).join('+');
   }
-  let tokenizer: Uint8Array;
-  if (input('tok-src-example').checked) tokenizer = await fetchBytes(select('tok-example').value);
-  else {
-    const f = input('tok-file').files?.[0];
-    if (!f) throw new Error('choose a tokenizer file (llama2.c tokenizer.bin)');
-    tokenizer = new Uint8Array(await f.arrayBuffer());
+  const folderHasTokenizer = model.some((f) => f.name.endsWith('tokenizer.json'));
+  let tokenizer: JobRequest['tokenizer'] = [];
+  if (input('tok-src-example').checked && !folderHasTokenizer) {
+    const name = select('tok-example').value;
+    tokenizer = [{ name, bytes: await fetchBytes(name) }];
+  } else if (input('tok-src-file').checked) {
+    const files = Array.from(input('tok-file').files ?? []);
+    if (!files.length && !folderHasTokenizer) throw new Error('choose a tokenizer (tokenizer.json with tokenizer_config.json, or a llama2.c tokenizer.bin)');
+    tokenizer = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
   }
   let text: string;
   if (input('text-src-example').checked) text = new TextDecoder().decode(await fetchBytes(select('text-example').value));
@@ -288,7 +296,9 @@ async function start(ev: SubmitEvent) {
     wrap.scrollTop = wrap.scrollHeight; // follow the newest layer (without scrolling the page)
     renderChart(chart, rows, p.layers, methodLabel);
   };
-  w.postMessage(request, [...new Set([...request.model.map((f) => f.bytes.buffer as ArrayBuffer), request.tokenizer.buffer as ArrayBuffer])]);
+  // Fetched bytes are moved, not copied; Files (Blobs) go by reference.
+  const buffers = [...request.model.flatMap((f) => (f.bytes ? [f.bytes.buffer as ArrayBuffer] : [])), ...request.tokenizer.map((f) => f.bytes.buffer as ArrayBuffer)];
+  w.postMessage(request, [...new Set(buffers)]);
 }
 
 function link(label: string, name: string, data: Uint8Array | string, type = 'application/octet-stream', primary = false): HTMLAnchorElement {
@@ -317,7 +327,7 @@ function offerDownloads(files: OutputFile[], report: JobReport) {
       dequantized.length === 1 ? dequantized[0].data : writeTar(dequantized.map((f) => ({ name: `${stem}-dequantized/${f.path.slice('dequantized/'.length)}`, data: f.data })), mtime)),
     link('report.json', `${stem}-report.json`, JSON.stringify(report, null, 2), 'application/json'),
   );
-  const note = Object.assign(document.createElement('p'), { className: 'hint', textContent: `Format ${report.gptq_format}${report.gptq_dense_layers.length ? `; ${report.gptq_dense_layers.length} layers whose shape GPTQ kernels cannot pack are stored dense` : ''}. The bytes equal what cdquant quantize writes for the same options.` });
+  const note = Object.assign(document.createElement('p'), { className: 'hint', textContent: `Format ${report.gptq_format}${report.gptq_dense_layers?.length ? `; ${report.gptq_dense_layers.length} layers whose shape GPTQ kernels cannot pack are stored dense` : ''}. The bytes equal what cdquant quantize writes for the same options.` });
   box.replaceChildren(p1, p2, p3, note);
 }
 

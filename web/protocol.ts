@@ -3,10 +3,13 @@ import type { CalibrationOptions, JobReport, LayerProgress, ModelKind, OutputFil
 
 export interface JobRequest {
   type: 'run';
-  /** One llama2.c .bin, or config.json + *.safetensors of a Hugging Face Llama folder. */
-  model: { name: string; bytes: Uint8Array }[];
+  /** One llama2.c .bin or .gguf, or config.json + *.safetensors (+ index) of a Hugging Face
+   * folder. A user's files travel as Blobs (File objects), read a tensor at a time. */
+  model: { name: string; bytes?: Uint8Array; blob?: Blob }[];
   modelName: string;
-  tokenizer: Uint8Array;
+  /** A llama2.c tokenizer.bin, or tokenizer.json (+ tokenizer_config.json); none when the model
+   * files include tokenizer.json. */
+  tokenizer: { name: string; bytes: Uint8Array }[];
   text: string;
   /** Paragraph ranges "A:B", as cdquant quantize --calib-paragraphs and eval --paragraphs. */
   calibParagraphs: string;

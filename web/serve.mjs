@@ -2,14 +2,15 @@
 // Serves the browser page (build/web/) on 127.0.0.1, cross-origin isolated (COOP/COEP, so the
 // page can share memory with worker threads) unless --no-isolation. When the example data of a
 // checkout exists (../shared/data next to the repository, or --data DIR), it is served under
-// /data/ with a listing at /data/index.json, and the page offers it by default.
+// /data/ with a listing at /data/index.json, and the page offers it by default. Only files
+// inside these folders are served: no dotfiles, no symlink that leads out of them.
 //
 //   node web/serve.mjs [--port 8080] [--host 127.0.0.1] [--no-isolation] [--data DIR]
 //   (npm run web -- [flags]: builds first)
 import { createServer } from 'node:http';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, realpathSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -27,13 +28,16 @@ if (values.help) {
   console.log('usage: node web/serve.mjs [--port 8080 (0: any free port)] [--host 127.0.0.1] [--no-isolation] [--data DIR]');
   process.exit(0);
 }
-const site = join(root, 'build', 'web');
-if (!existsSync(join(site, 'index.html'))) {
-  console.error(`cdquant web: ${site} has no page yet: run npm run build (or npm run web, which builds first)`);
+const built = join(root, 'build', 'web');
+if (!existsSync(join(built, 'index.html'))) {
+  console.error(`cdquant web: ${built} has no page yet: run npm run build (or npm run web, which builds first)`);
   process.exit(1);
 }
-const dataDir = resolve(values.data ?? join(root, '..', 'shared', 'data'));
-const hasData = existsSync(dataDir) && statSync(dataDir).isDirectory();
+// Real paths: what is served must lie inside these once every symlink is resolved.
+const site = realpathSync(built);
+const givenData = resolve(values.data ?? join(root, '..', 'shared', 'data'));
+const hasData = existsSync(givenData) && statSync(givenData).isDirectory();
+const dataDir = hasData ? realpathSync(givenData) : givenData;
 const isolation = !values['no-isolation'];
 
 const MIME = {
@@ -53,11 +57,26 @@ async function listData(dir, prefix = '', depth = 0) {
   return out;
 }
 
-/** A path under `base` for the URL path `rel`, or null when it would leave `base`. */
-function inside(base, rel) {
-  const file = resolve(base, '.' + sep + rel);
+/** Whether `file` is `base` or below it (both absolute, resolved). */
+function within(base, file) {
   const r = relative(base, file);
-  return r.startsWith('..') || resolve(base, r) !== file ? null : file;
+  return !r.startsWith('..') && !isAbsolute(r) && resolve(base, r) === file;
+}
+
+/** The real file under `base` (a real path) for the URL path `rel`, or null: when any part of
+ * `rel` is a dotfile or dot folder (hidden files, '.', '..'), when it would leave `base`, or
+ * when a symlink on the way leads out of `base` (symlinks that stay inside are followed). */
+function inside(base, rel) {
+  if (rel.split(/[\\/]/).some((part) => part.startsWith('.'))) return null;
+  const file = resolve(base, '.' + sep + rel);
+  if (!within(base, file)) return null;
+  let real;
+  try {
+    real = realpathSync(file);
+  } catch {
+    return null;
+  }
+  return within(base, real) ? real : null;
 }
 
 const server = createServer(async (req, res) => {

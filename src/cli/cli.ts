@@ -1,27 +1,28 @@
 // The `cdquant` command: layer, quantize, eval. Progress on stderr; results on stdout.
 import { parseArgs } from 'node:util';
-import { resolve, join } from 'node:path';
-import { readFile, rm } from 'node:fs/promises';
 import { CdquantError, FormatError, OptionError, ShapeError } from '../core/errors.js';
 import { defaultKernel } from '../core/kernel.js';
 import type { LayerResult } from '../core/types.js';
 import { quantizeLayer, type QuantizeOptions } from '../quantize.js';
 import { HessianAccumulator } from '../core/hessian.js';
-import { parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors } from '../formats/safetensors.js';
+import { parseSafetensors, readTensorF32, writeSafetensors } from '../formats/safetensors.js';
 import { sha256Hex } from '../formats/digest.js';
-import type { QuantizedLinear, LayerProgress } from '../model/pipeline.js';
-import { VERSION } from '../model/export.js';
+import type { LayerProgress } from '../model/pipeline.js';
+import { VERSION } from '../model/outputs.js';
+import { modelPerplexity } from '../model/eval.js';
 import { FanoutPool } from '../parallel/fanout.js';
-import { modelPerplexity, planJob, round, runJob, textTokens, tokenFile } from '../model/job.js';
-import { loadModel, loadTokenizer, readBytes, writeAtomic } from './io.js';
+import { ggufVocabFor, planJob, round, runJob, textTokens, tokenFile } from '../model/job.js';
+import { checkOutputPath, closeInputs, loadModel, loadTokenizer, openOutputRun, readBytes, writeOutputFile } from './io.js';
+import { resolve } from 'node:path';
 
 const USAGE = `cdquant ${VERSION}: post-training weight quantization (RTN, GPTQ, CDQuant CD/BCD with OWC) in WebAssembly
 
 Usage:
-  cdquant layer PROBLEM.safetensors --out RESULT.safetensors [layer options]
-  cdquant quantize MODEL (--calib TEXT | --calib-tokens FILE) --out DIR [--tokenizer FILE] [--calib-paragraphs A:B]
-                   [--nsamples 128] [--seqlen 256] [--seed 0] [--json] [--workers-url URL,...] [layer options]
-  cdquant eval MODEL --text TEXT [--paragraphs A:B] [--seqlen 256] [--max-windows N] [--tokenizer FILE] [--json]
+  cdquant layer PROBLEM.safetensors --out RESULT.safetensors [--force] [layer options]
+  cdquant quantize MODEL (--calib TEXT | --calib-tokens FILE) --out DIR [--force] [--tokenizer FILE] [--calib-paragraphs A:B]
+                   [--nsamples 128] [--seqlen 256] [--seed 0] [--max-memory BYTES] [--json] [--workers-url URL,...] [layer options]
+  cdquant eval MODEL (--text TEXT [--paragraphs A:B] | --tokens FILE) [--seqlen 256] [--max-windows N] [--tokenizer FILE] [--json]
+  cdquant tokenize MODEL --text FILE [--paragraphs A:B] [--tokenizer FILE] [--json]
 
 MODEL: a llama2.c .bin file, a Hugging Face directory (config.json + *.safetensors,
 F32/F16/BF16) of a Llama, Mistral, Qwen2, Qwen3, Gemma 3 (text) or Phi-3 model, or a GPTQ
@@ -40,11 +41,25 @@ Layer options:
   --iters N                  cd/bcd moves per row (default: columns)
   --block K                  bcd block size (default 2)
   --refit N                  scale refit rounds after cd/bcd (default 0)
+  --scales f16|f32           grid scales rounded to fp16 as GPTQ checkpoints store them
+                             (default f16 for quantize, f32 for layer)
   --act-order                GPTQ act-order (and bcd block order)
   --static-groups            GPTQ static groups
   --damp F                   GPTQ damping fraction (default 0.01)
   --gptq-block N             GPTQ lazy-batch block (default 128)
   --threads N                worker threads (default: all cores for layers large enough to gain)
+
+GGUF (quantize): --gguf TYPE writes DIR/model.gguf for llama.cpp and everything built on it, each
+tensor's type chosen by llama.cpp's mix TYPE (Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q5_0, Q5_1, Q4_K_M,
+Q4_K_S, Q4_0, Q4_1, Q3_K_L, Q3_K_M, Q3_K_S, Q2_K, Q2_K_S, F16, BF16, F32); --gguf-solver
+cd (default: CDQuant on the format's own grid, from the best storable grid), owc (that grid,
+rounded), imatrix (llama.cpp's importance-weighted rounding with the calibration's diag(H)),
+ref (llama.cpp's reference rounding).
+
+Outputs (quantize): nothing is written to DIR until the run completes; the work goes on in
+DIR.partial/ (an interrupted run resumes from it) and the outputs are moved into DIR whole.
+An existing, non-empty DIR is refused unless --force (which replaces it whole at the end).
+--max-memory bounds the calibration hidden states kept between blocks (bytes; K/M/G suffixes).
 
 Fan-out (quantize): --workers-url URL1,URL2,... solves the row bands on HTTP band workers
 (examples/fanout: workerd / Cloudflare Workers; env CDQUANT_FANOUT_TOKEN is sent as a bearer
@@ -64,6 +79,7 @@ const layerOptionSpec = {
   iters: { type: 'string' },
   block: { type: 'string' },
   refit: { type: 'string' },
+  scales: { type: 'string' },
   'act-order': { type: 'boolean' },
   'static-groups': { type: 'boolean' },
   damp: { type: 'string' },
@@ -73,12 +89,28 @@ const layerOptionSpec = {
 
 type Values = Record<string, string | boolean | undefined>;
 
+/** A decimal number from a flag ("4", "0.01", "1e-3"; never "0x4" or ""). */
 function num(values: Values, name: string): number | undefined {
   const v = values[name];
   if (v === undefined) return undefined;
-  const n = Number(v);
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw new OptionError(`--${name} needs a number, got "${String(v)}"`);
+  if (typeof v !== 'string' || !/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v.trim())) throw new OptionError(`--${name} needs a decimal number, got "${String(v)}"`);
+  return Number(v);
+}
+
+/** A whole number from a flag, at least `min`. */
+function int(values: Values, name: string, min = 0): number | undefined {
+  const n = num(values, name);
+  if (n !== undefined && (!Number.isSafeInteger(n) || n < min)) throw new OptionError(`--${name} needs a whole number >= ${min}, got "${String(values[name])}"`);
   return n;
+}
+
+/** A byte count with an optional K/M/G suffix (powers of 1024). */
+function bytesFlag(values: Values, name: string): number | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  const m = typeof v === 'string' ? /^(\d+)([KMG]?)i?B?$/i.exec(v.trim()) : null;
+  if (!m) throw new OptionError(`--${name} needs a byte count like 4G, 512M or 1048576, got "${String(v)}"`);
+  return Number(m[1]) * 1024 ** ' KMG'.indexOf(m[2].toUpperCase() || ' ');
 }
 
 /** The solver options and `threads` from the flags (resolved and checked by the library). */
@@ -87,6 +119,7 @@ function layerOptions(values: Values): QuantizeOptions {
   if (values.method !== undefined) o.method = values.method as QuantizeOptions['method'];
   if (values.init !== undefined) o.init = values.init as QuantizeOptions['init'];
   if (values.clip !== undefined) o.clip = values.clip as QuantizeOptions['clip'];
+  if (values.scales !== undefined) o.scales = values.scales as QuantizeOptions['scales'];
   const set = (key: keyof QuantizeOptions, flag: string) => {
     const n = num(values, flag);
     if (n !== undefined) (o as Record<string, unknown>)[key] = n;
@@ -114,19 +147,17 @@ function one(positionals: string[], what: string): string {
   return positionals[0];
 }
 
-function refuseOverwrite(input: string, output: string) {
-  if (resolve(input) === resolve(output)) throw new OptionError(`--out ${output} is the input itself; choose another path (inputs are never overwritten)`);
-}
 
 // ---------------------------------------------------------------------------------------
 // cdquant layer
 
 async function layerCommand(argv: string[]) {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...layerOptionSpec, out: { type: 'string' } } });
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...layerOptionSpec, out: { type: 'string' }, force: { type: 'boolean' } } });
   const path = one(positionals, 'PROBLEM.safetensors');
   const out = values.out;
   if (!out) throw new OptionError('cdquant layer needs --out RESULT.safetensors');
-  refuseOverwrite(path, out);
+  const options = layerOptions(values);
+  await checkOutputPath(out, [path], 'file');
   const bytes = await readBytes(path);
   const file = parseSafetensors(bytes);
   const weightInfo = file.tensors.get('weight');
@@ -152,15 +183,15 @@ async function layerCommand(argv: string[]) {
     throw new FormatError(`${path} needs a "hessian" [in, in] or an "inputs" [n, in] tensor`);
   }
   const t0 = performance.now();
-  const res = await quantizeLayer({ data: weight, rows, cols }, hessian, layerOptions(values));
+  const res = await quantizeLayer({ data: weight, rows, cols }, hessian, options);
   const seconds = (performance.now() - t0) / 1000;
-  await writeAtomic(out, writeSafetensors([
+  await writeOutputFile(out, [path], writeSafetensors([
     { name: 'weight', dtype: 'F32', shape: [rows, cols], data: res.dequantize() },
     { name: 'codes', dtype: 'U8', shape: [rows, cols], data: res.codes },
     { name: 'scales', dtype: 'F32', shape: [rows, res.groups], data: res.scales },
     { name: 'zeros', dtype: 'F32', shape: [rows, res.groups], data: res.zeros },
     { name: 'g_idx', dtype: 'I32', shape: [cols], data: res.gIdx },
-  ], provenanceOf(res)));
+  ], provenanceOf(res)), !!values.force);
   console.log(JSON.stringify({ method: res.method, bits: res.bits, group: res.groupSize, loss: res.loss, loss_rtn: res.rtnLoss, seconds: round(seconds, 4) }));
 }
 
@@ -201,38 +232,6 @@ class ProgressBar {
   }
 }
 
-interface RunManifest {
-  key: string;
-  blocks: number[];
-}
-
-function layerToTensors(layers: QuantizedLinear[]) {
-  return layers.flatMap((l) => {
-    const groups = l.scales.length / l.rows;
-    const p = `${l.block}.${l.name}`;
-    return [
-      { name: `${p}.codes`, dtype: 'U8' as const, shape: [l.rows, l.cols], data: l.codes },
-      { name: `${p}.scales`, dtype: 'F32' as const, shape: [l.rows, groups], data: l.scales },
-      { name: `${p}.zeros`, dtype: 'F32' as const, shape: [l.rows, groups], data: l.zeros },
-      { name: `${p}.g_idx`, dtype: 'I32' as const, shape: [l.cols], data: l.gIdx },
-    ];
-  });
-}
-
-function layersFromTensors(bytes: Uint8Array, meta: QuantizedLinear[]): QuantizedLinear[] {
-  const file = parseSafetensors(bytes);
-  return meta.map((m) => {
-    const p = `${m.block}.${m.name}`;
-    return {
-      ...m,
-      codes: readTensorRaw(file, bytes, `${p}.codes`) as Uint8Array,
-      scales: readTensorF32(file, bytes, `${p}.scales`),
-      zeros: readTensorF32(file, bytes, `${p}.zeros`),
-      gIdx: readTensorRaw(file, bytes, `${p}.g_idx`) as Int32Array,
-    };
-  });
-}
-
 async function quantizeCommand(argv: string[]) {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -247,6 +246,10 @@ async function quantizeCommand(argv: string[]) {
       seqlen: { type: 'string' },
       seed: { type: 'string' },
       out: { type: 'string' },
+      force: { type: 'boolean' },
+      'max-memory': { type: 'string' },
+      gguf: { type: 'string' },
+      'gguf-solver': { type: 'string' },
       json: { type: 'boolean' },
       'workers-url': { type: 'string' },
     },
@@ -257,88 +260,84 @@ async function quantizeCommand(argv: string[]) {
   }
   if (!values.out) throw new OptionError('cdquant quantize needs --out DIR');
   const outDir = values.out;
-  refuseOverwrite(modelPath, outDir);
   const { threads, ...solverOptions } = layerOptions(values);
-  const calibration = { nsamples: num(values, 'nsamples'), seqlen: num(values, 'seqlen'), seed: num(values, 'seed') };
+  const calibration = { nsamples: int(values, 'nsamples'), seqlen: int(values, 'seqlen', 2), seed: int(values, 'seed') };
+  const maxStateBytes = bytesFlag(values, 'max-memory');
+  const calibFile = values['calib-tokens'] ?? values.calib!;
+  // Before any work: the output path against every input (model, tokenizer, calibration).
+  await checkOutputPath(outDir, [modelPath, calibFile, ...(values.tokenizer ? [values.tokenizer] : [])], 'folder');
   const kernel = await defaultKernel();
   const loaded = await loadModel(modelPath, kernel);
   const { model } = loaded;
+  const inputs = [...loaded.inputs, resolve(calibFile), ...(values.tokenizer ? [resolve(values.tokenizer)] : [])];
+  if (values['gguf-solver'] !== undefined && values.gguf === undefined) throw new OptionError('--gguf-solver applies with --gguf TYPE');
+  const gguf = values.gguf !== undefined ? { mix: values.gguf, solver: values['gguf-solver'] ?? 'cd' } : null;
+  // GGUF files carry the vocabulary: the tokenizer is needed even with --calib-tokens.
+  const tokenizer = values.calib || gguf ? await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer) : null;
   const tokens = values['calib-tokens']
     ? tokenFile(await readBytes(values['calib-tokens']), model.config.vocabSize, values['calib-tokens'])
-    : textTokens(await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer), new TextDecoder().decode(await readBytes(values.calib!)), values['calib-paragraphs']);
-  const plan = await planJob(model, tokens, solverOptions, calibration);
+    : textTokens(tokenizer!, new TextDecoder().decode(await readBytes(values.calib!)), values['calib-paragraphs']);
+  const plan = await planJob(model, tokens, solverOptions, calibration, gguf);
+  const ggufVocab = plan.gguf ? await ggufVocabFor(tokenizer!, model.config) : undefined;
   const { provenance, samples, seqlen } = plan;
   const { calibrationSha256 } = provenance;
   const log = (s: string) => process.stderr.write(`${s}\n`);
-  log(`cdquant ${VERSION}: ${loaded.kind} model ${modelPath} (${model.config.nLayers} blocks, dim ${model.config.dim})`);
-  log(`method ${provenance.method}, ${provenance.bits} bits, group ${provenance.groupSize}, grid ${provenance.clip}${provenance.init ? `, init ${provenance.init}` : ''}${provenance.refit ? `, refit ${provenance.refit}` : ''}; calibration ${samples.length} x ${seqlen} tokens (sha256 ${calibrationSha256.slice(0, 12)})`);
+  log(`cdquant ${VERSION}: ${model.kind} model ${modelPath} (${model.config.family ?? 'llama'}, ${model.config.nLayers} blocks, dim ${model.config.dim})`);
+  const what = plan.gguf
+    ? `GGUF ${plan.gguf.mix} (llama.cpp's mix), codes by ${plan.gguf.solver}`
+    : `method ${provenance.method}, ${provenance.bits} bits, group ${provenance.groupSize}, grid ${provenance.clip}${provenance.init ? `, init ${provenance.init}` : ''}${provenance.refit ? `, refit ${provenance.refit}` : ''}`;
+  log(`${what}; calibration ${samples.length} x ${seqlen} tokens (sha256 ${calibrationSha256.slice(0, 12)})`);
 
   // Resume: finished blocks of an interrupted run with the same model, solver and data (how it
   // ran, e.g. --threads or --workers-url, does not change a bit, so it is not in the key).
-  const progressDir = join(outDir, '.progress');
-  const key = await sha256Hex(new TextEncoder().encode(JSON.stringify({ model: await sha256Hex(loaded.bytes), provenance, solver: plan.solver, VERSION })));
-  const resume: QuantizedLinear[][] = [];
-  let manifest: RunManifest = { key, blocks: [] };
+  const key = await sha256Hex(new TextEncoder().encode(JSON.stringify({ model: await model.fingerprint(), provenance, solver: plan.solver, VERSION })));
+  const run = await openOutputRun(outDir, inputs, key, !!values.force, log);
   try {
-    const old = JSON.parse(await readFile(join(progressDir, 'run.json'), 'utf8')) as RunManifest;
-    if (old.key === key) {
-      for (const blockIndex of old.blocks) {
-        const meta = JSON.parse(await readFile(join(progressDir, `block-${blockIndex}.json`), 'utf8')) as QuantizedLinear[];
-        resume[blockIndex] = layersFromTensors(await readBytes(join(progressDir, `block-${blockIndex}.safetensors`)), meta);
-      }
-      manifest = old;
-      if (old.blocks.length) log(`resuming: blocks ${old.blocks.join(', ')} already done`);
-    } else {
-      log('found progress of a different run in the output folder; starting over');
+    // Fan-out: bands on HTTP band workers (not part of the solver options: the results, and so
+    // the resume key, are the same bits either way).
+    const workerUrls = values['workers-url']?.split(',').map((u) => u.trim()).filter(Boolean);
+    const token = process.env.CDQUANT_FANOUT_TOKEN;
+    const pool = workerUrls ? new FanoutPool({ urls: workerUrls, headers: token ? { authorization: `Bearer ${token}` } : {} }) : undefined;
+    if (pool) log(`fan-out: row bands on ${pool.urls.length} band workers (${pool.urls.join(', ')})`);
+
+    const bar = new ProgressBar();
+    const { gptq, gguf: ggufOut, report } = await runJob(model, plan, {
+      ...(pool ? { pool } : {}),
+      threads,
+      kernel,
+      modelName: modelPath,
+      store: run.store,
+      sink: run.sink,
+      ...(ggufVocab ? { ggufVocab } : {}),
+      ...(maxStateBytes !== undefined ? { maxStateBytes } : {}),
+      onProgress: (p) => bar.update(p),
+    });
+    bar.end();
+    if (pool) {
+      const s = pool.stats();
+      log(`fan-out: ${s.bands} bands, ${s.retries} retried attempts, ${s.uploads} prepared uploads; per worker ${Object.entries(s.byUrl).map(([u, b]) => `${u} ${b.bands}`).join(', ')}`);
     }
-  } catch {
-    // no earlier run
-  }
-
-  // Fan-out: bands on HTTP band workers (not part of `options`: the results, and so the resume
-  // key, are the same bits either way).
-  const workerUrls = values['workers-url']?.split(',').map((u) => u.trim()).filter(Boolean);
-  const token = process.env.CDQUANT_FANOUT_TOKEN;
-  const pool = workerUrls ? new FanoutPool({ urls: workerUrls, headers: token ? { authorization: `Bearer ${token}` } : {} }) : undefined;
-  if (pool) log(`fan-out: row bands on ${pool.urls.length} band workers (${pool.urls.join(', ')})`);
-
-  const bar = new ProgressBar();
-  const { gptq, files, report } = await runJob(loaded, plan, {
-    ...(pool ? { pool } : {}),
-    threads,
-    kernel,
-    modelName: modelPath,
-    resume,
-    onProgress: (p) => bar.update(p),
-    onBlockDone: async (block, layers) => {
-      const meta = layers.map(({ codes, scales, zeros, gIdx, ...rest }) => rest);
-      await writeAtomic(join(progressDir, `block-${block}.safetensors`), writeSafetensors(layerToTensors(layers)));
-      await writeAtomic(join(progressDir, `block-${block}.json`), JSON.stringify(meta));
-      manifest.blocks.push(block);
-      await writeAtomic(join(progressDir, 'run.json'), JSON.stringify(manifest));
-    },
-  });
-  bar.end();
-  if (pool) {
-    const s = pool.stats();
-    log(`fan-out: ${s.bands} bands, ${s.retries} retried attempts, ${s.uploads} prepared uploads; per worker ${Object.entries(s.byUrl).map(([u, b]) => `${u} ${b.bands}`).join(', ')}`);
-  }
-  const { layers, totals } = report;
-
-  // Outputs: the dequantized model in the input's own format, the GPTQ checkpoint, the report.
-  for (const f of files) await writeAtomic(join(outDir, f.path), f.data);
-  await writeAtomic(join(outDir, 'report.json'), JSON.stringify(report, null, 2));
-  await rm(progressDir, { recursive: true, force: true });
-
-  if (values.json) {
-    console.log(JSON.stringify(report));
-  } else {
-    console.log(table(
-      ['block', 'layer', 'shape', 'RTN loss', `${provenance.method} loss`, 'ratio', 'seconds'],
-      layers.map((l) => [String(l.block), l.layer, `${l.rows}x${l.cols}`, l.loss_rtn.toExponential(3), l.loss.toExponential(3), (l.loss / l.loss_rtn).toFixed(3), l.seconds.toFixed(3)]),
-    ));
-    console.log(`total: RTN loss ${totals.loss_rtn.toExponential(4)}, ${provenance.method} loss ${totals.loss.toExponential(4)} (${(totals.loss / totals.loss_rtn).toFixed(3)} of RTN), ${totals.seconds}s`);
-    console.log(`wrote ${join(outDir, 'dequantized')} (${loaded.kind === 'llama2c' ? 'llama2.c' : `Hugging Face ${loaded.dtype}`}) and ${join(outDir, 'gptq')} (${gptq.format}${gptq.dense.length ? `; ${gptq.dense.length} layers whose shape GPTQ kernels cannot pack stored dense` : ''})`);
+    await run.commit();
+    const { layers, totals } = report;
+    if (values.json) {
+      console.log(JSON.stringify(report));
+    } else {
+      const base = plan.gguf ? 'llama.cpp loss' : 'RTN loss';
+      const mine = plan.gguf ? `${plan.gguf.solver} loss` : `${provenance.method} loss`;
+      console.log(table(
+        ['block', 'layer', 'shape', base, mine, 'ratio', 'seconds'],
+        layers.map((l) => [String(l.block), l.layer, `${l.rows}x${l.cols}`, l.loss_rtn.toExponential(3), l.loss.toExponential(3), (l.loss / l.loss_rtn).toFixed(3), l.seconds.toFixed(3)]),
+      ));
+      console.log(`total: ${base} ${totals.loss_rtn.toExponential(4)}, ${mine} ${totals.loss.toExponential(4)} (${(totals.loss / totals.loss_rtn).toFixed(3)} of it), ${totals.seconds}s`);
+      if (ggufOut) {
+        const types = Object.entries(ggufOut.types).map(([t, c]) => `${c.tensors} ${t}`).join(', ');
+        console.log(`wrote ${outDir}/model.gguf (${(ggufOut.fileBytes / 2 ** 20).toFixed(2)} MiB; ${types})`);
+      } else if (gptq) {
+        console.log(`wrote ${outDir}/dequantized (${model.kind === 'llama2c' ? 'llama2.c' : `Hugging Face ${model.dtype}`}) and ${outDir}/gptq (${gptq.format}${gptq.dense.length ? `; ${gptq.dense.length} layers whose shape GPTQ kernels cannot pack stored dense` : ''})`);
+      }
+    }
+  } finally {
+    await run.release().catch(() => {});
   }
 }
 
@@ -357,6 +356,7 @@ async function evalCommand(argv: string[]) {
     allowPositionals: true,
     options: {
       text: { type: 'string' },
+      tokens: { type: 'string' },
       paragraphs: { type: 'string' },
       seqlen: { type: 'string' },
       'max-windows': { type: 'string' },
@@ -365,19 +365,20 @@ async function evalCommand(argv: string[]) {
     },
   });
   const modelPath = one(positionals, 'MODEL');
-  if (!values.text) throw new OptionError('cdquant eval needs --text FILE');
-  const seqlen = num(values, 'seqlen') ?? 256;
-  const maxWindows = num(values, 'max-windows');
+  if (!values.text === !values.tokens) throw new OptionError('cdquant eval needs one of --text FILE (paragraphs) or --tokens FILE (int32 little-endian token ids)');
+  const seqlen = int(values, 'seqlen', 2) ?? 256;
+  const maxWindows = int(values, 'max-windows', 1);
   const kernel = await defaultKernel();
-  const loaded = await loadModel(modelPath, kernel);
-  const tokenizer = await loadTokenizer(modelPath, loaded.model.config.vocabSize, values.tokenizer);
-  const tokens = textTokens(tokenizer, new TextDecoder().decode(await readBytes(values.text)), values.paragraphs);
+  const { model } = await loadModel(modelPath, kernel);
+  const tokens = values.tokens
+    ? tokenFile(await readBytes(values.tokens), model.config.vocabSize, values.tokens)
+    : textTokens(await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer), new TextDecoder().decode(await readBytes(values.text!)), values.paragraphs);
   const t0 = performance.now();
-  const r = modelPerplexity(kernel, loaded.model, tokens, seqlen, maxWindows !== undefined ? { maxWindows } : {});
+  const r = await modelPerplexity(kernel, model, tokens, seqlen, maxWindows !== undefined ? { maxWindows } : {});
   const seconds = (performance.now() - t0) / 1000;
-  const out = { model: modelPath, kind: loaded.kind, ppl: r.ppl, nll: r.nll, tokens: r.count, windows: r.windows, seqlen, seconds: round(seconds, 3) };
+  const out = { model: modelPath, kind: model.kind, ppl: r.ppl, nll: r.nll, tokens: r.count, windows: r.windows, seqlen, seconds: round(seconds, 3) };
   if (values.json) console.log(JSON.stringify(out));
-  else console.log(`${modelPath} (${loaded.kind}): perplexity ${r.ppl.toFixed(4)} over ${r.windows} windows of ${seqlen} tokens (${r.count} predictions), ${out.seconds}s`);
+  else console.log(`${modelPath} (${model.kind}): perplexity ${r.ppl.toFixed(4)} over ${r.windows} windows of ${seqlen} tokens (${r.count} predictions), ${out.seconds}s`);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -393,12 +394,32 @@ function joinNegativeValues(argv: string[]): string[] {
   return out;
 }
 
+// ---------------------------------------------------------------------------------------
+// cdquant tokenize
+
+async function tokenizeCommand(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { text: { type: 'string' }, paragraphs: { type: 'string' }, tokenizer: { type: 'string' }, json: { type: 'boolean' } },
+  });
+  const modelPath = one(positionals, 'MODEL');
+  if (!values.text) throw new OptionError('cdquant tokenize needs --text FILE');
+  const { model } = await loadModel(modelPath, await defaultKernel());
+  const tokenizer = await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer);
+  const text = new TextDecoder().decode(await readBytes(values.text));
+  const tokens = values.paragraphs !== undefined ? textTokens(tokenizer, text, values.paragraphs) : tokenizer.encode(text);
+  if (values.json) console.log(JSON.stringify({ tokens: Array.from(tokens) }));
+  else console.log(Array.from(tokens).join(' '));
+}
+
 async function main(argv: string[]) {
   const [command, ...rest] = joinNegativeValues(argv);
   switch (command) {
     case 'layer': return layerCommand(rest);
     case 'quantize': return quantizeCommand(rest);
     case 'eval': return evalCommand(rest);
+    case 'tokenize': return tokenizeCommand(rest);
     case undefined: case '-h': case '--help': case 'help':
       process.stdout.write(USAGE);
       return;
@@ -406,11 +427,11 @@ async function main(argv: string[]) {
       console.log(VERSION);
       return;
     default:
-      throw new OptionError(`unknown command "${command}" (layer, quantize, eval)`);
+      throw new OptionError(`unknown command "${command}" (layer, quantize, eval, tokenize)`);
   }
 }
 
-main(process.argv.slice(2)).catch((e: unknown) => {
+main(process.argv.slice(2)).finally(closeInputs).catch((e: unknown) => {
   if (e instanceof CdquantError) {
     process.stderr.write(`cdquant: ${e.code}: ${e.message}\n`);
     process.exit(2);

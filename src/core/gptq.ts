@@ -12,23 +12,23 @@
 import { HessianError, assertFinite } from './errors.js';
 import type { Kernel } from './kernel.js';
 import type { LayerPlan } from './options.js';
-import { permuteColumns, permuteSquare } from './permute.js';
+import { permuteColumns } from './permute.js';
 
-/** Step 1: dead columns (H_ii == 0) get H_ii = 1, in place; returns their indices. */
-export function deadColumns(h: Float32Array, cols: number): Int32Array {
+/** Step 1: dead columns (H_ii == 0) of H resident at `h` get H_ii = 1; returns their indices. */
+export function deadColumns(kernel: Kernel, h: number, cols: number): Int32Array {
+  const m = kernel.f32(h, cols * cols);
   const dead: number[] = [];
   for (let i = 0; i < cols; i++) {
-    if (h[i * cols + i] === 0) {
+    if (m[i * cols + i] === 0) {
       dead.push(i);
-      h[i * cols + i] = 1;
+      m[i * cols + i] = 1;
     }
   }
   return Int32Array.from(dead);
 }
 
 /** Step 2: working column -> original column, by descending diag(H), ties in column order. */
-export function actOrder(h: Float32Array, cols: number): Int32Array {
-  const diag = Float32Array.from({ length: cols }, (_, i) => h[i * cols + i]);
+export function actOrder(diag: Float32Array): Int32Array {
   const idx = Array.from(diag, (_, i) => i);
   idx.sort((a, b) => (diag[b] > diag[a] ? 1 : diag[b] < diag[a] ? -1 : a - b));
   return Int32Array.from(idx);
@@ -37,29 +37,38 @@ export function actOrder(h: Float32Array, cols: number): Int32Array {
 /** How many times the damping is raised tenfold before H is declared unusable. */
 const DAMP_ATTEMPTS = 5;
 
-/** Steps 3-4: U = chol((P H P^T + damp * mean(diag) * I)^-1), raising the damping tenfold
- * while the Cholesky fails. Returns U and the damping fraction used. */
-export function gptqFactor(kernel: Kernel, h: Float32Array, cols: number, perm: Int32Array | null, damp: number): { factor: Float32Array; dampUsed: number } {
-  const permuted = perm ? permuteSquare(h, cols, perm) : h;
+/** Steps 3-4: U = chol((P H P^T + damp * mean(diag) * I)^-1) of H resident at `h` (read only),
+ * raising the damping tenfold while the Cholesky fails (ALGORITHMS.md step 3). Returns U (a
+ * kernel allocation the caller owns) and the damping fraction used. */
+export function gptqFactor(kernel: Kernel, h: number, cols: number, perm: Int32Array | null, damp: number): { factor: number; dampUsed: number } {
   const x = kernel.exports;
-  return kernel.scoped((alloc) => {
-    const hd = alloc(cols * cols * 4);
-    const u = alloc(cols * cols * 4);
-    const work = alloc(x.upperCholeskyOfInverseScratch(cols));
-    let percdamp = damp;
-    for (let attempt = 0; ; attempt++) {
-      kernel.f32(hd, cols * cols).set(permuted);
-      x.addDamping(hd, cols, percdamp);
-      if (x.upperCholeskyOfInverse(u, hd, cols, work) === 0) break;
-      if (attempt === DAMP_ATTEMPTS - 1) {
-        throw new HessianError(`hessian is not positive definite even with damping ${percdamp} x mean diagonal (Cholesky failed)`);
+  const bytes = cols * cols * 4;
+  const u = kernel.alloc(bytes);
+  try {
+    const percdamp = kernel.scoped((alloc, put) => {
+      const hd = alloc(bytes);
+      const scratch = alloc(x.upperCholeskyOfInverseScratch(cols));
+      const permPtr = perm ? put(perm) : 0;
+      let percdamp = damp;
+      for (let attempt = 0; ; attempt++) {
+        // The factorization consumes its input: start each attempt from H again.
+        if (perm) x.permuteSquare(hd, h, cols, permPtr);
+        else kernel.u8(hd, bytes).set(kernel.u8(h, bytes));
+        x.addDamping(hd, cols, percdamp);
+        if (x.upperCholeskyOfInverse(u, hd, cols, scratch) === 0) return percdamp;
+        // ALGORITHMS.md step 3: raise the damping tenfold and retry, a few times.
+        if (attempt === DAMP_ATTEMPTS - 1) {
+          throw new HessianError(`hessian is not positive semidefinite: H + ${percdamp} * mean(diag H) * I has no Cholesky factor`);
+        }
+        percdamp = percdamp > 0 ? percdamp * 10 : 0.01;
       }
-      percdamp = percdamp > 0 ? percdamp * 10 : 0.01;
-    }
-    const factor = kernel.f32(u, cols * cols).slice();
-    assertFinite(factor, 'GPTQ factor chol(H^-1)');
-    return { factor, dampUsed: percdamp };
-  });
+    });
+    assertFinite(kernel.f32(u, cols * cols), 'GPTQ factor chol(H^-1)');
+    return { factor: u, dampUsed: percdamp };
+  } catch (e) {
+    kernel.free(u);
+    throw e;
+  }
 }
 
 /** Step 7: the group of each original column. Dynamic groups with act-order are formed in

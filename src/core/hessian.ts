@@ -2,7 +2,7 @@
 // after a chunk of m rows, H *= n_old / (n_old + m), then H += (2 / (n_old + m)) X^T X.
 // H and its scratch stay in the kernel's memory between chunks (only the chunk crosses the
 // boundary); `hessian()` copies H out, `free()` releases it.
-import { NonFiniteError, OptionError, ShapeError, assertFinite } from './errors.js';
+import { DtypeError, NonFiniteError, OptionError, ShapeError, assertFinite } from './errors.js';
 import { Kernel, defaultKernel } from './kernel.js';
 
 
@@ -39,24 +39,37 @@ export class HessianAccumulator {
   }
 
   /** Adds a chunk X [m, cols] (row-major). m defaults to x.length / cols. */
-  async add(x: Float32Array, m = x.length / this.cols): Promise<void> {
+  async add(x: Float32Array, m = x?.length / this.cols): Promise<void> {
     this.addWith(this.resident?.kernel ?? this.kernel ?? (await defaultKernel()), x, m);
   }
 
   /** Synchronous add on a given kernel (for pipelines that already hold one). */
-  addWith(kernel: Kernel, x: Float32Array, m = x.length / this.cols): void {
+  addWith(kernel: Kernel, x: Float32Array, m = x?.length / this.cols): void {
     const cols = this.cols;
+    // Its bytes go to the kernel as they are: any other array would be read as float32 garbage.
+    if (!(x instanceof Float32Array)) {
+      throw new DtypeError(`calibration inputs must be a Float32Array, got ${describe(x)} (convert with Float32Array.from)`);
+    }
     if (!Number.isInteger(m) || m < 0 || x.length !== m * cols) {
       throw new ShapeError(`inputs have ${x.length} values, not a whole number of rows of ${cols} (expected [n, ${cols}])`);
     }
     if (m === 0) return;
-    assertFinite(x, 'calibration inputs');
+    kernel.scoped((_alloc, put) => this.addResident(kernel, put(x), m));
+  }
+
+  /** Adds X [m, cols] that is already in `kernel`'s memory at `x` (e.g. a layer input the
+   * forward pass just computed): no copy crosses the boundary. */
+  addResident(kernel: Kernel, x: number, m: number): void {
+    const cols = this.cols;
+    if (!Number.isInteger(m) || m < 0) throw new ShapeError(`row count ${m} must be a non-negative integer`);
+    if (m === 0) return;
+    assertFinite(kernel.f32(x, m * cols), 'calibration inputs');
     const r = this.residentOn(kernel);
     const total = this.n + m;
     // Factors rounded to f32 once here; the arithmetic on H happens in WASM.
     const keep = Math.fround(this.n / total);
     const add = Math.fround(2 / total);
-    kernel.scoped((_alloc, put) => kernel.exports.hessianUpdate(r.h, put(x), m, cols, keep, add, r.scratch));
+    kernel.exports.hessianUpdate(r.h, x, m, cols, keep, add, r.scratch);
     this.n = total;
     const h = kernel.f32(r.h, cols * cols);
     for (let i = 0; i < cols; i++) {
@@ -68,6 +81,18 @@ export class HessianAccumulator {
   hessian(): Float32Array {
     const r = this.resident;
     return r ? r.kernel.f32(r.h, this.cols * this.cols).slice() : new Float32Array(this.cols * this.cols);
+  }
+
+  /** Hands over H's kernel allocation (the caller frees it; e.g. prepareResident takes it) and
+   * starts over. Nothing is copied. */
+  take(): { kernel: Kernel; h: number } {
+    const r = this.resident;
+    if (!r) throw new ShapeError('the accumulator holds no H yet: add calibration inputs first');
+    released?.unregister(this);
+    r.kernel.free(r.scratch);
+    this.resident = undefined;
+    this.n = 0;
+    return { kernel: r.kernel, h: r.h };
   }
 
   /** Releases the wasm memory holding H; the accumulator starts over if used again. */
@@ -94,4 +119,9 @@ export class HessianAccumulator {
     released?.register(this, r, this);
     return r;
   }
+}
+
+function describe(x: unknown): string {
+  if (x === null || typeof x !== 'object') return x === null ? 'null' : typeof x;
+  return (x as object).constructor?.name ?? 'an object';
 }

@@ -29,7 +29,8 @@ export interface KernelExports {
   // linalg.ts
   symmetrize(h: Ptr, n: number): void;
   addDamping(h: Ptr, n: number, percdamp: number): number;
-  upperCholeskyOfInverse(u: Ptr, h: Ptr, n: number, work: Ptr): number;
+  /** Consumes h. */
+  upperCholeskyOfInverse(u: Ptr, h: Ptr, n: number, scratch: Ptr): number;
   upperCholeskyOfInverseScratch(n: number): Bytes;
   hessianUpdate(h: Ptr, x: Ptr, m: number, n: number, keep: number, add: number, scratch: Ptr): void;
   hessianUpdateScratch(n: number): Bytes;
@@ -37,6 +38,8 @@ export interface KernelExports {
   cholesky(a: Ptr, n: number, scratch: Ptr): number;
   lowerInverse(m: Ptr, l: Ptr, n: number, scratch: Ptr): void;
   dot(a: Ptr, b: Ptr, n: number): number;
+  // permute.ts
+  permuteSquare(dst: Ptr, src: Ptr, n: number, perm: Ptr): void;
   // grid.ts, clip.ts, owc.ts
   gridParams(w: Ptr, rows: number, cols: number, groupWidth: number, maxq: number, sym: boolean, search: number,
     h: Ptr, scales: Ptr, zeros: Ptr, scratch: Ptr): void;
@@ -44,6 +47,9 @@ export interface KernelExports {
   quantizeWith(w: Ptr, rows: number, cols: number, maxq: number, scales: Ptr, zeros: Ptr, groups: number, colGroup: Ptr,
     codes: Ptr, q: Ptr): void;
   dequantizeCodes(codes: Ptr, rows: number, cols: number, scales: Ptr, zeros: Ptr, groups: number, gIdx: Ptr, out: Ptr): void;
+  /** Grids built from now on round their scales to fp16 (1) or keep f32 (0): see assembly/grid.ts. */
+  setHalfScales(on: number): void;
+  roundScaleToHalf(x: number): number;
   // loss.ts
   rowLosses(w: Ptr, q: Ptr, rows: number, cols: number, h: Ptr, rowLoss: Ptr, scratch: Ptr): void;
   rowLossesScratch(rows: number, cols: number): Bytes;
@@ -56,8 +62,9 @@ export interface KernelExports {
     dynamic: boolean, blockSize: number, groups: number, colGroup: Ptr, scales: Ptr, zeros: Ptr, codes: Ptr, q: Ptr, scratch: Ptr): void;
   gptqBandScratch(rows: number, blockSize: number): Bytes;
   // cd.ts, bcd.ts, refit.ts
+  /** offsets: per-(row, group) grid offsets, or 0 for the integer grids. */
   cdBand(q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, hdiag: Ptr, maxq: number, groups: number,
-    colGroup: Ptr, scales: Ptr, zeros: Ptr, iters: number, moves: Ptr, scratch: Ptr): void;
+    colGroup: Ptr, scales: Ptr, zeros: Ptr, offsets: Ptr, iters: number, moves: Ptr, scratch: Ptr): void;
   cdBandScratch(cols: number): Bytes;
   bcdPrepare(h: Ptr, cols: number, k: number, order: Ptr, hbb: Ptr, hinv: Ptr, scratch: Ptr): void;
   bcdPrepareScratch(k: number): Bytes;
@@ -67,6 +74,29 @@ export interface KernelExports {
   refitBand(w: Ptr, q: Ptr, codes: Ptr, g: Ptr, rows: number, cols: number, h: Ptr, maxq: number, sym: boolean,
     groupWidth: number, groups: number, scales: Ptr, zeros: Ptr, accepted: Ptr, scratch: Ptr): void;
   refitBandScratch(rows: number, cols: number): Bytes;
+  // check.ts
+  psdCheck(h: Ptr, n: number, damping: number, work: Ptr): number;
+  psdCheckScratch(n: number): Bytes;
+  lossTolerance(w: Ptr, q: Ptr, rows: number, cols: number, hdiag: Ptr, damping: number, out: Ptr): void;
+  // gguf/ (GGML block types; src/formats/gguf-blocks.ts documents the arrays)
+  ggufBlockElems(type: number): number;
+  ggufBlockBytes(type: number): number;
+  ggufGroupSize(type: number): number;
+  ggufMaxq(type: number): number;
+  ggufZero(type: number): number;
+  ggufQuantize(type: number, src: Ptr, rows: number, cols: number, imatrix: Ptr, dst: Ptr): void;
+  ggufDequantize(type: number, src: Ptr, rows: number, cols: number, dst: Ptr): void;
+  ggufDecodeGrid(type: number, src: Ptr, rows: number, cols: number, codes: Ptr, halves: Ptr, subScales: Ptr, subMins: Ptr, ga: Ptr, gb: Ptr): void;
+  ggufEncodeGrid(type: number, codes: Ptr, halves: Ptr, subScales: Ptr, subMins: Ptr, rows: number, cols: number, dst: Ptr): void;
+  ggufGroupAffine(type: number, halves: Ptr, subScales: Ptr, subMins: Ptr, rows: number, cols: number, ga: Ptr, gb: Ptr): void;
+  ggufGridValues(type: number, codes: Ptr, ga: Ptr, gb: Ptr, rows: number, cols: number, out: Ptr): void;
+  ggufRtnCodes(type: number, x: Ptr, ga: Ptr, gb: Ptr, rows: number, cols: number, codes: Ptr): void;
+  ggufGridFromRanges(type: number, lo: Ptr, hi: Ptr, rows: number, cols: number, halves: Ptr, subScales: Ptr, subMins: Ptr): void;
+  ggufCandidateGrid(type: number, x: Ptr, p: Ptr, rows: number, cols: number, halves: Ptr, subScales: Ptr, subMins: Ptr): void;
+  ggufOwc(type: number, w: Ptr, rows: number, cols: number, h: Ptr, halves: Ptr, subScales: Ptr, subMins: Ptr, scratch: Ptr): void;
+  ggufOwcScratch(): Bytes;
+  ggufKeepBetter(type: number, w: Ptr, rows: number, cols: number, h: Ptr, halves: Ptr, subScales: Ptr, subMins: Ptr,
+    bHalves: Ptr, bSubScales: Ptr, bSubMins: Ptr, scratch: Ptr): void;
   // nn.ts (the forward pass; typed where it is driven, src/model/forward.ts)
   [nn: `nn_${string}`]: (...args: number[]) => number | void;
 }

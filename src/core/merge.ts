@@ -1,5 +1,6 @@
 // Bands back into one layer result, and quantized weights back into values.
-import { ShapeError } from './errors.js';
+import { NonFiniteError, ShapeError } from './errors.js';
+import { checkBandGrids } from './validate.js';
 import { defaultKernel, type Kernel } from './kernel.js';
 import type { BandResult, LayerResult, PreparedLayer, QuantizedWeights } from './types.js';
 
@@ -17,16 +18,35 @@ export function dequantize(kernel: Kernel, q: QuantizedWeights): Float32Array {
   });
 }
 
+/** A band's arrays fit its rows and the layer, and hold what a solved band can hold (bands
+ * may come from other threads, processes or machines). */
+function checkBand(prepared: Pick<PreparedLayer, 'plan'>, b: BandResult): void {
+  const { cols, groups, maxq, spec } = prepared.plan;
+  const n = b.r1 - b.r0;
+  const where = `band [${b.r0}, ${b.r1})`;
+  const fits = (a: ArrayLike<number> | null, Ctor: Function, length: number) => a instanceof Ctor && a.length === length;
+  if (!fits(b.codes, Uint8Array, n * cols) || !fits(b.scales, Float32Array, n * groups) || !fits(b.zeros, Float32Array, n * groups)
+    || !fits(b.rowLoss, Float64Array, n) || !fits(b.rtnRowLoss, Float64Array, n) || (spec.descent ? !fits(b.moves, Int32Array, n) : b.moves !== null)) {
+    throw new ShapeError(`${where}: its arrays do not have the lengths and types of ${n} rows of ${cols} columns in ${groups} groups`);
+  }
+  for (let i = 0; i < b.codes.length; i++) if (b.codes[i] > maxq) throw new ShapeError(`${where}: code ${b.codes[i]} exceeds ${maxq}`);
+  checkBandGrids(prepared.plan, b.scales, b.zeros, b.r0);
+  for (const losses of [b.rowLoss, b.rtnRowLoss]) {
+    for (let i = 0; i < n; i++) if (!Number.isFinite(losses[i])) throw new NonFiniteError(`${where}: the loss of row ${b.r0 + i} is ${losses[i]}`);
+  }
+}
+
 /** One layer result from bands that tile its rows (in any order; from any thread or machine).
  * `kernel` (default: this realm's) computes `dequantize()`. */
-export async function mergeBands(prepared: PreparedLayer, rows: number, bands: BandResult[], kernel?: Kernel): Promise<LayerResult> {
+export async function mergeBands(prepared: Pick<PreparedLayer, 'plan' | 'gIdx' | 'perm' | 'dampUsed'>, rows: number, bands: BandResult[], kernel?: Kernel): Promise<LayerResult> {
   const k = kernel ?? (await defaultKernel());
   const { plan } = prepared;
   const { cols, groups, spec } = plan;
   const sorted = [...bands].sort((a, b) => a.r0 - b.r0);
   let next = 0;
   for (const b of sorted) {
-    if (b.r0 !== next) throw new ShapeError(`bands do not tile the rows: expected a band starting at row ${next}, got ${b.r0}`);
+    if (b.r0 !== next || !(Number.isSafeInteger(b.r1) && b.r1 > b.r0)) throw new ShapeError(`bands do not tile the rows: expected a band starting at row ${next}, got [${b.r0}, ${b.r1})`);
+    checkBand(prepared, b);
     next = b.r1;
   }
   if (next !== rows) throw new ShapeError(`bands cover rows [0, ${next}) of ${rows}`);

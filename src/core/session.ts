@@ -7,8 +7,9 @@ import type { Kernel } from './kernel.js';
 import { GRID_SEARCH } from './kernel.js';
 import type { LayerPlan } from './options.js';
 import { gptqSweep } from './gptq.js';
-import { permuteColumns, permuteSquare } from './permute.js';
+import { permuteColumns } from './permute.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from './types.js';
+import { PSD_DAMPING, checkBandGrids, checkLosses, checkWeightRange, weightLimits, type WeightLimits } from './validate.js';
 
 /** gridParams' search for a plan's clip: per-channel OWC is exact or fast as planned. */
 export function gridSearchOf(plan: LayerPlan): number {
@@ -32,18 +33,24 @@ interface BandBuffers {
   scratch: number;
   rowLoss: number;
   rtnRowLoss: number;
+  /** How far below zero rounding may take each row's loss (f64 [rows]). */
+  tolerance: number;
   moves: number;
   accepted: number;
   /** GPTQ: column -> group in working order. */
   colGroup: number;
 }
 
+/** What a prepared layer is besides its two big matrices: small, plain data. */
+export type LayerFacts = Omit<PreparedLayer, 'hessian' | 'gptqFactor'>;
+
 export class LayerSession {
   private readonly k: Kernel;
-  private readonly p: PreparedLayer;
+  readonly facts: LayerFacts;
   private readonly plan: LayerPlan;
   private readonly owned: number[] = [];
   private band: BandBuffers | null = null;
+  private exported: PreparedLayer | null = null;
   /** Symmetrized H with dead diagonals 1 (CD, BCD, refit, OWC). */
   private readonly hFix: number;
   /** H as given (dead columns carry no weight): the loss. */
@@ -61,49 +68,94 @@ export class LayerSession {
    * GPTQ groups): refit works on contiguous groups, in this order. */
   private readonly groupOrder: Int32Array | null;
   private readonly hGroup: number;
+  /** What the grid arithmetic can take (from H): rows past it are refused before solving. */
+  private readonly limits: WeightLimits;
 
-  constructor(kernel: Kernel, prepared: PreparedLayer) {
-    this.k = kernel;
-    this.p = prepared;
-    this.plan = prepared.plan;
-    const { cols, spec } = this.plan;
-    const keep = (ptr: number) => (this.owned.push(ptr), ptr);
-    this.hFix = keep(kernel.put(prepared.hessian));
-    if (prepared.dead.length) {
-      const given = prepared.hessian.slice();
-      for (const i of prepared.dead) given[i * cols + i] = 0;
-      this.hLoss = keep(kernel.put(given));
-    } else {
-      this.hLoss = this.hFix;
-    }
-    this.factor = prepared.gptqFactor ? keep(kernel.put(prepared.gptqFactor)) : 0;
-    const identity = Int32Array.from({ length: cols }, (_, i) => i);
-    this.order = keep(kernel.put(prepared.perm ?? identity));
-    this.hdiag = keep(kernel.put(Float32Array.from(identity, (i) => prepared.hessian[i * cols + i])));
-    this.colGroup = keep(kernel.put(prepared.gIdx));
-    const consecutive = Int32Array.from(identity, (c) => Math.floor(c / this.plan.groupWidth));
-    const contiguous = prepared.gIdx.every((g, c) => g === consecutive[c]);
-    this.colGroupConsecutive = contiguous ? this.colGroup : keep(kernel.put(consecutive));
-    if (!contiguous && spec.refit > 0) {
-      this.groupOrder = Int32Array.from(identity).sort((a, b) => prepared.gIdx[a] - prepared.gIdx[b] || a - b);
-      this.hGroup = keep(kernel.put(permuteSquare(prepared.hessian, cols, this.groupOrder)));
-    } else {
-      this.groupOrder = null;
-      this.hGroup = this.hFix;
-    }
-    if (spec.method === 'bcd') {
-      const blocks = Math.ceil(cols / spec.blockSize) * spec.blockSize * spec.blockSize;
-      this.hbb = keep(kernel.alloc(blocks * 4));
-      this.hinv = keep(kernel.alloc(blocks * 4));
-      kernel.scoped((alloc) => kernel.exports.bcdPrepare(this.hFix, cols, spec.blockSize, this.order, this.hbb, this.hinv, alloc(kernel.exports.bcdPrepareScratch(spec.blockSize))));
-    } else {
-      this.hbb = 0;
-      this.hinv = 0;
+  /** A session over a prepared layer's arrays, copied into `kernel`. */
+  static fromPrepared(kernel: Kernel, prepared: PreparedLayer): LayerSession {
+    const { hessian, gptqFactor, ...facts } = prepared;
+    const h = kernel.put(hessian);
+    let factor = 0;
+    try {
+      factor = gptqFactor ? kernel.put(gptqFactor) : 0;
+      return new LayerSession(kernel, facts, h, factor);
+    } catch (e) {
+      kernel.free(h);
+      kernel.free(factor);
+      throw e;
     }
   }
 
-  get prepared(): PreparedLayer {
-    return this.p;
+  /** Takes ownership of `hFix` (symmetrized H, dead diagonals 1) and `factor` (GPTQ's U or 0),
+   * both resident in `kernel`. */
+  constructor(kernel: Kernel, facts: LayerFacts, hFix: number, factor: number) {
+    this.k = kernel;
+    this.facts = facts;
+    this.plan = facts.plan;
+    const { cols, spec } = this.plan;
+    const keep = (ptr: number) => (this.owned.push(ptr), ptr);
+    this.hFix = keep(hFix);
+    this.factor = factor ? keep(factor) : 0;
+    try {
+      const n2 = cols * cols;
+      this.limits = weightLimits(this.plan, kernel.f32(hFix, n2), facts.dead, facts.gIdx);
+      if (facts.dead.length) {
+        this.hLoss = keep(kernel.alloc(n2 * 4));
+        kernel.u8(this.hLoss, n2 * 4).set(kernel.u8(hFix, n2 * 4));
+        const given = kernel.f32(this.hLoss, n2);
+        for (const i of facts.dead) given[i * cols + i] = 0;
+      } else {
+        this.hLoss = hFix;
+      }
+      const identity = Int32Array.from({ length: cols }, (_, i) => i);
+      this.order = keep(kernel.put(facts.perm ?? identity));
+      const h = kernel.f32(hFix, n2);
+      this.hdiag = keep(kernel.put(Float32Array.from(identity, (i) => h[i * cols + i])));
+      this.colGroup = keep(kernel.put(facts.gIdx));
+      const consecutive = Int32Array.from(identity, (c) => Math.floor(c / this.plan.groupWidth));
+      const contiguous = facts.gIdx.every((g, c) => g === consecutive[c]);
+      this.colGroupConsecutive = contiguous ? this.colGroup : keep(kernel.put(consecutive));
+      if (!contiguous && spec.refit > 0) {
+        this.groupOrder = Int32Array.from(identity).sort((a, b) => facts.gIdx[a] - facts.gIdx[b] || a - b);
+        this.hGroup = keep(kernel.alloc(n2 * 4));
+        kernel.scoped((_alloc, put) => kernel.exports.permuteSquare(this.hGroup, hFix, cols, put(this.groupOrder!)));
+      } else {
+        this.groupOrder = null;
+        this.hGroup = this.hFix;
+      }
+      if (spec.method === 'bcd') {
+        const blocks = Math.ceil(cols / spec.blockSize) * spec.blockSize * spec.blockSize;
+        this.hbb = keep(kernel.alloc(blocks * 4));
+        this.hinv = keep(kernel.alloc(blocks * 4));
+        kernel.scoped((alloc) => kernel.exports.bcdPrepare(this.hFix, cols, spec.blockSize, this.order, this.hbb, this.hinv, alloc(kernel.exports.bcdPrepareScratch(spec.blockSize))));
+      } else {
+        this.hbb = 0;
+        this.hinv = 0;
+      }
+    } catch (e) {
+      this.free();
+      throw e;
+    }
+  }
+
+  /** The resident H-side arrays, for other solvers of this layer's H (the GGUF grids):
+   * symmetrized H with dead diagonals 1, H as given (the loss), diag(H). Read only. */
+  get resident(): { kernel: Kernel; hFix: number; hLoss: number; hdiag: number } {
+    return { kernel: this.k, hFix: this.hFix, hLoss: this.hLoss, hdiag: this.hdiag };
+  }
+
+  /** The prepared layer as plain arrays (for workers and band workers elsewhere); copied out
+   * of the kernel once. */
+  portable(): PreparedLayer {
+    if (!this.exported) {
+      const n2 = this.plan.cols ** 2;
+      this.exported = {
+        ...this.facts,
+        hessian: this.k.f32(this.hFix, n2).slice(),
+        gptqFactor: this.factor ? this.k.f32(this.factor, n2).slice() : null,
+      };
+    }
+    return this.exported;
   }
 
   free(): void {
@@ -150,6 +202,7 @@ export class LayerSession {
       scratch: k.alloc(scratchBytes),
       rowLoss: k.alloc(rows * 8),
       rtnRowLoss: k.alloc(rows * 8),
+      tolerance: k.alloc(rows * 8),
       moves: spec.descent ? k.alloc(rows * 4) : 0,
       accepted: spec.refit > 0 ? k.alloc(rows * 4) : 0,
       colGroup: spec.start === 'gptq' ? k.alloc(cols * 4) : 0,
@@ -157,14 +210,19 @@ export class LayerSession {
     return this.band;
   }
 
-  /** Solves rows [r0, r1) of `weights` (the whole matrix is passed; only the band is read). */
+  /** Solves rows [r0, r1) of `weights` (the whole matrix is passed; only the band is read).
+   * Rows out of the grid arithmetic's range are refused before any kernel runs; the band's
+   * grids and losses are checked before they are returned (see validate.ts). */
   solveBand(weights: WeightMatrix, r0: number, r1: number): BandResult {
     const plan = this.plan;
     const { cols, groups, spec, maxq } = plan;
     const rows = r1 - r0;
     const k = this.k;
     const x = k.exports;
+    checkWeightRange(this.limits, weights.data, r0, r1);
     const b = this.buffers(rows);
+    // Every grid of this band (baseline, clip search, GPTQ's groups, refits) in the spec's format.
+    x.setHalfScales(spec.scales === 'f16' ? 1 : 0);
     const n = rows * cols;
     const band = weights.data.subarray(r0 * cols, r1 * cols);
     k.f32(b.w, n).set(band);
@@ -175,11 +233,12 @@ export class LayerSession {
     x.gridParams(b.w, rows, cols, plan.groupWidth, maxq, spec.sym, GRID_SEARCH.minmax, 0, b.scales, b.zeros, 0);
     x.quantizeWith(b.w, rows, cols, maxq, b.scales, b.zeros, groups, this.colGroupConsecutive, b.codes, b.q);
     x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rtnRowLoss, b.scratch);
+    this.checkLosses(b, b.rtnRowLoss, rows, r0, 'RTN baseline');
 
     const search = gridSearchOf(plan);
     if (spec.start === 'gptq') {
       gptqSweep(
-        { kernel: k, plan, perm: this.p.perm, gIdx: this.p.gIdx, factor: this.factor, hessian: this.hFix, gridSearch: search },
+        { kernel: k, plan, perm: this.facts.perm, gIdx: this.facts.gIdx, factor: this.factor, hessian: this.hFix, gridSearch: search },
         { rows, w: b.w, w0: b.w0, scales: b.scales, zeros: b.zeros, codes: b.codes, q: b.q, scratch: b.scratch, colGroup: b.colGroup },
       );
       // The sweep consumed w0; descent continues from the dead-zeroed weights.
@@ -197,17 +256,31 @@ export class LayerSession {
     // Plain RTN is the baseline itself: its loss is already known.
     const isBaseline = spec.method === 'rtn' && spec.clip === 'minmax';
     const rowLoss = isBaseline ? b.rtnRowLoss : b.rowLoss;
-    if (!isBaseline) x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rowLoss, b.scratch);
+    if (!isBaseline) {
+      x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rowLoss, b.scratch);
+      this.checkLosses(b, b.rowLoss, rows, r0, spec.method);
+    }
+    const scales = k.f32(b.scales, rows * groups).slice();
+    const zeros = k.f32(b.zeros, rows * groups).slice();
+    checkBandGrids(plan, scales, zeros, r0);
     return {
       r0,
       r1,
       codes: k.u8(b.codes, n).slice(),
-      scales: k.f32(b.scales, rows * groups).slice(),
-      zeros: k.f32(b.zeros, rows * groups).slice(),
+      scales,
+      zeros,
       rowLoss: k.f64(rowLoss, rows).slice(),
       rtnRowLoss: k.f64(b.rtnRowLoss, rows).slice(),
       moves: spec.descent ? k.i32(b.moves, rows).slice() : null,
     };
+  }
+
+  /** Row losses (just computed from b.w and b.q) finite and not below zero by more than
+   * rounding allows on an H that is positive semidefinite up to damping. */
+  private checkLosses(b: BandBuffers, losses: number, rows: number, r0: number, what: string): void {
+    const k = this.k;
+    k.exports.lossTolerance(b.w, b.q, rows, this.plan.cols, this.hdiag, PSD_DAMPING, b.tolerance);
+    checkLosses(k.f64(losses, rows), k.f64(b.tolerance, rows), r0, what);
   }
 
   /** CD or BCD from the current codes, with `refit` rounds of scale refits in between. */
@@ -217,7 +290,7 @@ export class LayerSession {
     x.gradientBand(b.g, b.w0, b.q, rows, cols, this.hFix, b.scratch);
     for (let round = 0; ; round++) {
       if (spec.method === 'cd') {
-        x.cdBand(b.q, b.codes, b.g, rows, cols, this.hFix, this.hdiag, maxq, groups, this.colGroup, b.scales, b.zeros, this.plan.movesPerRow, b.moves, b.scratch);
+        x.cdBand(b.q, b.codes, b.g, rows, cols, this.hFix, this.hdiag, maxq, groups, this.colGroup, b.scales, b.zeros, 0, this.plan.movesPerRow, b.moves, b.scratch);
       } else {
         x.bcdBand(b.q, b.codes, b.g, rows, cols, this.hFix, spec.blockSize, this.order, this.hbb, this.hinv, maxq, groups, this.colGroup, b.scales, b.zeros, this.plan.movesPerRow, b.moves, b.scratch);
       }
@@ -238,9 +311,9 @@ export class LayerSession {
     k.u8(codes, rows * cols).set(permuteColumns(k.u8(codes, rows * cols), rows, cols, order, back));
   }
 
-  /** Step 1 of GPTQ, for every solver: dead columns of W are zero. */
-  private zeroDead(ptr: number, rows: number): void {
-    const { dead } = this.p;
+  /** Step 1 of GPTQ, for every solver: dead columns of W are zero (rows x cols at ptr). */
+  zeroDead(ptr: number, rows: number): void {
+    const { dead } = this.facts;
     if (!dead.length) return;
     const { cols } = this.plan;
     const m = this.k.f32(ptr, rows * cols);

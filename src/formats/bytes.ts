@@ -1,5 +1,6 @@
 // Little-endian typed reads and writes that work at any byte offset: file sections are not
 // guaranteed to be aligned to the element size relative to the underlying ArrayBuffer.
+import { FormatError } from '../core/errors.js';
 import { HOST_LITTLE_ENDIAN } from './half.js';
 
 type Ctor<T> = { new (buffer: ArrayBuffer): T; BYTES_PER_ELEMENT: number };
@@ -41,4 +42,35 @@ export function leBytes(a: ArrayBufferView & { BYTES_PER_ELEMENT?: number; lengt
   const out = new Uint8Array(u8.length);
   for (let i = 0; i < u8.length; i += size) for (let j = 0; j < size; j++) out[i + j] = u8[i + size - 1 - j];
   return out;
+}
+
+/** A file readable at offsets: Node reads at file positions, browsers `File.slice`. Large
+ * checkpoints are read through one, a tensor at a time, never whole. */
+export interface ByteSource {
+  readonly size: number;
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+/** A ByteSource over a Blob or File (browsers; Node 18+ has Blob too). */
+export function blobSource(blob: Blob): ByteSource {
+  return {
+    size: blob.size,
+    read: async (offset, length) => new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer()),
+  };
+}
+
+/** A ByteSource over bytes already in memory. */
+export function bytesSource(bytes: Uint8Array): ByteSource {
+  return { size: bytes.length, read: async (offset, length) => bytes.subarray(offset, offset + length) };
+}
+
+/** Exactly `length` bytes at `offset`, or a FormatError saying what was being read (a source
+ * that returns fewer bytes was truncated or changed under us). */
+export async function readBytesExactly(source: ByteSource, offset: number, length: number, what: string): Promise<Uint8Array> {
+  if (offset + length > source.size) throw new FormatError(`${what}: ${length} bytes at ${offset} lie past the end of the ${source.size}-byte file`);
+  const b = await source.read(offset, length);
+  if (!(b instanceof Uint8Array) || b.length !== length) {
+    throw new FormatError(`${what}: reading ${length} bytes at ${offset} returned ${b?.length ?? 'nothing'} (file changed or truncated?)`);
+  }
+  return b;
 }

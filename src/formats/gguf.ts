@@ -17,8 +17,10 @@
 // descriptors alone, so a model can be written tensor by tensor without holding the file.
 import { FormatError, OptionError, DtypeError, ShapeError } from '../core/errors.js';
 import { GGUF_VALUE_TYPE, type GgufMetadata, type GgufScalarType, type GgufValue } from './gguf-types.js';
-import { readF32LE, leBytes } from './bytes.js';
+import { readF32LE, leBytes, blobSource, bytesSource, readBytesExactly, type ByteSource } from './bytes.js';
 import { f16Table32, f32ArrayToF16, f32ArrayToBf16, HOST_LITTLE_ENDIAN } from './half.js';
+
+export { blobSource, bytesSource, type ByteSource };
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;
@@ -381,31 +383,8 @@ export function parseGgufHeader(bytes: Uint8Array, fileSize: number = bytes.leng
   }
 }
 
-/** A file readable at offsets: Node reads at file positions, browsers `File.slice`. */
-export interface ByteSource {
-  readonly size: number;
-  read(offset: number, length: number): Promise<Uint8Array>;
-}
-
-/** A ByteSource over a Blob or File (browsers; Node 18+ has Blob too). */
-export function blobSource(blob: Blob): ByteSource {
-  return {
-    size: blob.size,
-    read: async (offset, length) => new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer()),
-  };
-}
-
-/** A ByteSource over bytes already in memory. */
-export function bytesSource(bytes: Uint8Array): ByteSource {
-  return { size: bytes.length, read: async (offset, length) => bytes.subarray(offset, offset + length) };
-}
-
 async function readExactly(source: ByteSource, offset: number, length: number, what: string): Promise<Uint8Array> {
-  const b = await source.read(offset, length);
-  if (!(b instanceof Uint8Array) || b.length !== length) {
-    throw new FormatError(`GGUF: reading ${what} (${length} bytes at ${offset}) returned ${b?.length ?? 'nothing'} (file changed or truncated?)`);
-  }
-  return b;
+  return readBytesExactly(source, offset, length, `GGUF: reading ${what}`);
 }
 
 /** Headers larger than this are refused (a vocabulary of 256k tokens needs about 10 MB). */

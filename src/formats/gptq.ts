@@ -108,14 +108,16 @@ export function packGptq(layer: GptqLayer, format: GptqFormat, options: { pad?: 
     for (let g = 0; g < groups; g++) {
       const z = zeros[r * groups + g];
       const stored = z - shift;
-      if (!Number.isInteger(z) || stored < 0 || stored > maxq) {
+      // A zero is a grid point, in [0, maxq]; one of 2^bits would not fit the field in v2 and
+      // would be read back as another zero by loaders of v1.
+      if (!Number.isInteger(z) || z > maxq || stored < 0) {
         if (format === 'gptq' && z === 0) {
           throw new OptionError(
             `packGptq: row ${r}, group ${g} has zero point 0, which checkpoint format "gptq" (v1, stores zero - 1) cannot hold; ` +
               'quantize symmetrically or write checkpoint_format "gptq_v2"',
           );
         }
-        throw new OptionError(`packGptq: zero point ${z} at row ${r}, group ${g} is not an integer in [${shift}, ${maxq + shift}]`);
+        throw new OptionError(`packGptq: zero point ${z} at row ${r}, group ${g} is not an integer in [${shift}, ${maxq}]`);
       }
       putBits(qzeros, g * wordsOut, 1, r, bits, stored);
       const s = scales[r * groups + g];

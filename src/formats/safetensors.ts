@@ -2,10 +2,12 @@
 // Files come from anywhere, so the parser checks every number before it indexes or
 // allocates with it, and reports every problem as a FormatError/DtypeError naming the tensor.
 import { DtypeError, FormatError, OptionError, ShapeError } from '../core/errors.js';
+import { readBytesExactly, type ByteSource } from './bytes.js';
 import {
   readF32LE, readF64LE, readI16LE, readI32LE, readI64LE, readU16LE, readU32LE, readU64LE, leBytes,
 } from './bytes.js';
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from './half.js';
+import { parseJsonStrict } from './json.js';
 
 export type SafetensorsDtype =
   | 'BOOL' | 'U8' | 'I8' | 'U16' | 'I16' | 'F16' | 'BF16' | 'U32' | 'I32' | 'F32' | 'F64' | 'I64' | 'U64';
@@ -38,7 +40,9 @@ const hasOwn = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o,
 const isDtype = (s: string): s is SafetensorsDtype => hasOwn(DTYPE_SIZE, s);
 const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
-export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
+/** Parses a safetensors header. `bytes` is the whole file, or (for files read lazily) a
+ * prefix of it that holds the header, with `fileSize` the whole file's size. */
+export function parseSafetensors(bytes: Uint8Array, fileSize: number = bytes.length): SafetensorsFile {
   if (!(bytes instanceof Uint8Array)) throw new FormatError('safetensors: expected a Uint8Array');
   if (bytes.length < 8) throw new FormatError(`safetensors: file is ${bytes.length} bytes, shorter than the 8-byte header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -49,9 +53,10 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
     throw new FormatError(`safetensors: header length ${hi * 2 ** 32 + lo} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   }
   const n = lo;
-  if (8 + n > bytes.length) {
-    throw new FormatError(`safetensors: header length ${n} runs past the end of the ${bytes.length}-byte file (truncated?)`);
+  if (8 + n > fileSize) {
+    throw new FormatError(`safetensors: header length ${n} runs past the end of the ${fileSize}-byte file (truncated?)`);
   }
+  if (8 + n > bytes.length) throw new FormatError(`safetensors: the ${bytes.length} bytes given end inside the ${n}-byte header`);
   let text: string;
   try {
     // ignoreBOM keeps a BOM in the text so JSON.parse rejects it, as the reference parser does.
@@ -59,17 +64,13 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
   } catch {
     throw new FormatError('safetensors: header is not valid UTF-8');
   }
-  let header: unknown;
-  try {
-    header = JSON.parse(text);
-  } catch (e) {
-    throw new FormatError(`safetensors: header is not valid JSON (${(e as Error).message})`);
-  }
+  // Duplicate keys refused: JSON.parse would keep the last of two entries for one tensor.
+  const header = parseJsonStrict(text, 'safetensors: header');
   if (header === null || typeof header !== 'object' || Array.isArray(header)) {
     throw new FormatError('safetensors: header must be a JSON object');
   }
   const dataOffset = 8 + n;
-  const dataLength = bytes.length - dataOffset;
+  const dataLength = fileSize - dataOffset;
   const metadata: Record<string, string> = {};
   const tensors = new Map<string, TensorInfo>();
   for (const name of Object.keys(header)) {
@@ -211,6 +212,63 @@ function encodeData(t: TensorToWrite): Uint8Array {
   }
 }
 
+/** What a safetensors file will hold, before any tensor's bytes exist. */
+export interface TensorLayout {
+  name: string;
+  dtype: WritableDtype;
+  shape: number[];
+}
+
+/** The header (8-byte length, JSON, space padding to 8 bytes) of a file holding `tensors` in
+ * this order, and each tensor's byte length: a file can then be written tensor by tensor. */
+export function planSafetensors(tensors: readonly TensorLayout[], metadata?: Record<string, string>): { header: Uint8Array; sizes: number[] } {
+  const json: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length > 0) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') throw new OptionError(`safetensors: metadata value for "${k}" must be a string`);
+    }
+    json.__metadata__ = { ...metadata };
+  }
+  const sizes: number[] = [];
+  let offset = 0;
+  const seen = new Set<string>();
+  for (const t of tensors) {
+    if (t.name === '__metadata__') throw new OptionError('safetensors: "__metadata__" is reserved and cannot name a tensor');
+    if (seen.has(t.name)) throw new OptionError(`safetensors: tensor "${t.name}" given twice`);
+    seen.add(t.name);
+    if (!isDtype(t.dtype)) throw new DtypeError(`safetensors: tensor "${t.name}": unknown dtype "${t.dtype as string}"`);
+    const bytes = elementCount(t) * DTYPE_SIZE[t.dtype];
+    json[t.name] = { dtype: t.dtype, shape: t.shape.slice(), data_offsets: [offset, offset + bytes] };
+    sizes.push(bytes);
+    offset += bytes;
+  }
+  const text = new TextEncoder().encode(JSON.stringify(json));
+  const padded = Math.ceil(text.length / 8) * 8;
+  const header = new Uint8Array(8 + padded);
+  new DataView(header.buffer).setUint32(0, padded, true);
+  header.set(text, 8);
+  header.fill(0x20, 8 + text.length);
+  return { header, sizes };
+}
+
+function elementCount(t: TensorLayout): number {
+  let count = 1;
+  for (const d of t.shape) {
+    if (!isIndex(d)) throw new ShapeError(`safetensors: tensor "${t.name}": bad dimension ${d} in shape [${t.shape.join(', ')}]`);
+    count *= d;
+  }
+  return count;
+}
+
+/** A tensor's bytes as safetensors stores them (F16/BF16 from float32: round to nearest even). */
+export function encodeTensor(t: TensorToWrite): Uint8Array {
+  const count = elementCount(t);
+  if (t.data.length !== count) {
+    throw new ShapeError(`safetensors: tensor "${t.name}": shape [${t.shape.join(', ')}] has ${count} elements but data has ${t.data.length}`);
+  }
+  return encodeData(t);
+}
+
 /** Serializes tensors in the given order; the header is space-padded so the data starts 8-aligned. */
 export function writeSafetensors(
   tensors: TensorToWrite[] | Record<string, Omit<TensorToWrite, 'name'>>,
@@ -219,46 +277,42 @@ export function writeSafetensors(
   const list: TensorToWrite[] = Array.isArray(tensors)
     ? tensors
     : Object.keys(tensors).map((name) => ({ name, ...tensors[name] }));
-  const header: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length > 0) {
-    for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') throw new OptionError(`safetensors: metadata value for "${k}" must be a string`);
-    }
-    header.__metadata__ = { ...metadata };
-  }
-  const chunks: Uint8Array[] = [];
-  let offset = 0;
-  const seen = new Set<string>();
-  for (const t of list) {
-    if (t.name === '__metadata__') throw new OptionError('safetensors: "__metadata__" is reserved and cannot name a tensor');
-    if (seen.has(t.name)) throw new OptionError(`safetensors: tensor "${t.name}" given twice`);
-    seen.add(t.name);
-    if (!isDtype(t.dtype)) throw new DtypeError(`safetensors: tensor "${t.name}": unknown dtype "${t.dtype as string}"`);
-    let count = 1;
-    for (const d of t.shape) {
-      if (!isIndex(d)) throw new ShapeError(`safetensors: tensor "${t.name}": bad dimension ${d} in shape [${t.shape.join(', ')}]`);
-      count *= d;
-    }
-    if (t.data.length !== count) {
-      throw new ShapeError(`safetensors: tensor "${t.name}": shape [${t.shape.join(', ')}] has ${count} elements but data has ${t.data.length}`);
-    }
-    const bytes = encodeData(t);
-    header[t.name] = { dtype: t.dtype, shape: t.shape.slice(), data_offsets: [offset, offset + bytes.length] };
-    chunks.push(bytes);
-    offset += bytes.length;
-  }
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = Math.ceil(json.length / 8) * 8;
-  const out = new Uint8Array(8 + padded + offset);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, padded, true);
-  view.setUint32(4, 0, true);
-  out.set(json, 8);
-  out.fill(0x20, 8 + json.length, 8 + padded);
-  let p = 8 + padded;
-  for (const c of chunks) {
-    out.set(c, p);
-    p += c.length;
-  }
+  const { header, sizes } = planSafetensors(list, metadata);
+  const out = new Uint8Array(header.length + sizes.reduce((a, b) => a + b, 0));
+  out.set(header);
+  let p = header.length;
+  list.forEach((t) => {
+    const bytes = encodeTensor(t);
+    out.set(bytes, p);
+    p += bytes.length;
+  });
   return out;
+}
+
+/** The header of a safetensors file read lazily from `source`: two small reads, no tensor data. */
+export async function readSafetensorsHeader(source: ByteSource, what = 'safetensors file'): Promise<SafetensorsFile> {
+  if (source.size < 8) throw new FormatError(`${what}: ${source.size} bytes, shorter than the 8-byte header length`);
+  const head = await readBytesExactly(source, 0, 8, what);
+  const view = new DataView(head.buffer, head.byteOffset, 8);
+  const lo = view.getUint32(0, true);
+  if (view.getUint32(4, true) !== 0 || lo > MAX_HEADER_BYTES || 8 + lo > source.size) {
+    return parseSafetensors(head, source.size); // refuses it, with the same message as a whole file
+  }
+  const prefix = new Uint8Array(8 + lo);
+  prefix.set(head);
+  prefix.set(await readBytesExactly(source, 8, lo, what), 8);
+  return parseSafetensors(prefix, source.size);
+}
+
+/** A float tensor read from `source` as float32 (widened exactly as readTensorF32). */
+export async function readTensorF32From(file: SafetensorsFile, source: ByteSource, name: string): Promise<Float32Array> {
+  const t = info(file, name);
+  const bytes = await readBytesExactly(source, t.byteOffset, t.byteLength, `safetensors tensor "${name}"`);
+  return readTensorF32({ ...file, tensors: new Map([[name, { ...t, byteOffset: 0 }]]) }, bytes, name);
+}
+
+/** The raw little-endian bytes of a tensor read from `source`. */
+export function readTensorBytesFrom(file: SafetensorsFile, source: ByteSource, name: string): Promise<Uint8Array> {
+  const t = info(file, name);
+  return readBytesExactly(source, t.byteOffset, t.byteLength, `safetensors tensor "${name}"`);
 }

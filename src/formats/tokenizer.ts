@@ -1,19 +1,78 @@
-// llama2.c's tokenizer.bin and its encoder/decoder, reproduced token for token.
-// Pieces are handled as byte strings (one char per byte, 0..255) so concatenation and lookup
-// are byte-exact like the C code's strcmp, whatever the pieces hold.
+// The tokenizer interface the model code uses, a loader that picks the right tokenizer for a
+// model folder, and llama2.c's tokenizer.bin with its encoder/decoder, reproduced token for
+// token. llama2.c pieces are handled as byte strings (one char per byte, 0..255) so
+// concatenation and lookup are byte-exact like the C code's strcmp, whatever the pieces hold.
 import { FormatError, OptionError } from '../core/errors.js';
+import { HfTokenizer, configVocabSize, parseJsonFile } from './hf-tokenizer.js';
 
 export const BOS = 1;
 export const EOS = 2;
 
-export interface Tokenizer {
+/** Which special tokens `encode` adds. Undefined: what the tokenizer adds by default (llama2.c:
+ * BOS; Hugging Face: what transformers' `tokenizer(text)` adds). true: exactly `bosId` /
+ * `eosId` on that side. false: nothing on that side. */
+export interface EncodeOptions {
+  bos?: boolean;
+  eos?: boolean;
+}
+
+/** What the model code needs from a tokenizer, whichever file it came from. */
+export interface TextTokenizer {
+  readonly kind: 'llama2c' | 'huggingface';
+  /** Every id `encode` can return is below this. */
   readonly vocabSize: number;
+  /** The beginning / end of text token, or null when the tokenizer has none (e.g. Qwen's BOS). */
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  encode(text: string, options?: EncodeOptions): Int32Array;
+  decode(ids: ArrayLike<number>): string;
+}
+
+/** llama2.c's tokenizer.bin. */
+export interface Tokenizer extends TextTokenizer {
+  readonly kind: 'llama2c';
+  readonly bosId: number;
+  readonly eosId: number;
   readonly maxTokenLength: number;
   /** Piece bytes of each id. */
   readonly pieces: readonly Uint8Array[];
   readonly scores: Float32Array;
-  encode(text: string, options?: { bos?: boolean; eos?: boolean }): Int32Array;
-  decode(tokens: ArrayLike<number>): string;
+}
+
+/** A model folder's tokenizer files, as found (text for JSON, bytes for tokenizer.bin). */
+export interface TokenizerFiles {
+  /** config.json */
+  config?: string;
+  /** tokenizer.json */
+  tokenizerJson?: string;
+  /** tokenizer_config.json */
+  tokenizerConfig?: string;
+  /** A llama2.c tokenizer.bin (the folder's, or one given by the user). */
+  tokenizerBin?: Uint8Array;
+  /** Pieces in tokenizer.bin when config.json does not say (a llama2.c checkpoint's header does). */
+  vocabSize?: number;
+}
+
+/**
+ * The tokenizer of a model folder: tokenizer.json (with tokenizer_config.json and config.json)
+ * when present, else a llama2.c tokenizer.bin holding config.json's vocab_size pieces (or
+ * `vocabSize`).
+ */
+export function loadTextTokenizer(files: TokenizerFiles): TextTokenizer {
+  if (typeof files !== 'object' || files === null) throw new OptionError('loadTextTokenizer: expected an object of files');
+  if (files.tokenizerJson !== undefined) {
+    return new HfTokenizer({ tokenizerJson: files.tokenizerJson, tokenizerConfig: files.tokenizerConfig, config: files.config });
+  }
+  if (files.tokenizerBin !== undefined) {
+    const fromConfig = files.config === undefined ? null : configVocabSize(parseJsonFile(files.config, 'config.json'));
+    const vocabSize = files.vocabSize ?? fromConfig;
+    if (vocabSize === null || vocabSize === undefined) throw new OptionError('tokenizer.bin: its piece count comes from config.json\'s vocab_size or the vocabSize option; neither was given');
+    if (fromConfig !== null && files.vocabSize !== undefined && fromConfig !== files.vocabSize) {
+      throw new FormatError(`config.json: vocab_size ${fromConfig} disagrees with the model's vocabulary of ${files.vocabSize}`);
+    }
+    return readTokenizer(files.tokenizerBin, vocabSize);
+  }
+  throw new FormatError('no tokenizer: the model folder has neither tokenizer.json nor a llama2.c tokenizer.bin');
 }
 
 const latin1 = (b: Uint8Array) => {
@@ -52,6 +111,9 @@ export function readTokenizer(bytes: Uint8Array, vocabSize: number): Tokenizer {
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 
 class Llama2cTokenizer implements Tokenizer {
+  readonly kind = 'llama2c' as const;
+  readonly bosId = BOS;
+  readonly eosId = EOS;
   readonly vocabSize: number;
   private readonly strings: string[];
   private readonly lookup = new Map<string, number>();

@@ -1,51 +1,18 @@
-// Checkpoints out of a quantized model: a GPTQ checkpoint in the Hugging Face Llama layout
-// (qweight/qzeros/scales/g_idx per packable linear layer, quantization_config in config.json,
-// quantize_config.json), and reading such a checkpoint back into a dense model.
-import { FormatError, OptionError } from '../core/errors.js';
+// GPTQ checkpoints of quantized models: the in-memory form of the streaming writer
+// (outputs.ts writeGptqCheckpoint) for small models and tests, and the reader that turns a
+// checkpoint back into a dense model (scales as stored, float16).
+import { FormatError } from '../core/errors.js';
 import type { Kernel } from '../core/kernel.js';
-import { packGptq, unpackGptq, gptqTensors, quantizeConfig, type GptqFormat } from '../formats/gptq.js';
-import { hfConfigJson, hfTensors, permuteRopeRows, readHfModel, slotArray, type HfDtype } from './checkpoint/hf.js';
+import { unpackGptq, type GptqFormat } from '../formats/gptq.js';
+import { readHfModel } from './checkpoint/hf.js';
 import { parseSafetensors, readTensorRaw, writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { dequantize } from '../core/merge.js';
 import type { QuantizedLinear } from './pipeline.js';
-import type { LinearName, LlamaModel } from './types.js';
-import { resolveArch } from './arch.js';
+import type { LlamaModel } from './types.js';
+import { memorySink, writeGptqCheckpoint, type Provenance } from './outputs.js';
+import { memoryModel } from './source.js';
 
-export const VERSION = '0.1.0';
-
-/** What produced a checkpoint: written to safetensors __metadata__ and the quantize config. */
-export interface Provenance {
-  method: string;
-  bits: number;
-  groupSize: number;
-  sym: boolean;
-  actOrder: boolean;
-  staticGroups: boolean;
-  damp: number;
-  clip: string;
-  init: string | null;
-  refit: number;
-  calibrationSha256: string;
-  nsamples: number;
-  seqlen: number;
-}
-
-/** GPTQ kernels in every common loader need in and out features divisible by 32. */
-export function isPackable(rows: number, cols: number): boolean {
-  return rows % 32 === 0 && cols % 32 === 0;
-}
-
-/** Row order that takes a llama2.c (interleaved RoPE) q/k layer to Hugging Face's layout. */
-function ropeRowOrder(nHeads: number, rows: number): Int32Array {
-  const index = Float32Array.from({ length: rows }, (_, i) => i);
-  return Int32Array.from(permuteRopeRows(index, nHeads, rows, 1, 'toHalf'));
-}
-
-function permuteRows<T extends Uint8Array | Float32Array>(m: T, width: number, order: Int32Array): T {
-  const out = m.slice() as T;
-  for (let i = 0; i < order.length; i++) out.set(m.subarray(order[i] * width, (order[i] + 1) * width), i * width);
-  return out;
-}
+export { VERSION, isPackable, type Provenance } from './outputs.js';
 
 export interface GptqCheckpoint {
   safetensors: Uint8Array;
@@ -58,88 +25,13 @@ export interface GptqCheckpoint {
   dense: string[];
 }
 
-/**
- * Builds the GPTQ checkpoint of a quantized model. `model` supplies the tensors that are not
- * quantized (embeddings, norms); `layers` the quantized linear layers. Dense tensors are
- * written in `dtype`. Layers whose shape GPTQ kernels cannot take are written as their
- * dequantized weights and left out of `modules_in_block_to_quantize`, so loaders keep them as
- * ordinary linear layers holding exactly the quantized values.
- */
-export function gptqCheckpoint(kernel: Kernel, model: LlamaModel, layers: QuantizedLinear[], provenance: Provenance, dtype: HfDtype = 'F32'): GptqCheckpoint {
-  const c = model.config;
-  const byName = new Map(layers.map((l) => [`${l.block}.${l.name}`, l]));
-  const needsV2 = layers.some((l) => isPackable(l.rows, l.cols) && l.zeros.some((z) => z === 0));
-  const format: GptqFormat = needsV2 ? 'gptq_v2' : 'gptq';
-  const arch = resolveArch(c);
-  const toHalf = c.ropeStyle === 'interleaved';
-  const tensors: TensorToWrite[] = [];
-  const dense: string[] = [];
-  const packed = new Set<LinearName>();
-  const add = (name: string, shape: number[], data: Float32Array) => tensors.push({ name, dtype, shape, data });
-  // the family's own layout; only the linear weights are replaced by their packed tensors
-  for (const t of hfTensors(c)) {
-    const slot = t.slot;
-    if (slot.kind !== 'linear') {
-      add(t.name, t.shape, slotArray(model, slot)!);
-      continue;
-    }
-    const { layer: block, name } = slot;
-    const layer = byName.get(`${block}.${name}`);
-    if (!layer) throw new OptionError(`gptqCheckpoint: layer ${block}.${name} was not quantized`);
-    const weightName = t.name;
-    const prefix = weightName.slice(0, -'.weight'.length);
-    let { codes, scales, zeros } = layer;
-    const groups = scales.length / layer.rows;
-    const heads = name === 'q_proj' ? c.nHeads : name === 'k_proj' ? c.nKvHeads : 0;
-    if (toHalf && heads) {
-      const order = ropeRowOrder(heads, name === 'q_proj' ? arch.qDim : arch.kvDim);
-      codes = permuteRows(codes, layer.cols, order);
-      scales = permuteRows(scales, groups, order);
-      zeros = permuteRows(zeros, groups, order);
-    }
-    const oriented = { ...layer, codes, scales, zeros };
-    if (isPackable(layer.rows, layer.cols)) {
-      const p = packGptq({ codes, scales, zeros, gIdx: layer.gIdx, rows: layer.rows, cols: layer.cols, bits: provenance.bits, groups }, format);
-      tensors.push(...gptqTensors(prefix, p));
-      packed.add(name);
-    } else {
-      add(weightName, t.shape, dequantize(kernel, oriented));
-      dense.push(weightName);
-    }
-  }
-  const qc = quantizeConfig({
-    bits: provenance.bits,
-    groupSize: provenance.groupSize,
-    descAct: provenance.actOrder,
-    sym: provenance.sym,
-    trueSequential: true,
-    dampPercent: provenance.damp,
-    staticGroups: provenance.staticGroups,
-    format,
-    extra: {
-      quantizer: `cdquant ${VERSION}`,
-      cdquant_method: provenance.method,
-      cdquant_clip: provenance.clip,
-      cdquant_init: provenance.init,
-      cdquant_refit: provenance.refit,
-      ...(dense.length ? { modules_in_block_to_quantize: [arch.linears.filter((l) => packed.has(l.name)).map((l) => `${l.module}.${l.name}`)], dense_modules: dense } : {}),
-    },
-  });
-  const config = JSON.parse(hfConfigJson(c, dtype));
-  config.quantization_config = qc;
-  const metadata: Record<string, string> = {
-    format: 'pt',
-    quantizer: `cdquant ${VERSION}`,
-    checkpoint_format: format,
-    ...Object.fromEntries(Object.entries(provenance).map(([k, v]) => [`cdquant.${k}`, String(v)])),
-  };
-  return {
-    safetensors: writeSafetensors(tensors, metadata),
-    config: JSON.stringify(config, null, 2),
-    quantizeConfig: JSON.stringify(qc, null, 2),
-    format,
-    dense,
-  };
+/** The GPTQ checkpoint of a quantized model in memory, as one shard (see writeGptqCheckpoint:
+ * `model` supplies the tensors that are not quantized, `layers` the quantized ones). */
+export async function gptqCheckpoint(kernel: Kernel, model: LlamaModel, layers: readonly QuantizedLinear[], provenance: Provenance): Promise<GptqCheckpoint> {
+  const sink = memorySink();
+  const summary = await writeGptqCheckpoint(sink, 'gptq', memoryModel(model, 'hf', 'F32', async () => ''), async (b) => layers.filter((l) => l.block === b), provenance, kernel, Infinity);
+  const safetensors = sink.files.find((f) => f.path === 'gptq/model.safetensors')!.data as Uint8Array;
+  return { safetensors, config: summary.config, quantizeConfig: summary.quantizeConfig, format: summary.format, dense: summary.dense };
 }
 
 /**
@@ -153,6 +45,7 @@ export function readGptqCheckpoint(kernel: Kernel, files: { config: string; safe
   } catch {
     throw new FormatError('config.json is not valid JSON');
   }
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new FormatError('config.json is not a JSON object');
   const qc = config.quantization_config;
   if (!qc || qc.quant_method !== 'gptq') throw new FormatError('config.json has no GPTQ quantization_config');
   const bits = qc.bits;

@@ -15,6 +15,7 @@ import type { Kernel } from '../core/kernel.js';
 import { OptionError, ShapeError, KernelError, assertFinite } from '../core/errors.js';
 import { resolveArch, type Arch, type LinearSpec, type StagePoint } from './arch.js';
 import type { LinearName, LlamaBlock, LlamaConfig, LlamaModel } from './types.js';
+import { f32Embedding, type EmbeddingTable } from './source.js';
 
 /** The nn_* exports of cdquant.wasm (see assembly/nn.ts). */
 interface NnExports {
@@ -43,9 +44,15 @@ interface NnExports {
  * order: q_proj, k_proj, v_proj with one array, gate_proj, up_proj with another. */
 export type CaptureFn = (name: LinearName, inputs: Float32Array, rows: number, cols: number) => void;
 
+/** Called with the input of one stage of the block where it lies in the kernel: [rows, cols]
+ * at `ptr`, valid only during the call (the pipeline adds it to a Hessian in place). */
+export type ResidentCaptureFn = (names: readonly LinearName[], ptr: number, rows: number, cols: number) => void;
+
 export interface RunBlockOptions {
   /** Receives the input of each linear layer of the block (see CaptureFn). */
   capture?: CaptureFn;
+  /** Receives each stage's input in the kernel, without a copy (see ResidentCaptureFn). */
+  captureResident?: ResidentCaptureFn;
   /** Run only until the input of this linear layer has been captured; the state is then left
    * unchanged (e.g. `stopAfter: 'v_proj'` costs one RMSNorm). */
   stopAfter?: LinearName;
@@ -103,6 +110,19 @@ export interface RunnerOptions {
   /** 'all' (default): load every block of `model` now. 'none': blocks are loaded one at a time
    * with loadBlock / unloadBlock (bounded memory); `model.blocks` may then be empty. */
   blocks?: 'all' | 'none';
+  /** false: no classifier in the kernel (calibration needs no logits; a 128k x 4096 one is
+   * 2 GB). logits and nll then refuse to run. Default true. */
+  classifier?: boolean;
+}
+
+/** What the runner needs of a model: the weights of its blocks may come later (loadBlock),
+ * the embedding as a table of rows, the classifier only for logits. */
+export interface RunnerModel {
+  config: LlamaConfig;
+  embedding: Float32Array | EmbeddingTable;
+  finalNorm: Float32Array;
+  classifier?: Float32Array | null;
+  blocks?: LlamaBlock[];
 }
 
 /** Rows of logits computed at once by `nll`, so a large vocabulary needs no [T, vocab] buffer. */
@@ -114,7 +134,7 @@ export class LlamaRunner {
   readonly arch: Arch;
   private readonly nn: NnExports;
   /** The embedding table stays in JS memory: rows are copied in per token. */
-  private readonly embedding: Float32Array;
+  private readonly embedding: EmbeddingTable;
   private classifier = 0;
   private finalNorm = 0;
   private ropeGlobal: RopeTable;
@@ -126,19 +146,24 @@ export class LlamaRunner {
 
   /** Validates `model` and copies its weights into the kernel's memory (every block, unless
    * `options.blocks` is 'none'). */
-  constructor(kernel: Kernel, model: LlamaModel, options: RunnerOptions = {}) {
+  constructor(kernel: Kernel, model: RunnerModel, options: RunnerOptions = {}) {
     this.kernel = kernel;
     this.config = { ...model.config };
     this.nn = kernel.exports as unknown as NnExports;
     const a = (this.arch = resolveArch(this.config));
     const loadAll = (options.blocks ?? 'all') === 'all';
     if (options.blocks !== undefined && options.blocks !== 'all' && options.blocks !== 'none') throw new OptionError(`options.blocks must be 'all' or 'none', got ${String(options.blocks)}`);
-    if (loadAll && model.blocks.length !== a.nLayers) throw new ShapeError(`model has ${model.blocks.length} blocks, config says ${a.nLayers}`);
-    check(model.embedding, a.vocab * a.dim, 'embedding');
+    if (loadAll && model.blocks?.length !== a.nLayers) throw new ShapeError(`model has ${model.blocks?.length ?? 0} blocks, config says ${a.nLayers}`);
+    if (model.embedding instanceof Float32Array) {
+      check(model.embedding, a.vocab * a.dim, 'embedding');
+      this.embedding = f32Embedding(model.embedding, a.vocab, a.dim);
+    } else {
+      if (model.embedding?.vocab !== a.vocab || model.embedding.dim !== a.dim) throw new ShapeError(`the embedding table is not [${a.vocab}, ${a.dim}]`);
+      this.embedding = model.embedding;
+    }
     check(model.finalNorm, a.dim, 'finalNorm');
-    const tied = model.classifier === model.embedding;
-    if (!tied) check(model.classifier, a.vocab * a.dim, 'classifier');
-    this.embedding = model.embedding;
+    const withClassifier = options.classifier ?? true;
+    if (withClassifier && model.classifier !== model.embedding) check(model.classifier ?? undefined, a.vocab * a.dim, 'classifier');
     this.blocks = Array.from({ length: a.nLayers }, () => null);
 
     const c = this.config;
@@ -157,9 +182,9 @@ export class LlamaRunner {
     if (a.layers.some((l) => l.localRope)) this.ropeLocal = table(c.ropeLocalTheta ?? 10000);
 
     try {
-      this.classifier = kernel.put(model.classifier);
+      if (withClassifier) this.classifier = kernel.put(model.classifier!);
       this.finalNorm = this.putNorm(model.finalNorm);
-      if (loadAll) model.blocks.forEach((b, l) => this.loadBlock(l, b));
+      if (loadAll) model.blocks!.forEach((b, l) => this.loadBlock(l, b));
     } catch (e) {
       this.free();
       throw e;
@@ -266,7 +291,7 @@ export class LlamaRunner {
     const state = this.newState(T);
     // a row copy is no arithmetic: JS may do it, and the table need not be in wasm memory
     const view = this.kernel.f32(state.ptr, T * dim);
-    for (let t = 0; t < T; t++) view.set(this.embedding.subarray(tokens[t] * dim, (tokens[t] + 1) * dim), t * dim);
+    for (let t = 0; t < T; t++) this.embedding.row(tokens[t], view.subarray(t * dim, (t + 1) * dim));
     if (this.arch.embedScale) this.nn.nn_embed_scale(state.ptr, T * dim, dim);
     return state;
   }
@@ -296,7 +321,7 @@ export class LlamaRunner {
     const w = this.blocks[layer];
     if (!w) throw new OptionError(`block ${layer} is not loaded (loadBlock first)`);
     const a = this.arch;
-    const { capture, stopAfter } = options;
+    const { capture, captureResident, stopAfter } = options;
     let stopAt: StagePoint | null = null;
     if (stopAfter !== undefined) {
       const stage = a.stages.find((s) => s.names.includes(stopAfter));
@@ -310,10 +335,12 @@ export class LlamaRunner {
     const nn = this.nn;
     const k = this.kernel;
     const report = (point: StagePoint, ptr: number, cols: number): boolean => {
+      const names = a.stages.find((s) => s.point === point)!.names;
       if (capture) {
         const copy = k.f32(ptr, T * cols).slice();
-        for (const name of a.stages.find((s) => s.point === point)!.names) capture(name, copy, T, cols);
+        for (const name of names) capture(name, copy, T, cols);
       }
+      captureResident?.(names, ptr, T, cols);
       return stopAt === point;
     };
     const rowsOf = (name: LinearName) => a.linears.find((l) => l.name === name)!;
@@ -392,6 +419,7 @@ export class LlamaRunner {
   logitsFrom(state: HiddenState): Float32Array {
     this.live();
     this.checkState(state);
+    this.needClassifier();
     const { dim, vocab, eps, finalSoftcap } = this.arch;
     const T = state.length;
     return this.kernel.scoped((alloc) => {
@@ -404,12 +432,27 @@ export class LlamaRunner {
     });
   }
 
+  /** The classifier's input for a state, norm(x_L) [T, dim], handed to `use` where it lies in
+   * the kernel (valid during the call): the calibration of the classifier's Hessian. */
+  finalNormed(state: HiddenState, use: (ptr: number, rows: number, cols: number) => void): void {
+    this.live();
+    this.checkState(state);
+    const { dim, eps } = this.arch;
+    const T = state.length;
+    this.kernel.scoped((alloc) => {
+      const xb = alloc(T * dim * 4);
+      this.nn.nn_rmsnorm(state.ptr, this.finalNorm, xb, T, dim, eps);
+      use(xb, T, dim);
+    });
+  }
+
   /** Final norm, classifier and next-token NLL against `tokens` (the state's own tokens):
    * rows 0..T-2 are scored against tokens 1..T-1. */
   nllFrom(state: HiddenState, tokens: Int32Array): { sum: number; count: number } {
     this.live();
     this.checkState(state);
     this.checkTokens(tokens);
+    this.needClassifier();
     const T = state.length;
     if (tokens.length !== T) throw new ShapeError(`state has ${T} tokens, targets sequence has ${tokens.length}`);
     const { dim, vocab, eps, finalSoftcap } = this.arch;
@@ -432,10 +475,14 @@ export class LlamaRunner {
     });
   }
 
-  /** A copy of the state's values, [T, dim]. */
-  readState(state: HiddenState): Float32Array {
+  /** The state's values, [T, dim]: a new array, or copied into `into` (same length). */
+  readState(state: HiddenState, into?: Float32Array): Float32Array {
     this.checkState(state);
-    return this.kernel.f32(state.ptr, state.length * this.arch.dim).slice();
+    const values = this.kernel.f32(state.ptr, state.length * this.arch.dim);
+    if (!into) return values.slice();
+    if (into.length !== values.length) throw new ShapeError(`readState: ${into.length} values given for a state of ${values.length}`);
+    into.set(values);
+    return into;
   }
 
   /** A new state with the same values (e.g. to keep a block's input while advancing a copy). */
@@ -545,6 +592,9 @@ export class LlamaRunner {
   private live(): void {
     if (this.freed) throw new KernelError('this LlamaRunner has been freed');
   }
+  private needClassifier(): void {
+    if (!this.classifier) throw new OptionError('this runner was made without a classifier (options.classifier: false): no logits');
+  }
   private linearPtr(layer: number, name: LinearName): { ptr: number; spec: LinearSpec } {
     const spec = this.arch.linears.find((l) => l.name === name);
     if (!spec) throw new OptionError(`unknown linear layer ${String(name)}; expected one of ${this.arch.linears.map((l) => l.name).join(', ')}`);
@@ -571,7 +621,7 @@ export class LlamaRunner {
   }
 }
 
-function check(a: Float32Array | undefined, n: number, what: string): void {
+function check(a: Float32Array | null | undefined, n: number, what: string): void {
   if (!(a instanceof Float32Array)) throw new ShapeError(`${what} must be a Float32Array`);
   if (a.length !== n) throw new ShapeError(`${what} has ${a.length} values, expected ${n}`);
   assertFinite(a, what);

@@ -7,29 +7,28 @@ import { AbortError, OptionError } from '../core/errors.js';
 import { Kernel, defaultKernel } from '../core/kernel.js';
 import { HessianAccumulator } from '../core/hessian.js';
 import { dequantize } from '../core/merge.js';
-import { prepareLayer } from '../core/prepare.js';
+import { prepareResident } from '../core/prepare.js';
+import type { LayerSession } from '../core/session.js';
 import { solverOptionsOf, type Method, type SolverOptions, type SolverSpec } from '../core/options.js';
 import type { LayerResult, QuantizedWeights } from '../core/types.js';
 import { WorkerPool } from '../parallel/pool.js';
 import { workersAvailable } from '../core/runtime.js';
 import { quantizeLayer, quantizePrepared, splitOptions, type RunOptions } from '../quantize.js';
-import { LlamaRunner, type HiddenState } from './forward.js';
-import { type LinearName, type LlamaModel } from './types.js';
-import { linearShape, quantStages } from './arch.js';
+import { LlamaRunner, type RunBlockOptions } from './forward.js';
+import type { LinearName, LlamaBlock, LlamaConfig, LlamaModel } from './types.js';
+import { f32Embedding, memoryModel, type EmbeddingTable, type LazyModel } from './source.js';
+import { GGUF_LINEAR, ggufBlockName } from './gguf.js';
+import { mixTypes, type GgufMix, type MixTensor } from './gguf-mix.js';
+import { dequantizeRows, quantizeRows, type GgufBlockTypeName } from '../formats/gguf-blocks.js';
+import { quantizeLayerGguf, type GgufLayerResult, type GgufSolver } from '../quantize-gguf.js';
+import { linearShape, quantStages, resolveArch } from './arch.js';
 
-/** The stages of a Llama block: layers sharing one input are quantized from one Hessian (every
- * family's: `quantStages(config)` in arch.ts). */
-export const STAGES: readonly (readonly LinearName[])[] = [
-  ['q_proj', 'k_proj', 'v_proj'],
-  ['o_proj'],
-  ['gate_proj', 'up_proj'],
-  ['down_proj'],
-];
-
-/** A quantized layer of a model, as the exporters and the report need it. */
+/** A quantized layer of a model, as the exporters and the report need it. Layers quantized to
+ * a GGUF block type carry their bytes (`gguf`) instead of integer codes (empty arrays). */
 export interface QuantizedLinear extends QuantizedWeights {
   block: number;
-  name: LinearName;
+  name: LinearName | 'classifier' | 'embedding';
+  gguf?: { type: GgufBlockTypeName; bytes: Uint8Array };
   loss: number;
   rtnLoss: number;
   seconds: number;
@@ -62,17 +61,33 @@ export interface ModelRunOptions extends Omit<RunOptions, 'onProgress'> {
   onProgress?: (progress: LayerProgress) => void;
   /** Called when a block is finished, with its layers: the place to persist progress. */
   onBlockDone?: (block: number, layers: QuantizedLinear[]) => void | Promise<void>;
-  /** Blocks finished by an earlier, interrupted run (from onBlockDone), to skip. */
-  resume?: QuantizedLinear[][];
-  kernel?: Kernel;
+  /** The layers of a block an earlier, interrupted run finished (from onBlockDone), to skip;
+   * undefined for blocks to quantize. */
+  resume?: QuantizedLinear[][] | ((block: number) => Promise<QuantizedLinear[] | undefined>);
   /** Also solve every layer with these methods on the same Hessian, for reporting their loss
    * only (QuantizedLinear.compare); the model is quantized with `method` alone. Off by default. */
   compareMethods?: Method[];
+  /** Keep every layer's codes and grids in the result (default true). A large model's codes
+   * are a quarter of its float32 weights: runs that persist them in onBlockDone pass false,
+   * and the result then holds each layer's report only (empty arrays). */
+  keepLayers?: boolean;
+  /** Bound on the calibration hidden states kept between blocks (samples x seqlen x dim x 4
+   * bytes). Default: no bound. */
+  maxStateBytes?: number;
+  /** Quantize to GGUF block types instead of integer grids: llama.cpp's named mix chooses each
+   * tensor's type, `solver` its codes (quantize-gguf.ts). The classifier (and the embedding)
+   * are quantized too, as llama-quantize does: the classifier from the final hidden states'
+   * H, an untied embedding by llama.cpp's reference rounding (it has no inputs to weigh). */
+  gguf?: { mix: GgufMix; solver: GgufSolver };
 }
 
+/** The pseudo-block holding the embedding's and the classifier's GGUF tensors. */
+export const HEAD_BLOCK = (config: LlamaConfig) => config.nLayers;
+
 export interface QuantizedModel {
-  /** The model with every linear layer replaced by its dequantized quantized weights. */
-  model: LlamaModel;
+  /** The model with every linear layer replaced by its dequantized quantized weights (when
+   * the input was a LlamaModel in memory; quantizedView gives it for any model). */
+  model: LlamaModel | null;
   layers: QuantizedLinear[];
 }
 
@@ -98,109 +113,273 @@ function summarize(block: number, name: LinearName, res: LayerResult, seconds: n
   };
 }
 
-function cloneModel(model: LlamaModel): LlamaModel {
-  return {
-    config: { ...model.config },
-    embedding: model.embedding,
-    finalNorm: model.finalNorm,
-    classifier: model.classifier,
-    ...(model.llama2cRope ? { llama2cRope: model.llama2cRope } : {}),
-    blocks: model.blocks.map((b) => ({ ...b, linear: { ...b.linear } })),
-  };
+/** A layer's report without its arrays. */
+function withoutArrays(l: QuantizedLinear): QuantizedLinear {
+  return { ...l, codes: new Uint8Array(0), scales: new Float32Array(0), zeros: new Float32Array(0), gIdx: new Int32Array(0) };
 }
+
+/** The values a quantized layer holds: its codes on its grid, or its GGUF bytes decoded. */
+export function layerValues(kernel: Kernel, l: QuantizedLinear): Float32Array {
+  return l.gguf ? dequantizeRows(kernel, l.gguf.type, l.gguf.bytes, l.rows, l.cols) : dequantize(kernel, l);
+}
+
+/** Block `layer` of `block` with its linear layers replaced by the dequantized `layers`
+ * (a new object: the source's arrays are not touched). */
+export function withQuantized(kernel: Kernel, block: LlamaBlock, layers: readonly QuantizedLinear[]): LlamaBlock {
+  const out: LlamaBlock = { ...block, linear: { ...block.linear } };
+  for (const l of layers) out.linear[l.name] = layerValues(kernel, l);
+  return out;
+}
+
+/** `source` as it reads once quantized: each block's linear layers dequantized from
+ * `layersOf(block)`, every other tensor the source's own. Lazy, like the source. */
+export function quantizedView(source: LazyModel, layersOf: (block: number) => Promise<readonly QuantizedLinear[]>, kernel: Kernel): LazyModel {
+  const { config } = source;
+  // GGUF runs quantize the classifier and the embedding too (HEAD_BLOCK).
+  const head = async (name: 'classifier' | 'embedding') => (await layersOf(HEAD_BLOCK(config)).catch(() => [])).find((l) => l.name === name);
+  const classifier = async () => {
+    const l = await head('classifier');
+    return l ? layerValues(kernel, l) : source.classifier();
+  };
+  const embedding = async (): Promise<EmbeddingTable> => {
+    const l = (await head('embedding')) ?? (config.tiedEmbeddings ? await head('classifier') : undefined);
+    return l ? f32Embedding(layerValues(kernel, l), config.vocabSize, config.dim) : source.embedding();
+  };
+  const view: LazyModel = {
+    ...source,
+    embedding,
+    classifier,
+    block: async (layer) => withQuantized(kernel, await source.block(layer), await layersOf(layer)),
+    async load() {
+      const base = await source.load();
+      const blocks: LlamaBlock[] = [];
+      for (let l = 0; l < config.nLayers; l++) blocks.push(withQuantized(kernel, base.blocks[l], await layersOf(l)));
+      const cls = await head('classifier');
+      const emb = await head('embedding');
+      const embeddingValues = emb ? layerValues(kernel, emb) : config.tiedEmbeddings && cls ? layerValues(kernel, cls) : base.embedding;
+      const classifierValues = config.tiedEmbeddings ? embeddingValues : cls ? layerValues(kernel, cls) : base.classifier;
+      return { ...base, config: { ...config }, blocks, embedding: embeddingValues, classifier: classifierValues };
+    },
+  };
+  return view;
+}
+
+const isLazy = (m: LazyModel | LlamaModel): m is LazyModel => typeof (m as LazyModel).block === 'function';
 
 /**
  * Quantizes every linear layer of `model` with the layer solver options, calibrating on
- * `samples` (token windows). The input model is not modified.
+ * `samples` (token windows). Block by block: only one block's weights, the current stage's H
+ * and its solver scratch are in the kernel; the calibration hidden states wait in JS memory
+ * between blocks. The input model is not modified.
  */
-export async function quantizeModel(model: LlamaModel, samples: Int32Array[], options: ModelQuantizeOptions = {}): Promise<QuantizedModel> {
+export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int32Array[], options: ModelQuantizeOptions = {}): Promise<QuantizedModel> {
   if (samples.length === 0) throw new OptionError('quantizeModel needs at least one calibration sample');
   const kernel = options.kernel ?? (await defaultKernel());
-  const { onProgress, onBlockDone, resume, compareMethods, ...rest } = options;
-  const { solver, run } = splitOptions(rest);
+  const { onProgress, onBlockDone, resume, compareMethods, keepLayers = true, maxStateBytes, gguf, ...rest } = options;
+  // A model's grids are written as checkpoints store them: fp16 scales unless asked otherwise.
+  const { solver, run } = splitOptions({ ...rest, scales: rest.scales ?? 'f16' });
+  const source = isLazy(model) ? model : memoryModel(model, 'hf', 'F32', async () => '');
+  const { config } = source;
+  const stages = quantStages(config);
+  const types = gguf ? ggufModelTypes(config, gguf.mix, gguf.solver !== 'ref') : null;
+  const stateBytes = samples.reduce((n, s) => n + s.length * config.dim * 4, 0);
+  if (maxStateBytes !== undefined && stateBytes > maxStateBytes) {
+    throw new OptionError(`the calibration hidden states need ${stateBytes} bytes (${samples.length} samples x their tokens x dim ${config.dim} x 4), over the ${maxStateBytes}-byte budget: use fewer or shorter samples, or raise the budget`);
+  }
+  const resumed = async (block: number) => (typeof resume === 'function' ? resume(block) : resume?.[block]);
   // One pool for the whole model, so workers start once rather than per layer.
   const ownPool = !run.pool && run.threads !== undefined && run.threads > 1 && workersAvailable()
     ? new WorkerPool({ threads: run.threads })
     : null;
   const pool = run.pool ?? ownPool ?? undefined;
   const { signal } = run;
-  const out = cloneModel(model);
-  const runner = new LlamaRunner(kernel, model);
+  const runner = new LlamaRunner(kernel, { config, embedding: await source.embedding(), finalNorm: await source.finalNorm() }, { blocks: 'none', classifier: false });
   const layers: QuantizedLinear[] = [];
-  const stages = quantStages(model.config);
-  const total = model.config.nLayers * stages.flat().length;
-  const states: HiddenState[] = [];
+  const total = config.nLayers * stages.flat().length;
   try {
-    for (const s of samples) states.push(runner.embed(s));
-    for (let block = 0; block < model.config.nLayers; block++) {
-      const done = resume?.[block];
+    // The residual stream of every sample, between blocks: in JS memory, not in the kernel.
+    const states = samples.map((s) => {
+      const st = runner.embed(s);
+      try {
+        return runner.readState(st);
+      } finally {
+        runner.freeState(st);
+      }
+    });
+    /** Runs block `block` on every sample; with `stopAfter`, for its captures only. */
+    const pass = (block: number, opts: RunBlockOptions) => {
+      for (const values of states) {
+        const st = runner.stateFrom(values);
+        try {
+          runner.runBlock(block, st, opts);
+          if (!opts.stopAfter) runner.readState(st, values);
+        } finally {
+          runner.freeState(st);
+        }
+      }
+    };
+    for (let block = 0; block < config.nLayers; block++) {
+      if (signal?.aborted) throw new AbortError();
+      const done = await resumed(block);
+      const weights = await source.block(block);
       if (done) {
         // A finished block from an earlier run: its layers, then its quantized outputs.
-        for (const layer of done) {
-          const weights = dequantize(kernel, layer);
-          runner.setLinear(block, layer.name, weights);
-          out.blocks[block].linear[layer.name] = weights;
-          layers.push(layer);
-        }
+        runner.loadBlock(block, withQuantized(kernel, weights, done));
+        layers.push(...(keepLayers ? done : done.map(withoutArrays)));
       } else {
+        runner.loadBlock(block, weights);
         const blockLayers: QuantizedLinear[] = [];
         for (const stage of stages) {
           if (signal?.aborted) throw new AbortError();
-          const last = stage[stage.length - 1];
-          const cols = linearShape(model.config, stage[0])[1];
+          const cols = linearShape(config, stage[0])[1];
           const acc = new HessianAccumulator(cols, kernel);
-          for (const state of states) {
-            runner.runBlock(block, state, {
-              stopAfter: last,
-              capture: (name, inputs, rows) => {
-                if (name === stage[0]) acc.addWith(kernel, inputs, rows);
+          let session: LayerSession | null = null;
+          try {
+            pass(block, {
+              stopAfter: stage[stage.length - 1],
+              captureResident: (names, ptr, rows) => {
+                if (names[0] === stage[0]) acc.addResident(kernel, ptr, rows);
               },
             });
-          }
-          const hessian = acc.hessian();
-          acc.free();
-          // One preparation (symmetrize, dead columns, act-order, GPTQ's factor) per stage:
-          // the layers of a stage share their input, hence H.
-          const prepared = await prepareLayer(hessian, cols, solver, kernel);
-          for (const name of stage) {
-            const [rows] = linearShape(model.config, name);
-            const weights = { data: runner.getLinear(block, name), rows, cols };
-            const base = { block, name, layersDone: layers.length, layers: total, rows };
-            onProgress?.({ ...base, rowsDone: 0, stage: 'quantize' });
-            const t0 = performance.now();
-            const res = await quantizePrepared(weights, prepared, {
-              threads: run.threads,
-              pool,
-              kernel,
-              signal,
-              onProgress: (p) => onProgress?.({ ...base, rowsDone: p.rowsDone, stage: 'quantize' }),
-            });
-            const summary = summarize(block, name, res, (performance.now() - t0) / 1000);
-            if (compareMethods?.length) {
-              summary.compare = {};
-              for (const method of compareMethods) {
-                summary.compare[method] = method === res.method
-                  ? res.loss
-                  : (await quantizeLayer(weights, hessian, { ...compareOptions(solver, method), threads: run.threads, pool, kernel, signal })).loss;
+            // Comparison solves start from H as accumulated (the preparation changes it).
+            const hessian = compareMethods?.length ? acc.hessian() : null;
+            // One preparation (symmetrize, dead columns, act-order, GPTQ's factor) per stage:
+            // the layers of a stage share their input, hence H, which stays in the kernel.
+            session = prepareResident(kernel, acc.take().h, cols, solver);
+            for (const name of stage) {
+              const [rows] = linearShape(config, name);
+              const w = { data: runner.getLinear(block, name), rows, cols };
+              const base = { block, name, layersDone: layers.length, layers: total, rows };
+              onProgress?.({ ...base, rowsDone: 0, stage: 'quantize' });
+              const t0 = performance.now();
+              if (types) {
+                const summary = ggufSummary(block, name, quantizeLayerGguf(session, w, types.get(ggufBlockName(block, GGUF_LINEAR[name]))!, gguf!.solver, { signal, ...(solver.iters !== null ? { iters: solver.iters } : {}) }), t0);
+                runner.setLinear(block, name, layerValues(kernel, summary));
+                blockLayers.push(summary);
+                layers.push(keepLayers ? summary : withoutArrays(summary));
+                onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: summary.loss, rtnLoss: summary.rtnLoss, seconds: summary.seconds });
+                continue;
               }
+              const res = await quantizePrepared(w, session, {
+                threads: run.threads,
+                pool,
+                kernel,
+                signal,
+                onProgress: (p) => onProgress?.({ ...base, rowsDone: p.rowsDone, stage: 'quantize' }),
+              });
+              const summary = summarize(block, name, res, (performance.now() - t0) / 1000);
+              if (hessian) {
+                summary.compare = {};
+                for (const method of compareMethods!) {
+                  summary.compare[method] = method === res.method
+                    ? res.loss
+                    : (await quantizeLayer(w, hessian, { ...compareOptions(solver, method), threads: run.threads, pool, kernel, signal })).loss;
+                }
+              }
+              runner.setLinear(block, name, res.dequantize());
+              blockLayers.push(summary);
+              layers.push(keepLayers ? summary : withoutArrays(summary));
+              onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: res.loss, rtnLoss: res.rtnLoss, seconds: summary.seconds, compare: summary.compare });
             }
-            const q = res.dequantize();
-            runner.setLinear(block, name, q);
-            out.blocks[block].linear[name] = q;
-            layers.push(summary);
-            blockLayers.push(summary);
-            onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: res.loss, rtnLoss: res.rtnLoss, seconds: summary.seconds, compare: summary.compare });
+          } finally {
+            session?.free();
+            acc.free();
           }
         }
         await onBlockDone?.(block, blockLayers);
       }
-      for (const state of states) runner.runBlock(block, state);
+      pass(block, {});
+      runner.unloadBlock(block);
+    }
+    if (types) {
+      // The classifier (and an untied embedding), GGUF runs only: see ModelRunOptions.gguf.
+      const head = HEAD_BLOCK(config);
+      const done = await resumed(head);
+      if (done) layers.push(...(keepLayers ? done : done.map(withoutArrays)));
+      else {
+        const headLayers = await quantizeHead(kernel, runner, states, source, types, gguf!.solver);
+        await onBlockDone?.(head, headLayers);
+        layers.push(...(keepLayers ? headLayers : headLayers.map(withoutArrays)));
+      }
     }
   } finally {
     runner.free();
     ownPool?.terminate();
   }
-  return { model: out, layers };
+  const byBlock = (block: number) => Promise.resolve(layers.filter((l) => l.block === block));
+  return { model: !isLazy(model) && keepLayers ? await quantizedView(source, byBlock, kernel).load() : null, layers };
+}
+
+/** The GGUF type of every linear layer, the classifier and the embedding of `config` under a
+ * llama.cpp mix, by llama.cpp tensor name. */
+export function ggufModelTypes(config: LlamaConfig, mix: GgufMix, imatrix: boolean): Map<string, GgufBlockTypeName> {
+  const arch = resolveArch(config);
+  const tensors: MixTensor[] = [{ name: 'token_embd.weight', rowLength: config.dim, dims: 2 }];
+  for (let l = 0; l < config.nLayers; l++) {
+    for (const spec of arch.linears) tensors.push({ name: ggufBlockName(l, GGUF_LINEAR[spec.name]), rowLength: spec.cols, dims: 2 });
+  }
+  if (!config.tiedEmbeddings) tensors.push({ name: 'output.weight', rowLength: config.dim, dims: 2 });
+  return mixTypes(mix, tensors, { layers: config.nLayers, gqa: config.nHeads / config.nKvHeads, tiedEmbeddings: config.tiedEmbeddings }, imatrix);
+}
+
+function ggufSummary(block: number, name: QuantizedLinear['name'], r: GgufLayerResult, t0: number): QuantizedLinear {
+  return {
+    block,
+    name,
+    rows: r.rows,
+    cols: r.cols,
+    bits: 0,
+    groups: 0,
+    codes: new Uint8Array(0),
+    scales: new Float32Array(0),
+    zeros: new Float32Array(0),
+    gIdx: new Int32Array(0),
+    gguf: { type: r.type, bytes: r.bytes },
+    loss: r.loss,
+    rtnLoss: r.refLoss,
+    seconds: (performance.now() - t0) / 1000,
+    dampUsed: null,
+    movesPerRow: r.movesPerRow,
+  };
+}
+
+/** GGUF runs: the classifier quantized with the H of the final normed hidden states (the
+ * classifier's inputs), and an untied embedding by llama.cpp's reference rounding. */
+async function quantizeHead(kernel: Kernel, runner: LlamaRunner, states: Float32Array[], source: LazyModel, types: Map<string, GgufBlockTypeName>, solver: GgufSolver): Promise<QuantizedLinear[]> {
+  const { config } = source;
+  const head = HEAD_BLOCK(config);
+  const out: QuantizedLinear[] = [];
+  const classifierName = config.tiedEmbeddings ? 'token_embd.weight' : 'output.weight';
+  const acc = new HessianAccumulator(config.dim, kernel);
+  let session: LayerSession | null = null;
+  try {
+    for (const values of states) {
+      const st = runner.stateFrom(values, config.nLayers);
+      try {
+        runner.finalNormed(st, (ptr, rows) => acc.addResident(kernel, ptr, rows));
+      } finally {
+        runner.freeState(st);
+      }
+    }
+    session = prepareResident(kernel, acc.take().h, config.dim, { method: 'rtn' });
+    const t0 = performance.now();
+    const w = { data: await source.classifier(), rows: config.vocabSize, cols: config.dim };
+    out.push(ggufSummary(head, 'classifier', quantizeLayerGguf(session, w, types.get(classifierName)!, solver), t0));
+  } finally {
+    session?.free();
+    acc.free();
+  }
+  if (!config.tiedEmbeddings) {
+    const table = await source.embedding();
+    const values = new Float32Array(config.vocabSize * config.dim);
+    for (let id = 0; id < config.vocabSize; id++) table.row(id, values.subarray(id * config.dim, (id + 1) * config.dim));
+    const type = types.get('token_embd.weight')!;
+    const t0 = performance.now();
+    const bytes = quantizeRows(kernel, type, values, config.vocabSize, config.dim);
+    // No inputs to weigh it by: its loss is not defined (0 in the report).
+    out.push(ggufSummary(head, 'embedding', { type, rows: config.vocabSize, cols: config.dim, bytes, values, loss: 0, refLoss: 0, movesPerRow: null }, t0));
+  }
+  return out;
 }
 
 /** Options of a comparison solve with `method`: the grid and GPTQ settings of the run (bits,

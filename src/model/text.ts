@@ -1,8 +1,9 @@
 // Text for calibration and evaluation: paragraphs (separated by blank lines), each tokenized
-// with BOS (llama2.c trains on BOS + story; a plain text file does not mark where one story
-// ends and the next begins, so every paragraph starts fresh), concatenated into one stream.
+// with the special tokens the tokenizer adds by default (BOS for llama2.c, Llama, Gemma; none
+// for Qwen: as transformers' tokenizer(text)); a plain text file does not mark where one
+// document ends and the next begins, so every paragraph starts fresh), concatenated.
 import { OptionError } from '../core/errors.js';
-import type { Tokenizer } from '../formats/tokenizer.js';
+import type { TextTokenizer } from '../formats/tokenizer.js';
 
 export function splitParagraphs(text: string): string[] {
   return text
@@ -22,13 +23,13 @@ export function paragraphRange(spec: string | undefined, count: number): [number
   return [a, b];
 }
 
-export function tokenizeParagraphs(tokenizer: Tokenizer, paragraphs: string[]): Int32Array {
-  return concat(paragraphs.map((s) => tokenizer.encode(s, { bos: true })));
+export function tokenizeParagraphs(tokenizer: TextTokenizer, paragraphs: string[]): Int32Array {
+  return concat(paragraphs.map((s) => tokenizer.encode(s)), Int32Array);
 }
 
-/** The arrays one after another, in one new array of the same type. */
-export function concat<T extends Int32Array | Uint8Array>(parts: T[]): T {
-  const out = new (parts[0]?.constructor as { new (n: number): T } ?? Uint8Array)(parts.reduce((n, p) => n + p.length, 0)) as T;
+/** The arrays one after another, in one new array of type `Type`. */
+export function concat<T extends Int32Array | Uint8Array>(parts: T[], Type: { new (n: number): T }): T {
+  const out = new Type(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
     out.set(p, at);

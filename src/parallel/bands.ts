@@ -39,7 +39,7 @@ export function bandRanges(rows: number, bandRows: number): Array<[number, numbe
 }
 
 /** Checks that `weights` fit a prepared layer. */
-export function checkBandInputs(prepared: PreparedLayer, weights: WeightMatrix): void {
+export function checkBandInputs(prepared: Pick<PreparedLayer, 'plan'>, weights: WeightMatrix): void {
   const { rows, cols, data } = weights;
   if (cols !== prepared.plan.cols) throw new ShapeError(`weights have ${cols} columns but the layer was prepared for ${prepared.plan.cols}`);
   if (!(data instanceof Float32Array) || data.length !== rows * cols) throw new ShapeError(`weights.data must be a Float32Array of rows * cols = ${rows * cols} values`);
@@ -51,20 +51,26 @@ export class LocalBandSolver implements BandSolver {
 
   async solveBands(prepared: PreparedLayer, weights: WeightMatrix, options: SolveOptions = {}): Promise<BandResult[]> {
     checkBandInputs(prepared, weights);
-    const ranges = bandRanges(weights.rows, options.bandRows ?? MAX_BAND_ROWS);
-    const session = new LayerSession(this.kernel ?? (await defaultKernel()), prepared);
-    const bands: BandResult[] = [];
+    const session = LayerSession.fromPrepared(this.kernel ?? (await defaultKernel()), prepared);
     try {
-      for (const [r0, r1] of ranges) {
-        if (options.signal?.aborted) throw new AbortError();
-        bands.push(session.solveBand(weights, r0, r1));
-        options.onProgress?.({ rowsDone: r1, rows: weights.rows, stage: prepared.plan.spec.method });
-      }
+      return solveOnSession(session, weights, options);
     } finally {
       session.free();
     }
-    return bands;
   }
+}
+
+/** The one-thread band loop: every band of `weights` on a session already open. */
+export function solveOnSession(session: LayerSession, weights: WeightMatrix, options: SolveOptions = {}): BandResult[] {
+  const { plan } = session.facts;
+  checkBandInputs(session.facts, weights);
+  const bands: BandResult[] = [];
+  for (const [r0, r1] of bandRanges(weights.rows, options.bandRows ?? MAX_BAND_ROWS)) {
+    if (options.signal?.aborted) throw new AbortError();
+    bands.push(session.solveBand(weights, r0, r1));
+    options.onProgress?.({ rowsDone: r1, rows: weights.rows, stage: plan.spec.method });
+  }
+  return bands;
 }
 
 /**
@@ -77,7 +83,7 @@ export async function solveBand(prepared: PreparedLayer, weights: WeightMatrix, 
   if (!Number.isInteger(r0) || !Number.isInteger(r1) || r0 < 0 || r1 <= r0 || r1 > weights.rows) {
     throw new ShapeError(`band [${r0}, ${r1}) is not a non-empty row range of ${weights.rows} rows`);
   }
-  const session = new LayerSession(kernel ?? (await defaultKernel()), prepared);
+  const session = LayerSession.fromPrepared(kernel ?? (await defaultKernel()), prepared);
   try {
     return session.solveBand(weights, r0, r1);
   } finally {

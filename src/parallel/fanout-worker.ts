@@ -130,7 +130,7 @@ export function createFanoutWorker(options: FanoutWorkerOptions = {}): FanoutWor
     if (session?.hash !== header.prepared) {
       session?.session.free();
       session = null;
-      session = { hash: header.prepared, session: new LayerSession(kernel, prepared) };
+      session = { hash: header.prepared, session: LayerSession.fromPrepared(kernel, prepared) };
     }
     const rows = header.r1 - header.r0;
     // Rows are independent: the band's rows alone give the same bits as the whole matrix.

@@ -9,7 +9,8 @@
 // layer it claims to describe (a FormatError naming the field), before any solver sees it.
 import { FormatError, assertFinite } from '../core/errors.js';
 import { planLayer, resolveSolver, type LayerPlan } from '../core/options.js';
-import { groupIndex } from '../core/gptq.js';
+import { checkBandGrids } from '../core/validate.js';
+import { actOrder, groupIndex } from '../core/gptq.js';
 import type { BandResult, PreparedLayer } from '../core/types.js';
 
 type ArrayType = 'u8' | 'i32' | 'f32' | 'f64';
@@ -106,7 +107,8 @@ function want<T extends Typed>(frame: Frame, name: string, Ctor: { new (...a: an
 
 const PREPARED = 'CDQP';
 const BAND = 'CDQB';
-const VERSION = 2;
+// 3: the solver spec carries the scale format (an older reader would solve f32 grids).
+const VERSION = 3;
 
 /** A prepared layer as bytes, so band solvers elsewhere skip the H-side preparation. g_idx is
  * not sent: it follows from the plan and the permutation. */
@@ -131,6 +133,14 @@ export function decodePrepared(bytes: Uint8Array): PreparedLayer {
   }
   const hessian = want(frame, 'hessian', Float32Array, cols * cols, what);
   assertFinite(hessian, `${what} hessian`);
+  // prepareLayer symmetrizes H exactly and gives dead columns H_ii = 1: every diagonal entry
+  // is positive (CD divides by it) and H[i, j] is H[j, i] bit for bit (CD reads rows as columns).
+  for (let i = 0; i < cols; i++) {
+    if (!(hessian[i * cols + i] > 0)) throw new FormatError(`${what}: hessian diagonal H[${i},${i}] = ${hessian[i * cols + i]} is not positive`);
+    for (let j = 0; j < i; j++) {
+      if (!Object.is(hessian[i * cols + j], hessian[j * cols + i])) throw new FormatError(`${what}: hessian is not symmetric at [${i},${j}]`);
+    }
+  }
   const dead = want(frame, 'dead', Int32Array, null, what);
   for (let i = 0; i < dead.length; i++) {
     if (!(dead[i] >= 0 && dead[i] < cols) || (i > 0 && dead[i] <= dead[i - 1])) throw new FormatError(`${what}: dead columns must be ascending column indices`);
@@ -145,11 +155,22 @@ export function decodePrepared(bytes: Uint8Array): PreparedLayer {
       seen[p] = 1;
     }
     if (!plan.spec.actOrder) throw new FormatError(`${what}: perm given without act-order`);
+    const order = actOrder(Float32Array.from({ length: cols }, (_, i) => hessian[i * cols + i]));
+    if (order.some((c, j) => c !== perm![j])) throw new FormatError(`${what}: perm is not the act-order of the hessian (descending diagonal, ties in column order)`);
   }
   const gptq = plan.spec.start === 'gptq';
   const gptqFactor = gptq ? want(frame, 'gptqFactor', Float32Array, cols * cols, what) : null;
   if (!gptq && frame.arrays.gptqFactor !== undefined) throw new FormatError(`${what}: gptqFactor given for a solver that does not use GPTQ`);
-  if (gptqFactor) assertFinite(gptqFactor, `${what} gptqFactor`);
+  if (gptqFactor) {
+    assertFinite(gptqFactor, `${what} gptqFactor`);
+    // U = chol(H^-1) is upper triangular with a positive diagonal (the sweep divides by it).
+    for (let i = 0; i < cols; i++) {
+      if (!(gptqFactor[i * cols + i] > 0)) throw new FormatError(`${what}: gptqFactor diagonal U[${i},${i}] = ${gptqFactor[i * cols + i]} is not positive`);
+      for (let j = 0; j < i; j++) {
+        if (gptqFactor[i * cols + j] !== 0) throw new FormatError(`${what}: gptqFactor is not upper triangular at [${i},${j}]`);
+      }
+    }
+  }
   const dampUsed = meta.dampUsed;
   if (gptq ? !(typeof dampUsed === 'number' && dampUsed >= 0 && Number.isFinite(dampUsed)) : dampUsed !== null) {
     throw new FormatError(`${what}: dampUsed ${String(dampUsed)} does not fit the solver`);
@@ -183,9 +204,18 @@ export function decodeBand(bytes: Uint8Array, plan?: LayerPlan): BandResult {
     rtnRowLoss: want(frame, 'rtnRowLoss', Float64Array, n, what),
     moves: frame.arrays.moves === undefined ? null : want(frame, 'moves', Int32Array, n, what),
   };
+  for (const name of ['rowLoss', 'rtnRowLoss'] as const) {
+    if (!band[name].every(Number.isFinite)) throw new FormatError(`${what}: ${name} has a non-finite value`);
+  }
+  if (band.moves && band.moves.some((m) => m < 0)) throw new FormatError(`${what}: a negative move count`);
   if (plan) {
     if (plan.spec.descent !== (band.moves !== null)) throw new FormatError(`${what}: moves ${band.moves ? 'given' : 'missing'} for ${plan.spec.method}`);
     for (let i = 0; i < band.codes.length; i++) if (band.codes[i] > plan.maxq) throw new FormatError(`${what}: code ${band.codes[i]} exceeds ${plan.maxq}`);
+    try {
+      checkBandGrids(plan, band.scales, band.zeros, r0);
+    } catch (e) {
+      throw new FormatError(`${what}: ${(e as Error).message}`);
+    }
   }
   return band;
 }

@@ -8,14 +8,24 @@ import { nodeEndpoint } from './node-endpoint.js';
 import { AbortError, CdquantError, OptionError, WorkerError, errorFromCode } from '../core/errors.js';
 import { wasmModule } from '../core/kernel.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
+import type { LayerPlan } from '../core/options.js';
 import { hardwareConcurrency, nodeModule, runtimeName, sharedMemoryAvailable, workersAvailable } from '../core/runtime.js';
 import { LocalBandSolver, bandRanges, bandRowsFor, checkBandInputs, type BandSolver, type SolveOptions } from './bands.js';
 import { SerialQueue } from './serial.js';
 import type { FaultKind, Reply, WorkerApi } from './worker.js';
 
 export interface PoolOptions {
-  /** Workers to start (>= 1). Default: the runtime's core count. */
+  /** Workers to start (>= 1). Default: the runtime's core count. A larger number uses the core
+   * count: workers beyond it only wait for a core, each holding its own wasm memory and a copy
+   * of the layer's arrays. */
   threads?: number;
+  /** A worker that has not started (loaded its script and instantiated the wasm) within this
+   * many ms fails the call with WorkerError. Default 60 000. */
+  startTimeoutMs?: number;
+  /** A worker that has not returned a band within this many ms fails the call with WorkerError
+   * and the pool's workers are terminated. Default: defaultBandTimeoutMs(plan, rows), which
+   * grows with the band's work. */
+  bandTimeoutMs?: number;
   /** Share the prepared arrays and weights through SharedArrayBuffer (default: wherever the
    * runtime can post one; `false` forces a copy per worker). The results are the same bits. */
   sharedMemory?: boolean;
@@ -24,6 +34,38 @@ export interface PoolOptions {
   workerUrl?: string | URL;
   /** @internal Test hook: make the worker that solves band number `band` fail in this way. */
   testFault?: { band: number; kind: FaultKind };
+}
+
+/** How long a band may take before its worker is presumed stuck: a minute, plus 50 ns per unit
+ * of the band's work rows * cols * max(cols, moves per row), times (1 + refit rounds), and for
+ * BCD times 2^k k^2 / 16 (its 2^k candidates of k coordinates per block; k = 2 gives 1). On the
+ * 2-core test machine every solver takes 0.4-4 ns per unit (CD from OWC about 2; BCD with
+ * k = 4 and 8: 20-45 and 850 ns, within the factor), so only a worker that stopped making
+ * progress, or a machine some twenty times slower, reaches it: 128 rows of 4096 columns get
+ * 3 minutes, of 11008 columns 14 minutes. */
+export function defaultBandTimeoutMs(plan: LayerPlan, rows: number): number {
+  const { cols, spec } = plan;
+  const k = spec.blockSize;
+  const blocks = spec.method === 'bcd' ? Math.max(1, (2 ** k * k * k) / 16) : 1;
+  const work = rows * cols * Math.max(cols, plan.movesPerRow) * (1 + spec.refit) * blocks;
+  return 60_000 + work * 50e-6;
+}
+
+/** Rejects with WorkerError(`message`) if `promise` has not settled within `ms`. */
+function within<T>(promise: Promise<T>, ms: number, message: () => string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new WorkerError(message())), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+function checkTimeout(name: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
+    throw new OptionError(`${name} must be an integer number of ms in [1, 2^31 - 1], got ${String(value)}`);
+  }
+  return value;
 }
 
 /** Checks a `threads` option: undefined (automatic) or an integer >= 1. */
@@ -78,7 +120,9 @@ class PoolWorker {
     }
   }
 
-  static async start(url: string | URL): Promise<PoolWorker> {
+  /** Starts a worker; `spawned` sees it as soon as it exists (so it can be terminated while it
+   * starts). Fails with WorkerError if it is not ready within `timeoutMs`. */
+  static async start(url: string | URL, timeoutMs: number, spawned: (w: PoolWorker) => void): Promise<PoolWorker> {
     const w = new PoolWorker();
     const g = globalThis as any;
     let lockName: string | null = null;
@@ -110,6 +154,7 @@ class PoolWorker {
     } else {
       throw new WorkerError('this runtime cannot start workers');
     }
+    spawned(w);
     w.ref(true);
     try {
       // The compiled module is posted where the runtime allows it (all tested runtimes do);
@@ -117,7 +162,7 @@ class PoolWorker {
       const module = await wasmModule();
       const first = w.api.init(lockName, module) as Promise<Reply<null>>;
       const init = first.catch(() => w.api.init(lockName, null) as Promise<Reply<null>>);
-      unwrap(await Promise.race([init, w.dead]));
+      unwrap(await within(Promise.race([init, w.dead]), timeoutMs, () => `a worker did not start within ${timeoutMs} ms`));
     } catch (e) {
       w.terminate();
       throw e;
@@ -135,10 +180,13 @@ class PoolWorker {
     if (!this.stopped) this.refImpl(on);
   }
 
+  /** Stops the worker; whatever still waits on it (its start, a call) fails at once instead of
+   * holding timers and the process open. */
   terminate(): void {
     if (this.stopped) return;
     this.stopped = true;
     this.terminateImpl();
+    this.die(new WorkerError('the worker was terminated'));
   }
 }
 
@@ -150,19 +198,29 @@ class PoolWorker {
 export class WorkerPool implements BandSolver {
   private readonly options: PoolOptions;
   private workers: PoolWorker[] = [];
+  /** Workers spawned but not yet ready: terminate() stops them too. */
+  private readonly starting = new Set<PoolWorker>();
   private generation = 0;
+  private readonly requested: number | undefined;
   private size: number | undefined;
+  private readonly startTimeoutMs: number;
+  private readonly bandTimeoutMs: number | undefined;
   private layerSerial = 0;
   private readonly queue = new SerialQueue();
 
   constructor(options: PoolOptions = {}) {
     this.options = options;
-    this.size = checkThreads(options.threads);
+    this.requested = checkThreads(options.threads);
+    this.startTimeoutMs = checkTimeout('startTimeoutMs', options.startTimeoutMs) ?? 60_000;
+    this.bandTimeoutMs = checkTimeout('bandTimeoutMs', options.bandTimeoutMs);
   }
 
-  /** The number of workers this pool runs (resolved from the core count if not given). */
+  /** The number of workers this pool runs: `threads`, at most the core count. */
   async threads(): Promise<number> {
-    this.size ??= await hardwareConcurrency();
+    if (this.size === undefined) {
+      const cores = await hardwareConcurrency();
+      this.size = Math.min(this.requested ?? cores, cores);
+    }
     return this.size;
   }
 
@@ -180,7 +238,13 @@ export class WorkerPool implements BandSolver {
     if (this.workers.length >= count) return this.workers.slice(0, count);
     const generation = this.generation;
     const url = this.options.workerUrl ?? defaultWorkerUrl();
-    const settled = await Promise.allSettled(Array.from({ length: count - this.workers.length }, () => PoolWorker.start(url)));
+    const mine: PoolWorker[] = [];
+    const spawned = (w: PoolWorker) => {
+      mine.push(w);
+      this.starting.add(w);
+    };
+    const settled = await Promise.allSettled(Array.from({ length: count - this.workers.length }, () => PoolWorker.start(url, this.startTimeoutMs, spawned)));
+    for (const w of mine) this.starting.delete(w);
     const started = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failure || generation !== this.generation) {
@@ -196,6 +260,8 @@ export class WorkerPool implements BandSolver {
   terminate(): void {
     this.generation++;
     for (const w of this.workers.splice(0)) w.terminate();
+    for (const w of this.starting) w.terminate();
+    this.starting.clear();
   }
 
   /**
@@ -231,8 +297,9 @@ export class WorkerPool implements BandSolver {
     abort.catch(() => {});
     const onAbort = () => {
       failed = true;
-      this.terminate();
+      // Rejected before the workers' `dead`, so waits racing both end with the AbortError.
       aborted();
+      this.terminate();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
 
@@ -252,15 +319,23 @@ export class WorkerPool implements BandSolver {
           while (!failed && nextBand < queue.length) {
             const index = nextBand++;
             const [r0, r1] = queue[index];
-            if (w.layer !== layer) {
-              w.layer = -1;
-              unwrap(await Promise.race([w.api.load(layer, sentPrepared, sentWeights), w.dead, abort]));
-              w.layer = layer;
-            }
-            // Copy path: the band's rows only, moved (not cloned again) to the worker.
-            const band = sentWeights ? null : weights.data.slice(r0 * cols, r1 * cols);
-            const call = w.api.solve(layer, r0, r1, band && transfer(band, [band.buffer]), fault && fault.band === index ? fault.kind : null);
-            results[index] = unwrap(await Promise.race([call, w.dead, abort]));
+            const solveOne = async () => {
+              if (w.layer !== layer) {
+                w.layer = -1;
+                unwrap(await Promise.race([w.api.load(layer, sentPrepared, sentWeights), w.dead, abort]));
+                w.layer = layer;
+              }
+              // Copy path: the band's rows only, moved (not cloned again) to the worker.
+              const band = sentWeights ? null : weights.data.slice(r0 * cols, r1 * cols);
+              const call = w.api.solve(layer, r0, r1, band && transfer(band, [band.buffer]), fault && fault.band === index ? fault.kind : null);
+              return unwrap(await Promise.race([call, w.dead, abort]));
+            };
+            // One deadline for the band, loading the layer included; past it the catch below
+            // terminates the workers, which ends the abandoned call too.
+            const ms = this.bandTimeoutMs ?? defaultBandTimeoutMs(prepared.plan, r1 - r0);
+            const attempt = solveOne();
+            attempt.catch(() => {});
+            results[index] = await within(attempt, ms, () => `a worker did not finish rows [${r0}, ${r1}) within ${ms} ms`);
             rowsDone += r1 - r0;
             if (!failed) onProgress?.({ rowsDone, rows, stage });
           }

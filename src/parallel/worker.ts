@@ -10,7 +10,7 @@ import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
 import { nodeModule } from '../core/runtime.js';
 
 /** Test-only fault injection (see WorkerPool's `testFault`). */
-export type FaultKind = 'throw' | 'exit' | 'uncaught';
+export type FaultKind = 'throw' | 'exit' | 'uncaught' | 'hang';
 
 /** What a call returns: errors travel as data (code + message) and are rebuilt as the same
  * CdquantError subclass on the caller's side. */
@@ -42,6 +42,12 @@ function failure(e: unknown): Reply<never> {
 
 function injectFault(kind: FaultKind, r0: number, r1: number): Promise<never> | void {
   if (kind === 'throw') throw new NonFiniteError(`injected fault: band [${r0}, ${r1}) has a non-finite value`);
+  if (kind === 'hang') {
+    // A solve that never ends (a stuck kernel): this thread answers nothing until terminated.
+    for (;;) {
+      // busy
+    }
+  }
   if (kind === 'exit') {
     // Process-level death of this worker: no reply, no clean-up.
     if (typeof g.Deno?.exit === 'function') g.Deno.exit(7);
@@ -79,7 +85,7 @@ const api: WorkerApi = {
       session?.free();
       session = null;
       current = -1;
-      session = new LayerSession(kernel, prepared);
+      session = LayerSession.fromPrepared(kernel, prepared);
       sharedWeights = weights;
       current = layer;
       return { ok: true, value: null };

@@ -46,6 +46,9 @@ function familyOf(cfg: Json): Family {
   return fromType ?? fromArch ?? 'llama'; // neither: a plain Llama, as before the families
 }
 
+/** The most layers a config may declare. */
+export const MAX_LAYERS = 4096;
+
 /** Parses config.json text into a validated LlamaConfig (ropeStyle 'half', as HF stores q/k). */
 export function parseHfConfig(text: string): LlamaConfig {
   let raw: unknown;
@@ -83,6 +86,8 @@ export function parseHfConfig(text: string): LlamaConfig {
   const nHeads = int('num_attention_heads');
   const nKvHeads = int('num_key_value_heads', d.kvHeads ?? nHeads);
   const nLayers = int('num_hidden_layers');
+  // Per-layer tables are built from the config alone, before any tensor is seen: bounded here.
+  if (nLayers > MAX_LAYERS) throw new FormatError(`config.json: num_hidden_layers ${nLayers} exceeds ${MAX_LAYERS} (the deepest published models have a few hundred)`);
   const maxSeqLen = int('max_position_embeddings', d.maxPos);
   if (nHeads % nKvHeads !== 0) throw new FormatError(`config.json: num_attention_heads ${nHeads} is not divisible by num_key_value_heads ${nKvHeads}`);
   let headDim: number;

@@ -5,7 +5,7 @@
 import { FormatError, OptionError, ShapeError } from '../../core/errors.js';
 import type { LinearName, LlamaBlock, LlamaConfig, LlamaModel } from '../types.js';
 import { resolveArch } from '../arch.js';
-import { checkModelShapes } from './shapes.js';
+import { checkModelShapes, checkModelValues } from './shapes.js';
 import { permuteRopeRows } from './rope.js';
 import { parseHfConfig, hfConfigJson, type HfDtype } from './hf-config.js';
 import { parseSafetensors, readTensorF32, writeSafetensors, type SafetensorsFile, type TensorToWrite } from '../../formats/safetensors.js';
@@ -111,6 +111,7 @@ export function readHfModel(files: { config: string; safetensors: Uint8Array | U
   }
   // With tied embeddings transformers ignores any lm_head.weight in the file, and so do we.
   if (config.tiedEmbeddings) model.classifier = model.embedding;
+  checkModelValues(model, 'safetensors');
   return model;
 }
 

@@ -3,7 +3,7 @@
 // by run.c (1e-5, 10000, adjacent pairs), so a model with other values cannot be written.
 import { FormatError, OptionError } from '../../core/errors.js';
 import type { LlamaBlock, LlamaConfig, LlamaModel } from '../types.js';
-import { checkModelShapes } from './shapes.js';
+import { checkModelShapes, checkModelValues } from './shapes.js';
 import { readF32LE, leBytes } from '../../formats/bytes.js';
 import { permuteRopeRows } from './rope.js';
 
@@ -90,7 +90,9 @@ export function readLlama2c(bytes: Uint8Array): LlamaModel {
       linear: { q_proj: wq[l], k_proj: wk[l], v_proj: wv[l], o_proj: wo[l], gate_proj: w1[l], up_proj: w3[l], down_proj: w2[l] },
     });
   }
-  return { config, embedding, blocks, finalNorm, classifier, llama2cRope: [ropeCos, ropeSin] };
+  const model: LlamaModel = { config, embedding, blocks, finalNorm, classifier, llama2cRope: [ropeCos, ropeSin] };
+  checkModelValues(model, 'llama2.c');
+  return model;
 }
 
 /**

@@ -1,5 +1,5 @@
 // Writers take models built by any pipeline stage, so they check lengths before laying out bytes.
-import { ShapeError } from '../../core/errors.js';
+import { ShapeError, assertFinite } from '../../core/errors.js';
 import type { LlamaModel } from '../types.js';
 import { resolveArch } from '../arch.js';
 
@@ -29,5 +29,22 @@ export function checkModelShapes(model: LlamaModel): void {
       want(`blocks[${l}].${spec.name}`, b.linear[spec.name], spec.rows * spec.cols);
       if (spec.bias) want(`blocks[${l}].bias.${spec.name}`, b.bias?.[spec.name], spec.rows);
     }
+  });
+}
+
+/** Throws NonFiniteError naming the tensor (as `where` reads it) if any weight of `model` is
+ * NaN or infinite: readers refuse such a checkpoint rather than hand on numbers every later
+ * step (forward pass, quantization, perplexity) would turn into NaN. */
+export function checkModelValues(model: LlamaModel, where: string): void {
+  const check = (a: Float32Array | undefined, what: string) => {
+    if (a) assertFinite(a, `${where}: ${what}`);
+  };
+  check(model.embedding, 'embedding');
+  if (model.classifier !== model.embedding) check(model.classifier, 'classifier');
+  check(model.finalNorm, 'final norm');
+  model.blocks.forEach((b, l) => {
+    for (const field of ['attnNorm', 'ffnNorm', 'postAttnNorm', 'postFfnNorm', 'qNorm', 'kNorm'] as const) check(b[field], `layer ${l} ${field}`);
+    for (const [name, w] of Object.entries(b.linear)) check(w, `layer ${l} ${name}`);
+    for (const [name, w] of Object.entries(b.bias ?? {})) check(w, `layer ${l} ${name} bias`);
   });
 }
