@@ -37,7 +37,7 @@ async function solve(k: Kernel, w: WeightMatrix, h: Float32Array, options: Quant
   const prepared = await prepareLayer(h, w.cols, options, k);
   const session = LayerSession.fromPrepared(k, prepared);
   const bands = [];
-  for (let r0 = 0; r0 < w.rows; r0 += band) bands.push(session.solveBand(w, r0, Math.min(w.rows, r0 + band)));
+  for (let r0 = 0; r0 < w.rows; r0 += band) bands.push(session.solveBand(w, r0, Math.min(w.rows, r0 + band), true));
   session.free();
   return mergeBands(prepared, w.rows, bands, k);
 }

@@ -36,10 +36,11 @@ test('sequential quantization: every layer beats RTN, weights are the dequantize
   const kernel = await Kernel.create();
   const model = readLlama2c(modelBytes);
   const before = model.blocks[2].linear.up_proj.slice();
-  const result = await quantizeModel(model, samples, { method: 'cd', bits: 3, groupSize: 32, kernel });
+  const result = await quantizeModel(model, samples, { method: 'cd', bits: 3, groupSize: 32, kernel, compareMethods: ['rtn'] });
   assert.is(result.layers.length, model.config.nLayers * LINEAR_NAMES.length);
   for (const l of result.layers) {
-    assert.ok(l.loss < l.rtnLoss, `${l.block}.${l.name}: CD loss ${l.loss} not below RTN ${l.rtnLoss}`);
+    assert.is(l.compare?.rtn, l.rtnLoss!);
+    assert.ok(l.loss < l.rtnLoss!, `${l.block}.${l.name}: CD loss ${l.loss} not below RTN ${l.rtnLoss}`);
     const w = result.model.blocks[l.block].linear[l.name];
     const groups = l.scales.length / l.rows;
     for (let i = 0; i < w.length; i += 37) {
@@ -134,13 +135,20 @@ test('cdquant layer: reads a problem, writes the result, prints the JSON line; b
       { name: 'inputs', dtype: 'F32', shape: [n, cols], data: inputs },
     ]));
     const out = join(dir, 'result.safetensors');
-    const run = runCli(['layer', problem, '--out', out, '--method', 'cd', '--bits', '3', '--group', '16', '--refit', '1']);
+    const run = runCli(['layer', problem, '--out', out, '--method', 'cd', '--bits', '3', '--group', '16', '--refit', '1', '--compare', 'rtn']);
     assert.is(run.status, 0, run.stderr);
     const line = JSON.parse(run.stdout.trim());
     assert.equal(Object.keys(line), ['method', 'bits', 'group', 'loss', 'loss_rtn', 'seconds']);
     assert.is(line.method, 'cd');
     assert.is(line.group, 16);
     assert.ok(line.loss < line.loss_rtn);
+    // Without --compare rtn the baseline is not solved (issue 13: no work the user did not ask for).
+    const plain = runCli(['layer', problem, '--out', out, '--force', '--method', 'cd', '--bits', '3', '--group', '16', '--refit', '1']);
+    assert.is(plain.status, 0, plain.stderr);
+    const plainLine = JSON.parse(plain.stdout.trim());
+    assert.is(plainLine.loss_rtn, null);
+    assert.is(plainLine.loss, line.loss, 'the baseline changes nothing else');
+    assert.equal(runCli(['layer', problem, '--out', out, '--force', '--compare', 'gptq']).status, 2);
     const bytes = new Uint8Array(readFileSync(out));
     const file = parseSafetensors(bytes);
     assert.equal(file.tensors.get('codes')!.shape, [rows, cols]);

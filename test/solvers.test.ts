@@ -15,7 +15,8 @@ function f32(p: Problem) {
 
 async function solve(p: Problem, options: QuantizeOptions): Promise<LayerResult> {
   const { W, H } = f32(p);
-  return quantizeLayer({ data: W, rows: p.rows, cols: p.cols }, H, options);
+  // With the RTN baseline (asked for; rtnLoss is null otherwise): several checks compare with it.
+  return quantizeLayer({ data: W, rows: p.rows, cols: p.cols }, H, { baseline: true, ...options });
 }
 
 /** Loss of the WASM result recomputed in float64 with the caller's W and H. */

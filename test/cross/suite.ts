@@ -102,7 +102,8 @@ export async function hashAll(solve: Solver): Promise<{ hash: string; problems: 
   const problems: Record<string, string> = {};
   for (const p of PROBLEMS) {
     const { weights, hessian } = makeProblem(p);
-    const parts = outputBytes(await solve(weights, hessian, p.options));
+    // The RTN baseline too (asked for), so its bits are compared across runtimes as well.
+    const parts = outputBytes(await solve(weights, hessian, { ...p.options, baseline: true }));
     problems[p.name] = (await sha256(parts)).slice(0, 16);
     all.push(...parts);
   }
@@ -116,7 +117,7 @@ export function bandsSolver(lib: Lib): Solver {
     const cuts = [0, 5, 6, 19, weights.rows].filter((c, i, a) => c <= weights.rows && (i === 0 || c > a[i - 1]));
     const bands = [];
     for (let i = cuts.length - 2; i >= 0; i--) {
-      const band = await lib.solveBand(prepared, weights, cuts[i], cuts[i + 1]);
+      const band = await lib.solveBand(prepared, weights, cuts[i], cuts[i + 1], { baseline: options.baseline });
       bands.push(lib.decodeBand(lib.encodeBand(band)));
     }
     return lib.mergeBands(prepared, weights.rows, bands);
