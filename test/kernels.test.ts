@@ -85,7 +85,7 @@ test('fast per-channel OWC within 0.2% of the exact search', async () => {
   const fast = await solve(k, big.w, big.h, { method: 'rtn', clip: 'owc' }, 64);
   const exact = await solve(k, big.w, big.h, { method: 'rtn', clip: 'owc', owcExact: true }, 64);
   assert.ok(fast.loss <= exact.loss * 1.002, `fast ${fast.loss} exact ${exact.loss}`);
-  assert.ok(exact.loss <= fast.rtnLoss);
+  assert.ok(exact.loss <= fast.rtnLoss!);
 });
 
 test.run();

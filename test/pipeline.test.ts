@@ -41,7 +41,7 @@ test('sequential quantization: every layer beats RTN, weights are the dequantize
   for (const l of result.layers) {
     assert.is(l.compare?.rtn, l.rtnLoss!);
     assert.ok(l.loss < l.rtnLoss!, `${l.block}.${l.name}: CD loss ${l.loss} not below RTN ${l.rtnLoss}`);
-    const w = result.model.blocks[l.block].linear[l.name];
+    const w = result.model!.blocks[l.block].linear[l.name];
     const groups = l.scales.length / l.rows;
     for (let i = 0; i < w.length; i += 37) {
       const r = Math.floor(i / l.cols), c = i % l.cols;
@@ -52,7 +52,7 @@ test('sequential quantization: every layer beats RTN, weights are the dequantize
   assert.equal(model.blocks[2].linear.up_proj, before, 'the input model is not modified');
   // Later blocks see quantized earlier blocks: block 1 calibrated on the quantized block 0
   // differs from calibrating it on the original model.
-  const runner = new LlamaRunner(kernel, result.model);
+  const runner = new LlamaRunner(kernel, result.model!);
   const q = runner.nll(tokens.subarray(0, 128));
   runner.free();
   const orig = new LlamaRunner(kernel, model);
@@ -102,10 +102,10 @@ test('GPTQ checkpoint: packed layers read back to the f16-scaled codes, RoPE row
   for (const l of result.layers) {
     for (const s of l.scales) assert.is(f16BitsToF32(f32ToF16Bits(s)), s, `${l.block}.${l.name}: scale ${s} is not an fp16 value`);
     if (l.name === 'q_proj' || l.name === 'k_proj') continue;
-    const got = back.blocks[l.block].linear[l.name], want = result.model.blocks[l.block].linear[l.name];
+    const got = back.blocks[l.block].linear[l.name], want = result.model!.blocks[l.block].linear[l.name];
     for (let i = 0; i < got.length; i++) if (!Object.is(got[i], want[i])) assert.unreachable(`${l.block}.${l.name}[${i}]: checkpoint ${got[i]} vs quantized ${want[i]}`);
   }
-  const a = new LlamaRunner(kernel, result.model);
+  const a = new LlamaRunner(kernel, result.model!);
   const b = new LlamaRunner(kernel, back);
   const la = a.logits(tokens.subarray(0, 48));
   const lb = b.logits(tokens.subarray(0, 48));

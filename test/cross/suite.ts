@@ -3,8 +3,9 @@
 // between engines), solved in every mode this runtime offers, each mode's outputs hashed with
 // SHA-256 (crypto.subtle). Bundled into the Node test, the Deno/Bun script, the browser page
 // and the workerd worker; `lib` is the built package (build/index.js or build/workerd.js).
-import type * as Cdquant from '../../src/index.js';
-import type { QuantizeOptions } from '../../src/quantize.js';
+// The built package's types: the suite runs against the package as users import it.
+import type * as Cdquant from 'cdquant';
+import type { QuantizeOptions } from 'cdquant';
 
 type Lib = typeof Cdquant;
 
@@ -78,7 +79,7 @@ function outputBytes(r: Result): Uint8Array[] {
   const bytes = (a: ArrayBufferView | null) => (a ? new Uint8Array(a.buffer, a.byteOffset, a.byteLength) : new Uint8Array(0));
   return [
     bytes(r.codes), bytes(r.scales), bytes(r.zeros), bytes(r.gIdx), bytes(r.perm), bytes(r.dequantize()),
-    bytes(r.moves), bytes(new Float64Array([r.loss, r.rtnLoss])), bytes(r.rowLoss),
+    bytes(r.moves), bytes(new Float64Array([r.loss, r.rtnLoss ?? 0])), bytes(r.rowLoss),
   ];
 }
 
