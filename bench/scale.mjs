@@ -6,7 +6,7 @@
 //
 //   node bench/scale.mjs [--cases LIST] [--windows 8] [--seqlen 256] [--threads 1]
 //                        [--forward-runs 3] [--no-forward] [--no-quantize] [--full]
-//                        [--shard-mb 256] [--json FILE] [--keep DIR]
+//                        [--shard-mb 256] [--json FILE] [--keep DIR [--generate-only]] [--gc]
 //
 // LIST is comma-separated SHAPE:BLOCKS:METHOD[:THREADS] (shapes: tinyllama, llama2-7b; methods:
 // gptq, cd, both 4-bit with groups of 128). --full adds the whole 22-block TinyLlama with GPTQ.
@@ -38,6 +38,8 @@ const { values } = parseArgs({
     'forward-runs': { type: 'string', default: '3' },
     'no-forward': { type: 'boolean' },
     'no-quantize': { type: 'boolean' },
+    'generate-only': { type: 'boolean' },
+    gc: { type: 'boolean' },
     full: { type: 'boolean' },
     'shard-mb': { type: 'string', default: '256' },
     json: { type: 'string' },
@@ -91,6 +93,7 @@ const cases = (values.cases ?? DEFAULT_CASES + (values.full ? ',tinyllama:22:gpt
   if (!Number.isSafeInteger(n) || n < 1 || !Number.isSafeInteger(t) || t < 1) throw new Error(`case ${spec}: blocks and threads must be positive whole numbers`);
   return { shape, blocks: n, method, threads: t };
 });
+if (values['generate-only'] && !values.keep) throw new Error('--generate-only needs --keep DIR (where the checkpoints stay)');
 if (endianness() !== 'LE') throw new Error('the checkpoint writer assumes a little-endian host');
 
 const MiB = 2 ** 20;
@@ -313,6 +316,7 @@ WebAssembly.instantiate = async function (...args) {
     const live = liveBytes();
     if (live > (liveMax[stage] ?? 0)) {
       liveMax[stage] = live;
+      collect();
       sample();
     } else sampleSoon();
     return ptr;
@@ -335,6 +339,23 @@ const status = (key) => {
   const m = new RegExp('^' + key + ':\\s+(\\d+) kB', 'm').exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) * 1024 : null;
 };
+// --gc: a full collection before the samples at stage ends, at new highs of live kernel bytes
+// and at new highs of a stage's RSS, so that JS buffers count only what is still referenced
+// (node --expose-gc; a diagnosis: it changes when memory is released).
+const gcMode = !!process.env.CDQUANT_SCALE_GC && typeof globalThis.gc === 'function';
+// V8 frees the buffers of dead ArrayBuffers on a background thread after the collection:
+// wait (up to 1 s) until the count stops falling.
+const collect = !gcMode ? () => {} : () => {
+  globalThis.gc();
+  let before = process.memoryUsage().arrayBuffers;
+  for (let waited = 0; waited < 1000; waited += 20) {
+    const t = performance.now();
+    while (performance.now() - t < 20);
+    const now = process.memoryUsage().arrayBuffers;
+    if (now >= before) break;
+    before = now;
+  }
+};
 let stage = 0;
 const liveMax = {}; // stage -> largest live kernel bytes (exact: updated on every allocation)
 let lastT = -1;
@@ -345,7 +366,12 @@ const phases = {};
 const timeline = [];
 const t0 = performance.now();
 function sample() {
-  const m = process.memoryUsage();
+  let m = process.memoryUsage();
+  if (gcMode && m.rss > (phases[stage]?.rss ?? 0)) {
+    // a new high of the stage: count only what survives a full collection
+    collect();
+    m = process.memoryUsage();
+  }
   const now = performance.now();
   lastSample = now;
   const s = { t: (now - t0) / 1000, rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, wasm: wasmBytes(), live: liveBytes(), stage };
@@ -366,6 +392,7 @@ if (isMainThread) {
   process.stderr.write = (chunk, ...rest) => {
     // the stage: how many layers were reported finished (the parent names it by the next one)
     if (/\d+\/\d+ block \d+ \S+/.test(String(chunk))) stage++;
+    collect();
     sample();
     return write(chunk, ...rest);
   };
@@ -402,12 +429,14 @@ async function runQuantize(work, c, modelDir, tokensFile) {
   const out = join(work, `out-${c.shape}-${c.blocks}-${c.method}-${c.threads}`);
   const probeFile = join(work, `probe-${process.pid}-${Date.now()}.json`);
   const args = [
+    ...(values.gc ? ['--expose-gc'] : []),
     '--import', pathToFileURL(join(work, 'probe.mjs')).href, join(root, 'build', 'cli.js'), 'quantize', modelDir,
     '--calib-tokens', tokensFile, '--nsamples', '0', '--seqlen', String(seqlen),
     ...METHOD_FLAGS[c.method], '--threads', String(c.threads), '--out', out, '--json',
   ];
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { env: { ...process.env, CDQUANT_SCALE_PROBE: probeFile }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = { ...process.env, CDQUANT_SCALE_PROBE: probeFile, ...(values.gc ? { CDQUANT_SCALE_GC: '1' } : {}) };
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const stdout = [];
   const lines = []; // [seconds since start, line]
   let pending = '';
@@ -493,6 +522,7 @@ async function runQuantize(work, c, modelDir, tokensFile) {
     rssTrace,
     loss: report.totals.loss,
     lossRtn: report.totals.loss_rtn,
+    layers: report.layers.map((l) => ({ block: l.block, layer: l.layer, rows: l.rows, cols: l.cols, seconds: l.seconds, movesPerRow: l.moves_per_row })),
   };
 }
 
@@ -602,6 +632,10 @@ try {
       const t0 = performance.now();
       const ck = writeCheckpoint(dir, shape, blocks, shardBytes);
       log(`${SHAPES[shape].label}, ${blocks} blocks: ${ck.shards} shards, ${fmtGB(ck.bytes)} GB written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      if (values['generate-only']) {
+        log(`  kept in ${dir}`);
+        continue;
+      }
       for (const c of group) {
         log(`  quantize ${c.method} 4-bit g128, ${c.threads} thread(s), ${windows} x ${seqlen} tokens`);
         const r = await runQuantize(work, c, dir, tokensFile);
@@ -610,17 +644,17 @@ try {
         log(`  peak RSS ${fmtGB(r.peakRss)} GB, wall ${fmtS(r.wall)} s, per block ${r.blockWall.map(fmtS).join(' ')} s (solves ${r.solve.map(fmtS).join(' ')} s)`);
         log(`  largest RSS by stage (GB): ${Object.entries(r.rssByStage).map(([k, v]) => `${k} ${fmtGB(v)}`).join(', ')}`);
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!values.keep) rmSync(dir, { recursive: true, force: true });
     }
   }
-  if (!values['no-forward']) {
+  if (!values['no-forward'] && !values['generate-only']) {
     for (const shape of [...new Set([...(values.cases ? cases.map((c) => c.shape) : Object.keys(SHAPES))])]) {
       log(`forward: ${SHAPES[shape].label} block, ${seqlen} tokens`);
       forward.push(await forwardBench(shape));
     }
   }
   const meta = { windows, seqlen, forwardRuns };
-  printTables(results, forward, meta);
+  if (!values['generate-only']) printTables(results, forward, meta);
   if (values.json) {
     writeFileSync(values.json, JSON.stringify({ meta, results: results.map(({ rssTrace, ...r }) => r), forward }, null, 2));
   }
