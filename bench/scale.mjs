@@ -9,7 +9,8 @@
 //                        [--shard-mb 256] [--json FILE] [--keep DIR [--generate-only]] [--gc]
 //
 // LIST is comma-separated SHAPE:BLOCKS:METHOD[:THREADS] (shapes: tinyllama, llama2-7b; methods:
-// gptq, cd, both 4-bit with groups of 128). --full adds the whole 22-block TinyLlama with GPTQ.
+// gptq, cd, both 4-bit with groups of 128; THREADS defaults to --threads). --full adds the
+// long cases (see FULL_CASES).
 // Run after `node scripts/build.mjs` (it runs build/cli.js and imports build/index.js).
 //
 // The checkpoints are generated into a temporary folder (deleted at the end, kept under DIR
@@ -66,18 +67,25 @@ const SHAPES = {
   },
 };
 
-// The default cases fit in about half an hour on this 2-core machine: TinyLlama at 2 and 4
-// blocks (peak RSS must not grow with blocks), both methods; Llama-2-7B at 1 and 2 blocks with
-// GPTQ, 1 block with CD (a 7B block of CD from OWC takes several minutes on one thread).
-const DEFAULT_CASES = 'tinyllama:2:gptq,tinyllama:4:gptq,tinyllama:2:cd,tinyllama:4:cd,llama2-7b:1:gptq,llama2-7b:2:gptq,llama2-7b:1:cd';
+// The default cases take 15-25 minutes on this shared 2-core machine: TinyLlama at 2 and 4
+// blocks with GPTQ (peak RSS must not grow with blocks), 2 blocks with CD, and one Llama-2-7B
+// block with GPTQ (the largest H, 11008 x 11008, and GPTQ's factor). --full adds what takes
+// hours here: CD on a 7B block (about 10 minutes of solves), 2 blocks of 7B, 7B with 2
+// threads, and the whole 22-block TinyLlama.
+const DEFAULT_CASES = 'tinyllama:2:gptq,tinyllama:4:gptq,tinyllama:2:cd,llama2-7b:1:gptq';
+const FULL_CASES = 'llama2-7b:1:cd,llama2-7b:2:gptq,llama2-7b:1:gptq:2,tinyllama:22:gptq';
 const METHOD_FLAGS = {
   gptq: ['--method', 'gptq', '--bits', '4', '--group', '128'],
   cd: ['--method', 'cd', '--bits', '4', '--group', '128'],
 };
 
+const usage = (message) => {
+  process.stderr.write(`bench/scale.mjs: ${message}\n`);
+  process.exit(2);
+};
 const positiveInt = (name) => {
   const n = Number(values[name]);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} needs a positive whole number, got ${values[name]}`);
+  if (!Number.isSafeInteger(n) || n < 1) usage(`--${name} needs a positive whole number, got ${values[name]}`);
   return n;
 };
 const windows = positiveInt('windows');
@@ -85,15 +93,15 @@ const seqlen = positiveInt('seqlen');
 const forwardRuns = positiveInt('forward-runs');
 const shardBytes = positiveInt('shard-mb') * 1e6; // transformers' "256MB" is 256e6 bytes
 const defaultThreads = positiveInt('threads');
-const cases = (values.cases ?? DEFAULT_CASES + (values.full ? ',tinyllama:22:gptq' : '')).split(',').filter(Boolean).map((spec) => {
+const cases = (values.cases ?? DEFAULT_CASES + (values.full ? `,${FULL_CASES}` : '')).split(',').filter(Boolean).map((spec) => {
   const [shape, blocks, method, threads] = spec.trim().split(':');
-  if (!SHAPES[shape]) throw new Error(`case ${spec}: unknown shape ${shape} (${Object.keys(SHAPES).join(', ')})`);
-  if (!METHOD_FLAGS[method]) throw new Error(`case ${spec}: unknown method ${method} (${Object.keys(METHOD_FLAGS).join(', ')})`);
+  if (!SHAPES[shape]) usage(`case ${spec}: unknown shape ${shape} (${Object.keys(SHAPES).join(', ')})`);
+  if (!METHOD_FLAGS[method]) usage(`case ${spec}: unknown method ${method} (${Object.keys(METHOD_FLAGS).join(', ')})`);
   const n = Number(blocks), t = Number(threads ?? defaultThreads);
-  if (!Number.isSafeInteger(n) || n < 1 || !Number.isSafeInteger(t) || t < 1) throw new Error(`case ${spec}: blocks and threads must be positive whole numbers`);
+  if (!Number.isSafeInteger(n) || n < 1 || !Number.isSafeInteger(t) || t < 1) usage(`case ${spec}: blocks and threads must be positive whole numbers`);
   return { shape, blocks: n, method, threads: t };
 });
-if (values['generate-only'] && !values.keep) throw new Error('--generate-only needs --keep DIR (where the checkpoints stay)');
+if (values['generate-only'] && !values.keep) usage('--generate-only needs --keep DIR (where the checkpoints stay)');
 if (endianness() !== 'LE') throw new Error('the checkpoint writer assumes a little-endian host');
 
 const MiB = 2 ** 20;
@@ -582,14 +590,15 @@ function printTables(results, forward, meta) {
     for (const r of results) {
       console.log(`| ${SHAPES[r.shape].label} | ${r.blocks} | ${r.method.toUpperCase()} | ${r.threads} | ${fmtGB(r.peakRss)} | ${fmtS(r.wall)} | ${fmtS(median(r.blockWall))} | ${fmtS(median(r.solve))} | ${fmtS(r.outputsSeconds)} | ${fmtGB(r.checkpointBytes)} |`);
     }
-    console.log('\nWhere the peak sits. "Peak stage": the stage of the largest RSS the bench polled (every 100 ms); a stage "block B NAME" is the work that ends when that layer is reported (its capture pass, Hessian and solve; for q_proj also the previous block\'s output pass and reading block B), "outputs" the last block\'s output pass and writing the checkpoints. The rest is the child\'s own sample of largest RSS (taken between its synchronous kernel calls): wasm = linear memory of the main thread\'s kernel (it never shrinks), wasm workers = the workers\' largest, JS heap = heapUsed, JS buffers = arrayBuffers (ArrayBuffers outside wasm; process.memoryUsage() counts wasm memory in "external", not here).');
-    console.log('\n| shape | blocks | method | threads | peak stage | sampled RSS GB | its stage | wasm GB | wasm workers GB | JS heap GB | JS buffers GB |');
-    console.log('|---|---:|---|---:|---|---:|---|---:|---:|---:|---:|');
+    console.log('\nWhere the peak sits. "Peak stage": the stage of the largest RSS the bench polled (every 100 ms); a stage "block B NAME" is the work that ends when that layer is reported (its capture pass, Hessian and solve; for q_proj also the previous block\'s output pass and reading block B), "outputs" the last block\'s output pass and writing the checkpoints. The rest is the child\'s own sample of largest RSS (taken between its synchronous kernel calls, at allocations and timers): wasm = linear memory of the main thread\'s kernel (it never shrinks; pages it touched stay resident), live wasm = bytes its allocations hold, wasm workers = the workers\' largest memories, JS buffers = arrayBuffers (ArrayBuffers outside wasm, garbage not yet collected included; process.memoryUsage() counts wasm memory in "external", not here), JS heap = heapUsed; the last column is exact (every allocation is counted).');
+    console.log('\n| shape | blocks | method | threads | peak stage | sampled RSS GB | its stage | wasm GB | live wasm GB | wasm workers GB | JS buffers GB | JS heap GB | largest live wasm GB, its stage |');
+    console.log('|---|---:|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|');
     for (const r of results) {
       const p = r.probe?.peak;
-      const w = r.workers.reduce((n, x) => n + x.max.wasm, 0);
       if (!p) continue;
-      console.log(`| ${SHAPES[r.shape].label} | ${r.blocks} | ${r.method.toUpperCase()} | ${r.threads} | ${r.polledPeakStage} | ${fmtGB(p.rss)} | ${p.stage} | ${fmtGB(p.wasm)} | ${fmtGB(w)} | ${fmtGB(p.heapUsed)} | ${fmtGB(p.arrayBuffers)} |`);
+      const w = r.workers.reduce((n, x) => n + x.max.wasm, 0);
+      const [liveStage, live] = Object.entries(r.probe.phases).reduce((best, [k, v]) => (v.liveMax > best[1] ? [k, v.liveMax] : best), ['-', 0]);
+      console.log(`| ${SHAPES[r.shape].label} | ${r.blocks} | ${r.method.toUpperCase()} | ${r.threads} | ${r.polledPeakStage} | ${fmtGB(p.rss)} | ${p.stage} | ${fmtGB(p.wasm)} | ${fmtGB(p.live)} | ${fmtGB(w)} | ${fmtGB(p.arrayBuffers)} | ${fmtGB(p.heapUsed)} | ${fmtGB(live)}, ${liveStage} |`);
     }
   }
   if (forward.length) {
