@@ -21,7 +21,17 @@
 // and give the solvers ordinary work: memory does not depend on the values). Tensor values
 // depend only on the tensor's name, so block 0 is the same in a 2- and a 4-block checkpoint.
 // Calibration: uniformly random token ids, WINDOWS consecutive windows of SEQLEN tokens
-// (--nsamples 0): the real default of 128 x 256 would take hours per 7B block on this machine.
+// (--nsamples 0), 8 x 256 by default: the real default of 128 x 256 would take about an hour
+// per 7B block on this machine (16 x the forward passes and Hessian updates). The calibration
+// states are then small (8 x 256 x 4096 x 4 bytes = 34 MB for 7B) and H has rank at most 2048,
+// below the 4096 / 11008 input features of 7B layers (GPTQ's damping makes it definite; CD
+// made 100-800 moves per row here, fewer than its cap of one per column).
+//
+// Memory is measured from outside and inside the child: the bench polls /proc/PID/status, and
+// a preload (node --import, written next to the checkpoints) reads VmHWM when the child exits
+// (the exact peak RSS of the process, all threads) and samples process.memoryUsage(), the size
+// of every kernel's wasm memory and the bytes its allocations hold (the kernel's alloc/free
+// are wrapped) at allocations and on a timer, by stage of the run.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { endianness, tmpdir } from 'node:os';
