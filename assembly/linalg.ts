@@ -68,7 +68,17 @@ export function gemmSub(c: usize, ldc: i32, a: usize, lda: i32, b: usize, ldb: i
   }
 }
 
+/** gemmSub's pack buffer: one per instance (thread). Allocated on first use, except where the
+ * memory is shared by threads: there only the owning thread allocates, and it gives each worker
+ * instance a buffer of its own with setPackBuffer before the worker runs any kernel. */
 let packPtr: usize = 0;
+
+export const PACK_BUFFER_BYTES: i32 = 128 * 64 * 4;
+
+export function setPackBuffer(ptr: usize): void {
+  packPtr = ptr;
+}
+
 // @ts-ignore: decorator
 @inline function packBuffer(): usize {
   if (packPtr == 0) packPtr = heap.alloc(128 * 64 * 4);

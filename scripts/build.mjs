@@ -12,14 +12,19 @@ const at = (p) => join(root, p);
 const withTests = process.argv.includes('--tests');
 
 await mkdir(at('build'), { recursive: true });
-const { error, stderr } = await asc.main(
-  ['assembly/index.ts', '--config', 'asconfig.json', '--target', 'release'],
-  { stdout: process.stdout, stderr: process.stderr },
-);
-if (error) {
-  console.error(stderr?.toString?.() ?? '');
-  console.error('AssemblyScript build failed:', error.message);
-  process.exit(1);
+// Two builds of the same source: build/cdquant.wasm owns its memory (one instance per thread,
+// the copying path), build/cdquant-shared.wasm imports a shared memory (threads and atomics
+// enabled) that one owning thread allocates in and worker instances run kernels on.
+for (const target of ['release', 'shared']) {
+  const { error, stderr } = await asc.main(
+    ['assembly/index.ts', '--config', 'asconfig.json', '--target', target],
+    { stdout: process.stdout, stderr: process.stderr },
+  );
+  if (error) {
+    console.error(stderr?.toString?.() ?? '');
+    console.error(`AssemblyScript build (${target}) failed:`, error.message);
+    process.exit(1);
+  }
 }
 
 // The wasm travels inside the JS as base64 too, so runtimes without file access
@@ -29,7 +34,8 @@ const wasmInline = {
   setup(build) {
     build.onResolve({ filter: /^virtual:cdquant-wasm$/ }, () => ({ path: 'cdquant-wasm', namespace: 'cdquant-wasm' }));
     build.onLoad({ filter: /.*/, namespace: 'cdquant-wasm' }, async () => ({
-      contents: `export const wasmBase64 = ${JSON.stringify((await readFile(at('build/cdquant.wasm'))).toString('base64'))};`,
+      contents: `export const wasmBase64 = ${JSON.stringify((await readFile(at('build/cdquant.wasm'))).toString('base64'))};\n`
+        + `export const sharedWasmBase64 = ${JSON.stringify((await readFile(at('build/cdquant-shared.wasm'))).toString('base64'))};`,
       loader: 'js',
     }));
   },

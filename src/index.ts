@@ -29,7 +29,7 @@ export { FanoutPool, FanoutProtocolError, FANOUT_PROTOCOL } from './parallel/fan
 export type { FanoutPoolOptions, FanoutEvent, FanoutStats, FanoutErrorCode } from './parallel/fanout.js';
 export { createFanoutWorker } from './parallel/fanout-worker.js';
 export type { FanoutWorker, FanoutWorkerOptions } from './parallel/fanout-worker.js';
-export { Kernel, setWasmSource } from './core/kernel.js';
+export { Kernel, setWasmSource, sharedKernelSupported } from './core/kernel.js';
 export { runtimeName, hardwareConcurrency, workersAvailable, sharedMemoryAvailable } from './core/runtime.js';
 export type { RuntimeName } from './core/runtime.js';
 

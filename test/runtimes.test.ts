@@ -1,7 +1,8 @@
 // The portability proof: the same layer problems solved in Node, Deno, Bun, headless Chromium
 // (cross-origin isolated and not) and workerd give one SHA-256, and within each runtime every
-// mode (this thread, separately solved bands merged from bytes, pools of 1-4 workers, the copy
-// path without SharedArrayBuffer) gives that same hash. A missing runtime fails the test.
+// mode (this thread, separately solved bands merged from bytes, pools of 1-4 workers on one
+// shared wasm memory where the runtime has it, pools whose workers each copy the arrays, the
+// copy path without SharedArrayBuffer) gives that same hash. A missing runtime fails the test.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runSuite, type RunReport } from './cross/suite.js';
@@ -40,12 +41,13 @@ function checkFaults(name: string, report: RunReport): void {
   assert.is(report.faults.abort, 'AbortError:ABORTED:the operation was aborted', `${name} abort`);
 }
 
-const POOL_MODES = ['inline', 'bands', 'pool1', 'pool2', 'pool3', 'pool4', 'pool2-copy', 'quantizeLayer-threads3'];
+const POOL_MODES = ['inline', 'bands', 'pool1', 'pool2', 'pool3', 'pool4', 'pool2-copy', 'pool2-arrays', 'quantizeLayer-threads3'];
 
 test('node: every mode (1-4 workers, bands, copy path) gives one hash', async () => {
   const report = await timed('node', () => runSuite(lib, { threads: [1, 2, 3, 4], faults: true }));
   assert.is(report.runtime, 'node');
   reference = report.hashes.inline;
+  assert.ok(report.sharedKernel, 'node: pools on one shared wasm memory expected');
   checkReport('node', report, POOL_MODES);
   checkFaults('node', report);
 });
@@ -54,6 +56,7 @@ test('deno: same hash in every mode', async () => {
   const report = await timed('deno', runDeno);
   assert.is(report.runtime, 'deno');
   assert.ok(report.sharedMemory, 'deno: SharedArrayBuffer expected');
+  assert.ok(report.sharedKernel, 'deno: pools on one shared wasm memory expected');
   checkReport('deno', report, POOL_MODES);
   checkFaults('deno', report);
 });
@@ -61,6 +64,7 @@ test('deno: same hash in every mode', async () => {
 test('bun: same hash in every mode', async () => {
   const report = await timed('bun', runBun);
   assert.is(report.runtime, 'bun');
+  assert.ok(report.sharedKernel, 'bun: pools on one shared wasm memory expected');
   checkReport('bun', report, POOL_MODES);
   checkFaults('bun', report);
 });
@@ -70,6 +74,8 @@ test('chromium: same hash, cross-origin isolated (SharedArrayBuffer) and not (co
   assert.is(isolated.runtime, 'browser');
   assert.ok(isolated.crossOriginIsolated && isolated.sharedMemory, 'COOP/COEP page must be cross-origin isolated with SharedArrayBuffer');
   assert.ok(!plain.crossOriginIsolated && !plain.sharedMemory, 'page without COOP/COEP must have no SharedArrayBuffer');
+  assert.ok(isolated.sharedKernel, 'cross-origin isolated page: pools on one shared wasm memory expected');
+  assert.ok(!plain.sharedKernel, 'page without COOP/COEP: the copying path');
   checkReport('chromium', isolated, POOL_MODES);
   checkFaults('chromium', isolated);
   checkReport('chromium-no-sab', plain, POOL_MODES);
@@ -79,7 +85,7 @@ test('workerd: same hash on one thread (wasm imported as a module, no workers)',
   const report = await timed('workerd', runWorkerd);
   assert.is(report.runtime, 'workerd');
   assert.is(report.workers, false);
-  checkReport('workerd', report, ['inline', 'bands', 'pool2', 'pool2-copy', 'quantizeLayer-threads3']);
+  checkReport('workerd', report, ['inline', 'bands', 'pool2', 'pool2-copy', 'pool2-arrays', 'quantizeLayer-threads3']);
 });
 
 test('all runtimes agree', () => {

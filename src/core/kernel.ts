@@ -1,7 +1,7 @@
 // Loads build/cdquant.wasm in any runtime and gives typed access to its memory.
 // All numerics that shape a result run inside this module; TypeScript only moves bytes.
 import { instantiate } from '@assemblyscript/loader';
-import { wasmBase64 } from 'virtual:cdquant-wasm';
+import { sharedWasmBase64, wasmBase64 } from 'virtual:cdquant-wasm';
 import { KernelError } from './errors.js';
 
 /** gridParams' grid searches (assembly/clip.ts GRID_*): min-max, the MSE clip search, OWC (the
@@ -22,6 +22,9 @@ export interface KernelExports {
   memory: WebAssembly.Memory;
   alloc(bytes: number): Ptr;
   free(ptr: Ptr): void;
+  /** gemmSub's pack buffer for this instance (PACK_BUFFER_BYTES): shared-memory workers only. */
+  setPackBuffer(ptr: Ptr): void;
+  PACK_BUFFER_BYTES: WebAssembly.Global;
   GRID_MINMAX: WebAssembly.Global;
   GRID_MSE: WebAssembly.Global;
   GRID_OWC: WebAssembly.Global;
@@ -122,33 +125,81 @@ export function wasmModule(): Promise<WebAssembly.Module> {
   return compiled;
 }
 
+let compiledShared: Promise<WebAssembly.Module> | undefined;
+/** build/cdquant-shared.wasm: the same kernels over an imported shared memory. */
+export function sharedWasmModule(): Promise<WebAssembly.Module> {
+  compiledShared ??= WebAssembly.compile(decodeBase64(sharedWasmBase64));
+  return compiledShared;
+}
+
+/** Pages of the shared memory: what cdquant-shared.wasm's import declares (asconfig.json's
+ * initialMemory and maximumMemory); a shared memory must state its maximum up front. */
+const SHARED_PAGES = { initial: 16, maximum: 65536 } as const;
+
+/** Whether this realm can make a shared wasm memory and post it to workers: SharedArrayBuffer
+ * (cross-origin isolated pages only, in browsers) and shared WebAssembly.Memory. */
+export function sharedKernelSupported(): boolean {
+  const g = globalThis as any;
+  if (typeof g.SharedArrayBuffer !== 'function' || g.crossOriginIsolated === false) return false;
+  try {
+    return new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true } as WebAssembly.MemoryDescriptor).buffer instanceof g.SharedArrayBuffer;
+  } catch {
+    return false;
+  }
+}
+
 export class Kernel {
   readonly exports: KernelExports;
-  private constructor(exports: KernelExports) {
+  /** Whether the memory is shared with worker instances (build/cdquant-shared.wasm). */
+  readonly shared: boolean;
+  /** False for a worker's instance over another thread's shared memory: only the owner's
+   * allocator may touch the heap, so the worker runs kernels on pointers it is given. */
+  readonly allocates: boolean;
+  private constructor(exports: KernelExports, shared: boolean, allocates: boolean) {
     this.exports = exports;
+    this.shared = shared;
+    this.allocates = allocates;
+  }
+
+  /** A kernel over a new shared memory, owned (allocated in) by this thread. */
+  static async createShared(module?: WebAssembly.Module): Promise<Kernel> {
+    const memory = new WebAssembly.Memory({ ...SHARED_PAGES, shared: true } as WebAssembly.MemoryDescriptor);
+    return Kernel.instantiate(module ?? (await sharedWasmModule()), memory, true);
+  }
+
+  /** A worker's instance of cdquant-shared.wasm over the owner's shared `memory`. It never
+   * allocates (alloc throws): the owner gives it every buffer, gemmSub's pack buffer included. */
+  static async attachShared(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<Kernel> {
+    return Kernel.instantiate(module, memory, false);
   }
 
   static async create(module?: WebAssembly.Module): Promise<Kernel> {
-    let memory: WebAssembly.Memory | undefined;
-    const result = await instantiate<Record<string, unknown>>(module ?? (await wasmModule()), {
-      env: {
-        abort(msg: number, file: number, line: number, column: number) {
-          throw new KernelError(`wasm abort at ${readString(memory, file)}:${line}:${column}: ${readString(memory, msg)}`);
-        },
+    return Kernel.instantiate(module ?? (await wasmModule()), undefined, true);
+  }
+
+  private static async instantiate(module: WebAssembly.Module, imported: WebAssembly.Memory | undefined, allocates: boolean): Promise<Kernel> {
+    let memory: WebAssembly.Memory | undefined = imported;
+    const env: Record<string, unknown> = {
+      abort(msg: number, file: number, line: number, column: number) {
+        throw new KernelError(`wasm abort at ${readString(memory, file)}:${line}:${column}: ${readString(memory, msg)}`);
       },
-    });
-    const exports = result.exports as unknown as KernelExports;
+    };
+    if (imported) env.memory = imported;
+    const result = await instantiate<Record<string, unknown>>(module, { env });
+    const exports = { ...(result.exports as unknown as KernelExports) };
+    if (imported) exports.memory = imported;
     memory = exports.memory;
     const constants = { minmax: exports.GRID_MINMAX, mse: exports.GRID_MSE, owc: exports.GRID_OWC, owcExact: exports.GRID_OWC_EXACT };
     for (const [name, global] of Object.entries(constants)) {
       if (global?.value !== GRID_SEARCH[name as keyof typeof GRID_SEARCH]) throw new KernelError(`cdquant.wasm's grid search ${name} is ${global?.value}, this build expects ${GRID_SEARCH[name as keyof typeof GRID_SEARCH]}`);
     }
-    return new Kernel(exports);
+    return new Kernel(exports, imported !== undefined, allocates);
   }
 
   /** Allocates `bytes` (a JS number: sizes are computed in double precision, never in u32). */
   alloc(bytes: number): number {
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw new KernelError(`cannot allocate ${bytes} bytes`);
+    if (!this.allocates) throw new KernelError('a worker\'s instance over shared memory does not allocate: the owning thread gives it its buffers');
     if (bytes > MAX_WASM_BYTES) throw new KernelError(`allocation of ${bytes} bytes exceeds wasm32's 4 GiB address space`);
     let ptr = 0;
     try {

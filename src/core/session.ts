@@ -4,6 +4,7 @@
 // Rows are independent in every solver, so a band's result does not depend on which other
 // rows share it: bands can run on any thread or machine and merge to the same bits.
 import type { Kernel } from './kernel.js';
+import { KernelError } from './errors.js';
 import { GRID_SEARCH } from './kernel.js';
 import type { LayerPlan } from './options.js';
 import { gptqSweep } from './gptq.js';
@@ -21,8 +22,10 @@ export function gridSearchOf(plan: LayerPlan): number {
 }
 
 /** Kernel buffers for bands of up to `capacity` rows. */
-interface BandBuffers {
+export interface BandBuffers {
   capacity: number;
+  /** gemmSub's pack buffer for a worker instance over shared memory (0 on the owner). */
+  pack: number;
   w: number;
   w0: number;
   scales: number;
@@ -44,12 +47,34 @@ interface BandBuffers {
 /** What a prepared layer is besides its two big matrices: small, plain data. */
 export type LayerFacts = Omit<PreparedLayer, 'hessian' | 'gptqFactor'>;
 
+/** Where a session's H-side arrays sit in a shared kernel's memory, as plain data: a worker
+ * instance over the same memory attaches to them (LayerSession.attach) and reads them in place. */
+export interface SessionLayout {
+  facts: LayerFacts;
+  hFix: number;
+  hLoss: number;
+  factor: number;
+  order: number;
+  hdiag: number;
+  hbb: number;
+  hinv: number;
+  colGroup: number;
+  colGroupConsecutive: number;
+  groupOrder: Int32Array | null;
+  hGroup: number;
+  limits: WeightLimits;
+}
+
 export class LayerSession {
   private readonly k: Kernel;
   readonly facts: LayerFacts;
   private readonly plan: LayerPlan;
   private readonly owned: number[] = [];
   private band: BandBuffers | null = null;
+  /** Band buffers made for other threads (bandBuffersFor), freed with the session. */
+  private readonly lent: BandBuffers[] = [];
+  /** Attached to another thread's arrays: owns nothing, allocates nothing. */
+  private readonly borrowed: boolean;
   private exported: PreparedLayer | null = null;
   /** Symmetrized H with dead diagonals 1 (CD, BCD, refit, OWC). */
   private readonly hFix: number;
@@ -86,12 +111,38 @@ export class LayerSession {
     }
   }
 
+  /** A session on a worker's instance over shared memory: the owner's arrays (`layout`) read in
+   * place and `band` (made by the owner's bandBuffersFor) for its bands. It owns and allocates
+   * nothing; solveBand gives the same bits as on the owner. */
+  static attach(kernel: Kernel, layout: SessionLayout, band: BandBuffers): LayerSession {
+    return new LayerSession(kernel, layout.facts, layout.hFix, layout.factor, { layout, band });
+  }
+
   /** Takes ownership of `hFix` (symmetrized H, dead diagonals 1) and `factor` (GPTQ's U or 0),
    * both resident in `kernel`. */
-  constructor(kernel: Kernel, facts: LayerFacts, hFix: number, factor: number) {
+  constructor(kernel: Kernel, facts: LayerFacts, hFix: number, factor: number, attached?: { layout: SessionLayout; band: BandBuffers }) {
     this.k = kernel;
     this.facts = facts;
     this.plan = facts.plan;
+    this.borrowed = attached !== undefined;
+    if (attached) {
+      const { layout, band } = attached;
+      this.hFix = layout.hFix;
+      this.factor = layout.factor;
+      this.hLoss = layout.hLoss;
+      this.order = layout.order;
+      this.hdiag = layout.hdiag;
+      this.hbb = layout.hbb;
+      this.hinv = layout.hinv;
+      this.colGroup = layout.colGroup;
+      this.colGroupConsecutive = layout.colGroupConsecutive;
+      this.groupOrder = layout.groupOrder;
+      this.hGroup = layout.hGroup;
+      this.limits = layout.limits;
+      this.band = band;
+      if (band.pack) kernel.exports.setPackBuffer(band.pack);
+      return;
+    }
     const { cols, spec } = this.plan;
     const keep = (ptr: number) => (this.owned.push(ptr), ptr);
     this.hFix = keep(hFix);
@@ -144,6 +195,31 @@ export class LayerSession {
     return { kernel: this.k, hFix: this.hFix, hLoss: this.hLoss, hdiag: this.hdiag };
   }
 
+  /** Where this session's arrays are, for worker instances over the same shared memory. */
+  layout(): SessionLayout {
+    if (!this.k.shared) throw new KernelError('only a session in a shared kernel can be attached to by other threads');
+    return {
+      facts: this.facts, hFix: this.hFix, hLoss: this.hLoss, factor: this.factor, order: this.order, hdiag: this.hdiag,
+      hbb: this.hbb, hinv: this.hinv, colGroup: this.colGroup, colGroupConsecutive: this.colGroupConsecutive,
+      groupOrder: this.groupOrder, hGroup: this.hGroup, limits: this.limits,
+    };
+  }
+
+  /** Band buffers of `rows` rows (and a gemmSub pack buffer) for another thread attached to this
+   * session; freed with the session. */
+  bandBuffersFor(rows: number): BandBuffers {
+    const b = this.allocateBand(rows);
+    this.lent.push(b);
+    try {
+      b.pack = this.k.alloc(this.k.exports.PACK_BUFFER_BYTES.value);
+    } catch (e) {
+      this.lent.pop();
+      this.freeBuffers(b);
+      throw e;
+    }
+    return b;
+  }
+
   /** The prepared layer as plain arrays (for workers and band workers elsewhere); copied out
    * of the kernel once. */
   portable(): PreparedLayer {
@@ -159,21 +235,36 @@ export class LayerSession {
   }
 
   free(): void {
+    if (this.borrowed) {
+      this.band = null;
+      return;
+    }
     this.freeBand();
+    for (const b of this.lent.splice(0)) this.freeBuffers(b);
     for (const p of this.owned.splice(0)) this.k.free(p);
   }
 
   private freeBand(): void {
     const b = this.band;
     if (!b) return;
-    for (const [key, ptr] of Object.entries(b)) if (key !== 'capacity') this.k.free(ptr);
     this.band = null;
+    this.freeBuffers(b);
+  }
+
+  private freeBuffers(b: BandBuffers): void {
+    for (const [key, ptr] of Object.entries(b)) if (key !== 'capacity') this.k.free(ptr);
   }
 
   /** Band buffers for `rows` rows, reused across bands. */
   private buffers(rows: number): BandBuffers {
     if (this.band && this.band.capacity >= rows) return this.band;
+    if (this.borrowed) throw new KernelError(`band of ${rows} rows exceeds the ${this.band?.capacity ?? 0} rows of the buffers this thread was given`);
     this.freeBand();
+    this.band = this.allocateBand(rows);
+    return this.band;
+  }
+
+  private allocateBand(rows: number): BandBuffers {
     const plan = this.plan;
     const { cols, groups, spec } = plan;
     const k = this.k;
@@ -190,24 +281,32 @@ export class LayerSession {
       spec.method === 'bcd' ? x.bcdBandScratch(cols, spec.blockSize) : 0,
       spec.refit > 0 ? x.refitBandScratch(rows, cols) : 0,
     );
-    this.band = {
-      capacity: rows,
-      w: k.alloc(n * 4),
-      w0: k.alloc(n * 4),
-      scales: k.alloc(rows * groups * 4),
-      zeros: k.alloc(rows * groups * 4),
-      codes: k.alloc(n),
-      q: k.alloc(n * 4),
-      g: spec.descent ? k.alloc(n * 4) : 0,
-      scratch: k.alloc(scratchBytes),
-      rowLoss: k.alloc(rows * 8),
-      rtnRowLoss: k.alloc(rows * 8),
-      tolerance: k.alloc(rows * 8),
-      moves: spec.descent ? k.alloc(rows * 4) : 0,
-      accepted: spec.refit > 0 ? k.alloc(rows * 4) : 0,
-      colGroup: spec.start === 'gptq' ? k.alloc(cols * 4) : 0,
+    const sizes: Omit<BandBuffers, 'capacity' | 'pack'> = {
+      w: n * 4,
+      w0: n * 4,
+      scales: rows * groups * 4,
+      zeros: rows * groups * 4,
+      codes: n,
+      q: n * 4,
+      g: spec.descent ? n * 4 : 0,
+      scratch: scratchBytes,
+      rowLoss: rows * 8,
+      rtnRowLoss: rows * 8,
+      tolerance: rows * 8,
+      moves: spec.descent ? rows * 4 : 0,
+      accepted: spec.refit > 0 ? rows * 4 : 0,
+      colGroup: spec.start === 'gptq' ? cols * 4 : 0,
     };
-    return this.band;
+    // Allocated one by one into `b`, so a failure part way frees what was made.
+    const b: BandBuffers = { capacity: rows, pack: 0, ...sizes };
+    for (const key of Object.keys(sizes) as Array<keyof typeof sizes>) b[key] = 0;
+    try {
+      for (const key of Object.keys(sizes) as Array<keyof typeof sizes>) if (sizes[key]) b[key] = k.alloc(sizes[key]);
+    } catch (e) {
+      this.freeBuffers(b);
+      throw e;
+    }
+    return b;
   }
 
   /** Solves rows [r0, r1) of `weights` (the whole matrix is passed; only the band is read).

@@ -1,12 +1,18 @@
-// Worker pool over comlink: one wasm instance per worker, the prepared H-side arrays sent once
-// per layer per worker (in SharedArrayBuffers where the runtime allows, copied otherwise), rows
-// cut into bands that idle workers pull from a queue, results merged by mergeBands() in row
-// order, so the output is bit-identical for any number of workers. Where no worker can be
-// started (workerd), the same bands are solved on this thread.
+// Worker pool over comlink. Where the runtime has shared wasm memory (Node, Deno, Bun, cross-
+// origin isolated pages), the pool owns one shared memory (cdquant-shared.wasm, allocated in by
+// this thread only): each layer's H-side arrays are put there once, every worker's instance of
+// the same module reads them in place and solves its bands into buffers this thread gave it.
+// Elsewhere (or with sharedMemory: false) each worker has its own wasm memory and the prepared
+// arrays are sent once per layer per worker (in SharedArrayBuffers where the runtime allows,
+// copied otherwise) and copied into it. Either way rows are cut into bands that idle workers
+// pull from a queue and mergeBands() merges them in row order, so the output is bit-identical
+// for any number of workers and either path. Where no worker can be started (workerd), the
+// same bands are solved on this thread.
 import { transfer, wrap, type Remote } from 'comlink';
 import { nodeEndpoint } from './node-endpoint.js';
 import { AbortError, CdquantError, OptionError, WorkerError, errorFromCode } from '../core/errors.js';
-import { wasmModule } from '../core/kernel.js';
+import { Kernel, sharedKernelSupported, sharedWasmModule, wasmModule } from '../core/kernel.js';
+import { LayerSession, type BandBuffers, type SessionLayout } from '../core/session.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
 import type { LayerPlan } from '../core/options.js';
 import { hardwareConcurrency, nodeModule, runtimeName, sharedMemoryAvailable, workersAvailable } from '../core/runtime.js';
@@ -26,9 +32,12 @@ export interface PoolOptions {
    * and the pool's workers are terminated. Default: defaultBandTimeoutMs(plan, rows), which
    * grows with the band's work. */
   bandTimeoutMs?: number;
-  /** Share the prepared arrays and weights through SharedArrayBuffer (default: wherever the
-   * runtime can post one; `false` forces a copy per worker). The results are the same bits. */
-  sharedMemory?: boolean;
+  /** Share memory with the workers (default: wherever the runtime can; `false` forces a copy
+   * per worker): one shared wasm memory holding each layer's H-side arrays once, read in place
+   * by every worker, where the runtime has shared WebAssembly.Memory; else the arrays and
+   * weights through SharedArrayBuffer where it can post one; `'arrays'` only the latter (each
+   * worker copies the arrays into its own wasm memory). The results are the same bits. */
+  sharedMemory?: boolean | 'arrays';
   /** URL of build/worker.js. Default: `new URL('./worker.js', import.meta.url)`, the file next
    * to the bundle that contains this code. */
   workerUrl?: string | URL;
@@ -101,6 +110,8 @@ function unwrap<T>(reply: Reply<T>): T {
 class PoolWorker {
   api!: Remote<WorkerApi>;
   layer = -1;
+  /** The pool's shared memory this worker has an instance over, if any. */
+  memory: WebAssembly.Memory | null = null;
   /** Rejects with WorkerError when the worker exits, crashes or fails to start. */
   readonly dead: Promise<never>;
   private die!: (e: Error) => void;
@@ -207,6 +218,12 @@ export class WorkerPool implements BandSolver {
   private readonly bandTimeoutMs: number | undefined;
   private layerSerial = 0;
   private readonly queue = new SerialQueue();
+  /** The shared kernel (this thread's instance over the memory the workers share). Dropped,
+   * never reused, when workers are terminated: a terminated worker may still be writing to it
+   * for a moment, so nothing of it is freed or handed out again. */
+  private sharedKernel: Kernel | undefined;
+  /** Set when a worker could not take the shared memory: the copying path from then on. */
+  private sharedRefused = false;
 
   constructor(options: PoolOptions = {}) {
     this.options = options;
@@ -234,6 +251,49 @@ export class WorkerPool implements BandSolver {
     return this.options.sharedMemory !== false && sharedMemoryAvailable();
   }
 
+  /** Whether the workers run on one shared wasm memory (the layer's arrays exist once). */
+  usesSharedKernel(): boolean {
+    return this.options.sharedMemory !== 'arrays' && this.usesSharedMemory() && !this.sharedRefused && sharedKernelSupported();
+  }
+
+  /** Bytes of the shared wasm memory (0 without one): it grows to the largest layer's arrays
+   * and band buffers and is reused across calls. */
+  get sharedMemoryBytes(): number {
+    return this.sharedKernel?.exports.memory.buffer.byteLength ?? 0;
+  }
+
+  /** The shared kernel, with an instance of it on every one of `workers`; undefined if a worker
+   * cannot take it (the pool then copies, as where the runtime has no shared wasm memory). */
+  private async shareWith(workers: PoolWorker[], abort: Promise<never>): Promise<Kernel | undefined> {
+    if (!this.usesSharedKernel()) return undefined;
+    const generation = this.generation;
+    const module = await sharedWasmModule();
+    const kernel = this.sharedKernel ?? (await Kernel.createShared(module));
+    if (generation !== this.generation) throw new AbortError('the worker pool was terminated');
+    this.sharedKernel = kernel;
+    const memory = kernel.exports.memory;
+    try {
+      await Promise.all(workers.filter((w) => w.memory !== memory).map(async (w) => {
+        w.layer = -1;
+        const call = (m: WebAssembly.Module | null) => Promise.race([w.api.share(m, memory) as Promise<Reply<null>>, w.dead, abort]);
+        w.ref(true); // the reply is awaited: keep Node's event loop alive for it
+        try {
+          // The compiled module where the runtime can post it, else the worker compiles its own.
+          unwrap(await call(module).catch((e) => (e instanceof CdquantError ? Promise.reject(e) : call(null))));
+        } finally {
+          w.ref(false);
+        }
+        w.memory = memory;
+      }));
+    } catch (e) {
+      if (e instanceof CdquantError && (e.code === 'WORKER_FAILED' || e.code === 'ABORTED')) throw e;
+      // Posting a shared memory (or instantiating over it) is refused here: copy instead.
+      this.sharedRefused = true;
+      return undefined;
+    }
+    return kernel;
+  }
+
   private async ensureWorkers(count: number): Promise<PoolWorker[]> {
     if (this.workers.length >= count) return this.workers.slice(0, count);
     const generation = this.generation;
@@ -259,6 +319,7 @@ export class WorkerPool implements BandSolver {
   /** Stops every worker. The pool starts fresh workers if it is used again. */
   terminate(): void {
     this.generation++;
+    this.sharedKernel = undefined;
     for (const w of this.workers.splice(0)) w.terminate();
     for (const w of this.starting) w.terminate();
     this.starting.clear();
@@ -307,10 +368,23 @@ export class WorkerPool implements BandSolver {
     let rowsDone = 0;
     let nextBand = 0;
     const layer = ++this.layerSerial;
+    const generation = this.generation;
+    // Shared path: the layer's arrays in the shared memory, and each worker's band buffers.
+    let session: LayerSession | null = null;
+    let layout: SessionLayout | null = null;
+    const slots = new Map<PoolWorker, BandBuffers>();
+    let runs: Promise<void>[] = [];
     try {
       const workers = await Promise.race([this.ensureWorkers(Math.min(threads, queue.length)), abort]);
+      const sharedKernel = await Promise.race([this.shareWith(workers, abort), abort]);
+      if (sharedKernel) {
+        session = LayerSession.fromPrepared(sharedKernel, prepared);
+        layout = session.layout();
+        const bandRows = Math.max(...queue.map(([r0, r1]) => r1 - r0));
+        for (const w of workers) slots.set(w, session.bandBuffersFor(bandRows));
+      }
       const shared = this.usesSharedMemory();
-      const sentPrepared = shared ? toShared(prepared) : prepared;
+      const sentPrepared = shared && !session ? toShared(prepared) : prepared;
       const sentWeights = shared ? { data: sharedCopy(weights.data), rows, cols } : null;
 
       const run = async (w: PoolWorker) => {
@@ -322,7 +396,10 @@ export class WorkerPool implements BandSolver {
             const solveOne = async () => {
               if (w.layer !== layer) {
                 w.layer = -1;
-                unwrap(await Promise.race([w.api.load(layer, sentPrepared, sentWeights), w.dead, abort]));
+                const load = layout && sentWeights
+                  ? w.api.attach(layer, layout, slots.get(w)!, sentWeights)
+                  : w.api.load(layer, sentPrepared, sentWeights);
+                unwrap(await Promise.race([load, w.dead, abort]));
                 w.layer = layer;
               }
               // Copy path: the band's rows only, moved (not cloned again) to the worker.
@@ -343,10 +420,11 @@ export class WorkerPool implements BandSolver {
           w.ref(false);
         }
       };
-      await Promise.all(workers.map((w) => run(w).catch((e) => {
+      runs = workers.map((w) => run(w).catch((e) => {
         failed = true;
         throw e;
-      })));
+      }));
+      await Promise.all(runs);
       // An abort between two bands ends the loops without an error: never return holes.
       if (signal?.aborted) throw new AbortError();
       if (failed || results.some((r) => r === undefined)) throw new WorkerError('a worker stopped before its bands were solved');
@@ -357,9 +435,14 @@ export class WorkerPool implements BandSolver {
       // state: start afresh next time. A typed error from a band leaves the workers healthy.
       const code = e instanceof CdquantError ? e.code : 'WORKER_FAILED';
       if (code === 'WORKER_FAILED' || code === 'ABORTED') this.terminate();
+      // The others stop after their current band (each has its deadline): only then may the
+      // shared buffers they write be freed.
+      else if (session) await Promise.allSettled(runs);
       throw e;
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      // After a termination the shared memory is dropped whole (a worker may still be running).
+      if (session && generation === this.generation) session.free();
     }
   }
 }

@@ -1,11 +1,13 @@
 // Worker entry (build/worker.js): one wasm instance per worker, one prepared layer at a time,
-// row bands solved on request. Spoken to over comlink by src/pool.ts. The same bundle runs as
+// row bands solved on request. With shared memory, a second instance (cdquant-shared.wasm) over
+// the pool's shared memory reads the layer's arrays in place and solves into band buffers the
+// pool allocated for this worker; it never allocates. Spoken to over comlink by src/pool.ts. The same bundle runs as
 // a Node worker_threads worker and as a module Web Worker (browsers, Deno, Bun).
 import { expose, transfer } from 'comlink';
 import { nodeEndpoint } from './node-endpoint.js';
 import { CdquantError, NonFiniteError, KernelError } from '../core/errors.js';
-import { Kernel } from '../core/kernel.js';
-import { LayerSession } from '../core/session.js';
+import { Kernel, sharedWasmModule } from '../core/kernel.js';
+import { LayerSession, type BandBuffers, type SessionLayout } from '../core/session.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
 import { nodeModule } from '../core/runtime.js';
 
@@ -23,11 +25,18 @@ export interface WorkerApi {
   init(lockName: string | null, module: WebAssembly.Module | null): Promise<Reply<null>>;
   /** Makes `prepared` (and, with shared memory, the whole weight matrix) the current layer. */
   load(layer: number, prepared: PreparedLayer, weights: WeightMatrix | null): Reply<null>;
+  /** Instantiates cdquant-shared.wasm (`module`, or the inlined copy) over the pool's shared
+   * `memory`, replacing any earlier one. */
+  share(module: WebAssembly.Module | null, memory: WebAssembly.Memory): Promise<Reply<null>>;
+  /** Makes the layer whose arrays sit in the shared memory at `layout` the current one, solved
+   * into `band` (this worker's buffers in that memory) from `weights` (in a SharedArrayBuffer). */
+  attach(layer: number, layout: SessionLayout, band: BandBuffers, weights: WeightMatrix): Reply<null>;
   /** Solves rows [r0, r1): from the shared weights, or from `band` (rows r0..r1 only). */
   solve(layer: number, r0: number, r1: number, band: Float32Array | null, fault: FaultKind | null, baseline: boolean): Promise<Reply<BandResult>>;
 }
 
 let kernel: Kernel | null = null;
+let sharedKernel: Kernel | null = null;
 let session: LayerSession | null = null;
 let current = -1;
 let sharedWeights: WeightMatrix | null = null;
@@ -86,6 +95,34 @@ const api: WorkerApi = {
       session = null;
       current = -1;
       session = LayerSession.fromPrepared(kernel, prepared);
+      sharedWeights = weights;
+      current = layer;
+      return { ok: true, value: null };
+    } catch (e) {
+      return failure(e);
+    }
+  },
+
+  async share(module, memory) {
+    try {
+      session?.free();
+      session = null;
+      current = -1;
+      sharedKernel = null;
+      sharedKernel = await Kernel.attachShared(module ?? (await sharedWasmModule()), memory);
+      return { ok: true, value: null };
+    } catch (e) {
+      return failure(e);
+    }
+  },
+
+  attach(layer, layout, band, weights) {
+    try {
+      if (!sharedKernel) throw new KernelError('worker has no shared memory');
+      session?.free();
+      session = null;
+      current = -1;
+      session = LayerSession.attach(sharedKernel, layout, band);
       sharedWeights = weights;
       current = layer;
       return { ok: true, value: null };

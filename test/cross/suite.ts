@@ -130,6 +130,8 @@ export interface RunReport {
   cores: number;
   workers: boolean;
   sharedMemory: boolean;
+  /** Whether the pools ran on one shared wasm memory (mode pool2 checked after its run). */
+  sharedKernel: boolean;
   /** mode -> SHA-256 over all problems' outputs */
   hashes: Record<string, string>;
   /** mode -> per-problem short hashes (for diagnosing a mismatch) */
@@ -147,6 +149,7 @@ export async function runSuite(lib: Lib, opts: { threads?: number[]; faults?: bo
     cores: await lib.hardwareConcurrency(),
     workers: lib.workersAvailable(),
     sharedMemory: lib.sharedMemoryAvailable(),
+    sharedKernel: false,
     hashes: {},
     problems: {},
     faults: {},
@@ -163,6 +166,7 @@ export async function runSuite(lib: Lib, opts: { threads?: number[]; faults?: bo
     const pool = new lib.WorkerPool({ threads: n, workerUrl: opts.workerUrl });
     try {
       await record(`pool${n}`, (w, h, o) => lib.quantizeLayer(w, h, { ...o, pool }));
+      if (n === 2) report.sharedKernel = pool.usesSharedKernel();
     } finally {
       pool.terminate();
     }
@@ -173,6 +177,14 @@ export async function runSuite(lib: Lib, opts: { threads?: number[]; faults?: bo
       await record('pool2-copy', (w, h, o) => lib.quantizeLayer(w, h, { ...o, pool }));
     } finally {
       pool.terminate();
+    }
+    // Each worker's own wasm memory, the arrays posted in SharedArrayBuffers (where there are
+    // any): the path the pools took before the shared wasm memory, and still take without it.
+    const arrays = new lib.WorkerPool({ threads: 2, sharedMemory: 'arrays', workerUrl: opts.workerUrl });
+    try {
+      await record('pool2-arrays', (w, h, o) => lib.quantizeLayer(w, h, { ...o, pool: arrays }));
+    } finally {
+      arrays.terminate();
     }
     if (!opts.workerUrl) await record('quantizeLayer-threads3', (w, h, o) => lib.quantizeLayer(w, h, { ...o, threads: 3 }));
   }
