@@ -1,0 +1,188 @@
+// The shared-memory pool (issue 13): workers run cdquant-shared.wasm over one wasm memory that
+// this thread allocates in, reading each layer's H-side arrays in place. Checked here: the same
+// bits as one thread and as both copying paths for 1-4 workers on layers wide enough for every
+// kernel's tiling (gemmSub's 64-column chunks and 128-deep slices, GPTQ's blocks, groups of 128),
+// a worker's instance allocating nothing, the pool's error contract on this path (typed errors,
+// crash, abort: no worker left, the shared memory dropped) and the memory not growing across
+// calls. The reference for every result is quantizeLayer on this thread (threads: 1), whose
+// kernels the rest of the suite checks against float64 references; a worker's instance runs the
+// same kernels, so any difference is a fault of the sharing.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { makeProblem, type Problem } from './cross/suite.js';
+
+const lib = await import('cdquant');
+type Result = Awaited<ReturnType<typeof lib.quantizeLayer>>;
+
+function settles<T>(promise: Promise<T>, what: string, ms = 60_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} hung for ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, hang]).finally(() => clearTimeout(timer));
+}
+
+async function rejects(promise: Promise<unknown>, what: string): Promise<Error & { code?: string }> {
+  try {
+    await settles(promise, what);
+  } catch (e) {
+    if ((e as Error).message?.includes(' hung for ')) throw e;
+    return e as Error & { code?: string };
+  }
+  throw new Error(`${what}: expected a rejection`);
+}
+
+function same(a: Result, b: Result, what: string): void {
+  assert.equal(a.codes, b.codes, `${what}: codes`);
+  assert.equal(a.scales, b.scales, `${what}: scales`);
+  assert.equal(a.zeros, b.zeros, `${what}: zeros`);
+  assert.equal(a.rowLoss, b.rowLoss, `${what}: rowLoss`);
+  assert.equal(a.moves, b.moves, `${what}: moves`);
+  assert.ok(Object.is(a.loss, b.loss), `${what}: loss ${a.loss} vs ${b.loss}`);
+}
+
+// 4-bit g128 layers of 272 inputs (two full groups and a tail; 4 gemmSub column chunks and a
+// partial one; 3 k slices) in every solver family the pool runs, act-order and refits included.
+const PROBLEMS: Problem[] = [
+  { name: 'gptq-g128-act', rows: 70, cols: 272, seed: 31, options: { method: 'gptq', bits: 4, groupSize: 128, actOrder: true } },
+  { name: 'cd-owc-g128', rows: 70, cols: 272, seed: 32, options: { method: 'cd', bits: 4, groupSize: 128, clip: 'owc' } },
+  { name: 'cd-gptqinit-act-refit', rows: 70, cols: 272, seed: 33, options: { method: 'cd', bits: 3, groupSize: 128, init: 'gptq', actOrder: true, refit: 1 } },
+  { name: 'bcd-g128', rows: 70, cols: 272, seed: 34, options: { method: 'bcd', bits: 4, groupSize: 128 } },
+];
+const solved = PROBLEMS.map((p) => ({ p, ...makeProblem(p) }));
+const reference: Result[] = [];
+
+test('setup: one-thread results', async () => {
+  for (const { p, weights, hessian } of solved) reference.push(await lib.quantizeLayer(weights, hessian, { ...p.options, threads: 1 }));
+});
+
+test('this runtime (Node) runs pools on one shared wasm memory', () => {
+  assert.ok(lib.sharedKernelSupported());
+  const pool = new lib.WorkerPool({ threads: 2 });
+  assert.ok(pool.usesSharedKernel(), 'default: shared wasm memory');
+  assert.not.ok(new lib.WorkerPool({ threads: 2, sharedMemory: 'arrays' }).usesSharedKernel(), "'arrays': per-worker memories");
+  assert.not.ok(new lib.WorkerPool({ threads: 2, sharedMemory: false }).usesSharedKernel(), 'false: copies');
+  assert.is(pool.sharedMemoryBytes, 0, 'no memory before the first call');
+});
+
+test('same bits for 1-4 workers on shared memory, and on both copying paths', async () => {
+  const pools = [
+    ...[1, 2, 3, 4].map((threads) => ({ name: `shared ${threads}`, pool: new lib.WorkerPool({ threads, sharedMemory: true }) })),
+    { name: 'arrays 2', pool: new lib.WorkerPool({ threads: 2, sharedMemory: 'arrays' }) },
+    { name: 'copy 2', pool: new lib.WorkerPool({ threads: 2, sharedMemory: false }) },
+  ];
+  try {
+    for (const { name, pool } of pools) {
+      for (const [i, { p, weights, hessian }] of solved.entries()) {
+        // 70 rows: bands of 8-18 rows, every worker gets several, the last one short.
+        const r = await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), `${name} ${p.name}`);
+        same(r, reference[i], `${name} ${p.name}`);
+      }
+      if (name.startsWith('shared')) assert.ok(pool.sharedMemoryBytes > 0, `${name}: ran on the shared memory`);
+      else assert.is(pool.sharedMemoryBytes, 0, `${name}: no shared memory`);
+    }
+  } finally {
+    for (const { pool } of pools) pool.terminate();
+  }
+});
+
+test("a worker's instance over shared memory allocates nothing and solves a band to the owner's bits", async () => {
+  const owner = await lib.Kernel.createShared();
+  const { p, weights, hessian } = solved[1];
+  const prepared = await lib.prepareLayer(hessian, weights.cols, p.options);
+  const session = lib.LayerSession.fromPrepared(owner, prepared);
+  try {
+    // A second instance of the shared module over the same memory, as a worker makes one.
+    const module = await WebAssembly.compile((await import('node:fs')).readFileSync(new URL('../cdquant-shared.wasm', import.meta.url)));
+    const guest = await lib.Kernel.attachShared(module, owner.exports.memory);
+    assert.throws(() => guest.alloc(64), (e: Error) => e instanceof lib.KernelError && /does not allocate/.test(e.message));
+    const attached = lib.LayerSession.attach(guest, session.layout(), session.bandBuffersFor(32));
+    const mine = attached.solveBand(weights, 3, 35);
+    const theirs = session.solveBand(weights, 3, 35);
+    assert.equal(mine, theirs, 'same band from either instance');
+    attached.free(); // frees nothing it does not own
+    assert.equal(session.solveBand(weights, 3, 35), theirs, 'the owner session is intact');
+    // A session in an ordinary kernel has no layout for other threads.
+    const plain = lib.LayerSession.fromPrepared(await lib.Kernel.create(), prepared);
+    assert.throws(() => plain.layout(), (e: Error) => e instanceof lib.KernelError);
+    plain.free();
+  } finally {
+    session.free();
+  }
+});
+
+test('the shared memory does not grow across calls: freed and reused, layer after layer', async () => {
+  const pool = new lib.WorkerPool({ threads: 2 });
+  try {
+    const sizes: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      for (const [i, { p, weights, hessian }] of solved.entries()) {
+        same(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), p.name), reference[i], `round ${round} ${p.name}`);
+      }
+      sizes.push(pool.sharedMemoryBytes);
+    }
+    assert.ok(sizes[0] > 0);
+    // The allocator reuses what each call freed: after the first round the memory stays put.
+    assert.equal(sizes.slice(1), [sizes[1], sizes[1], sizes[1]], `shared memory by round: ${sizes.join(', ')}`);
+    assert.is(pool.liveWorkers, 2);
+  } finally {
+    pool.terminate();
+  }
+  assert.is(pool.sharedMemoryBytes, 0, 'terminate drops the shared memory');
+});
+
+test('shared path: a typed error from a band reaches the caller; workers and memory stay usable', async () => {
+  const { p, weights, hessian } = solved[1];
+  const pool = new lib.WorkerPool({ threads: 2, testFault: { band: 1, kind: 'throw' } });
+  try {
+    const e = await rejects(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), 'throwing band');
+    assert.instance(e, lib.NonFiniteError);
+    assert.is(pool.liveWorkers, 2, 'a typed error leaves the workers running');
+    assert.ok(pool.sharedMemoryBytes > 0, 'and their shared memory');
+  } finally {
+    pool.terminate();
+  }
+});
+
+for (const kind of ['exit', 'uncaught', 'hang'] as const) {
+  test(`shared path: a worker that ${kind === 'hang' ? 'hangs' : kind === 'exit' ? 'exits' : 'throws uncaught'} mid-layer fails the call with WorkerError; no worker left, the memory dropped; the pool works again`, async () => {
+    const { p, weights, hessian } = solved[0];
+    const pool = new lib.WorkerPool({ threads: 2, testFault: { band: 1, kind }, bandTimeoutMs: kind === 'hang' ? 1500 : undefined });
+    try {
+      const e = await rejects(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), kind);
+      assert.instance(e, lib.WorkerError);
+      assert.is(e.code, 'WORKER_FAILED');
+      assert.is(pool.liveWorkers, 0, 'workers terminated');
+      assert.is(pool.sharedMemoryBytes, 0, 'the shared memory a dead worker may have been writing is dropped');
+    } finally {
+      pool.terminate();
+    }
+    const healthy = new lib.WorkerPool({ threads: 2 });
+    try {
+      same(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool: healthy }), 'after'), reference[0], `after ${kind}`);
+    } finally {
+      healthy.terminate();
+    }
+  });
+}
+
+test('shared path: AbortSignal mid-layer rejects with AbortError, terminates the workers, drops the memory; the next call gives the same bits', async () => {
+  const { p, weights, hessian } = solved[2];
+  const pool = new lib.WorkerPool({ threads: 2 });
+  const controller = new AbortController();
+  let reports = 0;
+  try {
+    const e = await rejects(lib.quantizeLayer(weights, hessian, {
+      ...p.options, pool, signal: controller.signal, onProgress: () => { if (++reports === 1) controller.abort(); },
+    }), 'abort');
+    assert.instance(e, lib.AbortError);
+    assert.is(reports, 1, 'no progress after the abort');
+    assert.is(pool.liveWorkers, 0);
+    assert.is(pool.sharedMemoryBytes, 0);
+    same(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), 'after abort'), reference[2], 'after abort');
+  } finally {
+    pool.terminate();
+  }
+});
+
+test.run();
