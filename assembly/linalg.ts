@@ -210,10 +210,22 @@ export function hessianUpdateScratch(n: i32): f64 {
  * columns above it take the same values, mirrored.
  */
 export function hessianUpdate(h: usize, x: usize, m: i32, n: i32, keep: f32, add: f32, scratch: usize): void {
+  hessianUpdateBands(h, x, m, n, keep, add, 0, hessianUpdateBandCount(n), scratch);
+}
+
+/** The number of 128-row bands hessianUpdate works in. */
+export function hessianUpdateBandCount(n: i32): i32 {
+  return (n + UPDATE_BAND - 1) / UPDATE_BAND;
+}
+
+/** hessianUpdate's bands [b0, b1) only. Each band reads and writes only its own elements of H
+ * (its rows left of and on the diagonal block, and their mirror above it), so bands can run on
+ * different threads at once, each with its own scratch, to the same bits. */
+export function hessianUpdateBands(h: usize, x: usize, m: i32, n: i32, keep: f32, add: f32, b0: i32, b1: i32, scratch: usize): void {
   const band = UPDATE_BAND;
   const xt = scratch; // [bi x rows]: the band's columns of one slice of X, transposed
   const prod = scratch + ((<usize>band * <usize>band) << 2); // -(X^T X)[band rows, :i1]
-  for (let i0 = 0; i0 < n; i0 += band) {
+  for (let i0 = b0 * band; i0 < min(n, b1 * band); i0 += band) {
     const bi = min(band, n - i0);
     const i1 = i0 + bi;
     for (let i = 0; i < bi; i++) memory.fill(at(prod, i, n, 0), 0, <usize>i1 << 2);
@@ -291,6 +303,10 @@ function panelRows4(a: usize, n: i32, i: i32, k0: i32, k1: i32): void {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
+/** cholesky's block size: the columns of one step, the rows of one band of its update. */
+// @ts-ignore: decorator
+@inline const CHOLESKY_BLOCK: i32 = 128;
+
 /**
  * In-place lower Cholesky A = L L^T of an n x n matrix (row-major, leading dimension n).
  * Only the lower triangle is read; the strict upper triangle is zeroed. Right-looking, blocked
@@ -299,8 +315,22 @@ function panelRows4(a: usize, n: i32, i: i32, k0: i32, k1: i32): void {
  * scratch: 128 * n floats.
  */
 export function cholesky(a: usize, n: i32, scratch: usize): i32 {
-  const bs = 128;
+  const bs = CHOLESKY_BLOCK;
   for (let k0 = 0; k0 < n; k0 += bs) {
+    const failed = choleskyPanel(a, n, k0, scratch);
+    if (failed != 0) return failed;
+    choleskyTrailing(a, n, k0, k0 + bs, n, scratch);
+  }
+  zeroUpper(a, n);
+  return 0;
+}
+
+/** Step k0 of cholesky (k0 a multiple of 128): the diagonal block, the panel below it and
+ * L21^T into `lt` ([128 x (n - k0 - 128)]) for the trailing update. Returns 0 or 1 + the failing
+ * pivot. */
+export function choleskyPanel(a: usize, n: i32, k0: i32, lt: usize): i32 {
+  const bs = CHOLESKY_BLOCK;
+  {
     const k1 = min(k0 + bs, n);
     const kb = k1 - k0;
     // Diagonal block, unblocked (left-looking over the block's own columns).
@@ -325,20 +355,31 @@ export function cholesky(a: usize, n: i32, scratch: usize): i32 {
         store<f32>(at(a, i, n, j), s / load<f32>(at(a, j, n, j)));
       }
     }
-    // Trailing update A22 -= L21 L21^T, lower part only, one 128-row band at a time.
-    if (k1 < n) {
-      const rest = n - k1;
-      transpose(scratch, rest, at(a, k1, n, k0), n, rest, kb); // scratch = L21^T [kb x rest]
-      for (let r0 = k1; r0 < n; r0 += bs) {
-        const r1 = min(r0 + bs, n);
-        gemmSub(at(a, r0, n, k1), n, at(a, r0, n, k0), n, scratch, rest, r1 - r0, r1 - k1, kb);
-      }
-    }
+    if (k1 < n) transpose(lt, n - k1, at(a, k1, n, k0), n, n - k1, kb); // lt = L21^T [kb x rest]
   }
+  return 0;
+}
+
+/** The trailing update of cholesky's step k0, A22 -= L21 L21^T on its lower part, for the
+ * 128-row bands starting in [r0, r1) (band starts are k0 + 128 + multiples of 128): each band
+ * writes only its own rows, so bands can run on different threads at once, to the same bits.
+ * lt: choleskyPanel's L21^T. */
+export function choleskyTrailing(a: usize, n: i32, k0: i32, r0: i32, r1: i32, lt: usize): void {
+  const bs = CHOLESKY_BLOCK;
+  const k1 = min(k0 + bs, n);
+  const kb = k1 - k0;
+  const rest = n - k1;
+  for (let b0 = max(r0, k1); b0 < min(r1, n); b0 += bs) {
+    const b1 = min(b0 + bs, n);
+    gemmSub(at(a, b0, n, k1), n, at(a, b0, n, k0), n, lt, rest, b1 - b0, b1 - k1, kb);
+  }
+}
+
+/** Zeros the strict upper triangle (cholesky's last step). */
+export function zeroUpper(a: usize, n: i32): void {
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) store<f32>(at(a, i, n, j), 0);
   }
-  return 0;
 }
 
 /**
@@ -351,6 +392,21 @@ export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
   const bs = 128;
   memory.fill(m, 0, (<usize>n * <usize>n) << 2);
   for (let i0 = 0; i0 < n; i0 += bs) {
+    lowerInverseDiagonal(m, l, n, i0, scratch);
+    lowerInverseProducts(m, l, n, i0, 0, i0, scratch);
+    lowerInverseNegate(m, n, i0, scratch);
+    lowerInverseApply(m, n, i0, 0, i0, scratch);
+  }
+}
+
+// lowerInverse's steps for row block i0 (a multiple of 128), in this order; the two products
+// are split by column ranges (multiples of 128) that threads can take at once: each column of
+// a gemmSub result is the same operations whichever call computes it.
+
+/** M[I, I] by forward substitution, row by row; and T := 0 ([ib x i0] at scratch). */
+export function lowerInverseDiagonal(m: usize, l: usize, n: i32, i0: i32, scratch: usize): void {
+  const bs = 128;
+  {
     const i1 = min(i0 + bs, n);
     const ib = i1 - i0;
     // Diagonal block inverse by forward substitution, row by row.
@@ -363,22 +419,40 @@ export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
       }
       store<f32>(at(m, i, n, i), dinv);
     }
-    if (i0 == 0) continue;
-    // T = -(L[I, :i0] * M[:i0, :i0]) into scratch [ib x i0].
     memory.fill(scratch, 0, (<usize>ib * <usize>i0) << 2);
-    for (let j0 = 0; j0 < i0; j0 += bs) {
-      const j1 = min(j0 + bs, i0);
-      gemmSub(at(scratch, 0, i0, j0), i0, at(l, i0, n, j0), n, at(m, j0, n, j0), n, ib, j1 - j0, i0 - j0);
-    }
-    // M[I, :i0] = M[I, I] * T: from zero, minus (-M[I, I]) T by gemmSub (k = ib <= 128, one
-    // slice), so each element is the negated ordered sum of -M_ip T_p: the bits of the ordered
-    // sum of M_ip T_p. -M[I, I] (zero above its diagonal) goes to the 128 x 128 after T.
-    const neg = scratch + ((<usize>bs * <usize>n) << 2);
-    for (let i = 0; i < ib; i++) {
-      for (let p = 0; p < ib; p++) store<f32>(at(neg, i, bs, p), p <= i ? -load<f32>(at(m, i0 + i, n, i0 + p)) : 0);
-    }
-    gemmSub(at(m, i0, n, 0), n, neg, bs, scratch, i0, ib, i0, ib);
   }
+}
+
+/** T[:, c0:c1] = -(L[I, :i0] * M[:i0, :i0])[:, c0:c1] into scratch [ib x i0]. */
+export function lowerInverseProducts(m: usize, l: usize, n: i32, i0: i32, c0: i32, c1: i32, scratch: usize): void {
+  const bs = 128;
+  const ib = min(i0 + bs, n) - i0;
+  for (let j0 = c0; j0 < min(c1, i0); j0 += bs) {
+    const j1 = min(j0 + bs, i0);
+    gemmSub(at(scratch, 0, i0, j0), i0, at(l, i0, n, j0), n, at(m, j0, n, j0), n, ib, j1 - j0, i0 - j0);
+  }
+}
+
+/** -M[I, I] (zero above its diagonal) into the 128 x 128 after T in scratch. */
+export function lowerInverseNegate(m: usize, n: i32, i0: i32, scratch: usize): void {
+  const bs = 128;
+  const ib = min(i0 + bs, n) - i0;
+  const neg = scratch + ((<usize>bs * <usize>n) << 2);
+  for (let i = 0; i < ib; i++) {
+    for (let p = 0; p < ib; p++) store<f32>(at(neg, i, bs, p), p <= i ? -load<f32>(at(m, i0 + i, n, i0 + p)) : 0);
+  }
+}
+
+/** M[I, c0:c1] = (M[I, I] * T)[:, c0:c1]: from zero, minus (-M[I, I]) T by gemmSub (k = ib <=
+ * 128, one slice), so each element is the negated ordered sum of -M_ip T_p: the bits of the
+ * ordered sum of M_ip T_p. */
+export function lowerInverseApply(m: usize, n: i32, i0: i32, c0: i32, c1: i32, scratch: usize): void {
+  const bs = 128;
+  const ib = min(i0 + bs, n) - i0;
+  const hi = min(c1, i0);
+  if (c0 >= hi) return;
+  const neg = scratch + ((<usize>bs * <usize>n) << 2);
+  gemmSub(at(m, i0, n, c0), n, neg, bs, scratch + (<usize>c0 << 2), i0, ib, hi - c0, ib);
 }
 
 /** Bytes of upperCholeskyOfInverse's scratch for n x n. */
@@ -416,7 +490,7 @@ function reverseCopy(dst: usize, src: usize, n: i32): void {
 
 /** A := J A J in place (reverse rows and columns): rows i and n-1-i swapped, each reversed,
  * through one row of scratch. */
-function reverseBoth(a: usize, n: i32, scratch: usize): void {
+export function reverseBoth(a: usize, n: i32, scratch: usize): void {
   const bytes = <usize>n << 2;
   for (let i = 0, k = n - 1; i <= k; i++, k--) {
     const ri = at(a, i, n, 0), rk = at(a, k, n, 0);

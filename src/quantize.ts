@@ -49,8 +49,28 @@ export async function quantizeLayer(weights: WeightMatrix, hessian: Float32Array
   const { solver, run } = splitOptions(options);
   validateWeights(weights);
   if (run.signal?.aborted) throw new AbortError();
-  const prepared = await prepareLayer(hessian, weights.cols, solver, run.kernel);
-  return quantizePrepared(weights, prepared, run);
+  // A worker pool with shared wasm memory prepares H where its workers read it (GPTQ's
+  // factorization shared among them) and solves in place: H and its factor exist once.
+  const threads = run.pool ? undefined : checkThreads(run.threads);
+  const own = !run.pool && threads !== undefined && threads > 1 && workersAvailable() ? new WorkerPool({ threads }) : null;
+  const pool = run.pool ?? own ?? undefined;
+  try {
+    if (pool instanceof WorkerPool) {
+      const session = await pool.prepareShared(hessian, weights.cols, solver, run.signal);
+      if (session) {
+        try {
+          if (run.signal?.aborted) throw new AbortError();
+          return await quantizePrepared(weights, session, { ...run, pool });
+        } finally {
+          session.free();
+        }
+      }
+    }
+    const prepared = await prepareLayer(hessian, weights.cols, solver, run.kernel);
+    return await quantizePrepared(weights, prepared, { ...run, pool });
+  } finally {
+    own?.terminate();
+  }
 }
 
 /**
@@ -68,6 +88,7 @@ export async function quantizePrepared(weights: WeightMatrix, layer: PreparedLay
   const options = { signal: run.signal, onProgress: run.onProgress, baseline: run.baseline ?? false };
   const portable = () => (layer instanceof LayerSession ? layer.portable() : layer);
   const merge = (bands: BandResult[]) => mergeBands(facts, weights.rows, bands, kernel);
+  if (run.pool instanceof WorkerPool) return merge(await run.pool.solveBands(layer, weights, options));
   if (run.pool) return merge(await run.pool.solveBands(portable(), weights, options));
   const threads = checkThreads(run.threads) ?? (await autoThreads(weights.rows, weights.cols));
   if (threads > 1 && workersAvailable()) {

@@ -9,6 +9,8 @@
 //   6. group grids: fixed up front (per-channel, static, OWC) or dynamic, from the weights as
 //      they stood at the start of the current block                  (gptqSweep)
 //   7. g_idx of each original column; undo the permutation          (groupIndex, gptqSweep)
+import { upperCholeskyOfInverse } from './linalg.js';
+import type { ParallelRunner } from './runner.js';
 import { HessianError, assertFinite } from './errors.js';
 import type { Kernel } from './kernel.js';
 import type { LayerPlan } from './options.js';
@@ -40,7 +42,7 @@ const DAMP_ATTEMPTS = 5;
 /** Steps 3-4: U = chol((P H P^T + damp * mean(diag) * I)^-1) of H resident at `h` (read only),
  * raising the damping tenfold while the Cholesky fails (ALGORITHMS.md step 3). Returns U (a
  * kernel allocation the caller owns) and the damping fraction used. */
-export function gptqFactor(kernel: Kernel, h: number, cols: number, perm: Int32Array | null, damp: number): { factor: number; dampUsed: number } {
+export function gptqFactor(kernel: Kernel, h: number, cols: number, perm: Int32Array | null, damp: number, runner?: ParallelRunner): { factor: number; dampUsed: number } {
   const x = kernel.exports;
   const bytes = cols * cols * 4;
   const u = kernel.alloc(bytes);
@@ -55,7 +57,9 @@ export function gptqFactor(kernel: Kernel, h: number, cols: number, perm: Int32A
         if (perm) x.permuteSquare(hd, h, cols, permPtr);
         else kernel.u8(hd, bytes).set(kernel.u8(h, bytes));
         x.addDamping(hd, cols, percdamp);
-        if (x.upperCholeskyOfInverse(u, hd, cols, scratch) === 0) return percdamp;
+        // With a runner (a pool's threads on shared memory), the same pieces shared: same bits.
+        const failed = runner ? upperCholeskyOfInverse(kernel, runner, u, hd, cols, scratch) : x.upperCholeskyOfInverse(u, hd, cols, scratch);
+        if (failed === 0) return percdamp;
         // ALGORITHMS.md step 3: raise the damping tenfold and retry, a few times.
         if (attempt === DAMP_ATTEMPTS - 1) {
           throw new HessianError(`hessian is not positive semidefinite: H + ${percdamp} * mean(diag H) * I has no Cholesky factor`);

@@ -39,6 +39,17 @@ export interface KernelExports {
   hessianUpdateScratch(n: number): Bytes;
   gemmSub(c: Ptr, ldc: number, a: Ptr, lda: number, b: Ptr, ldb: number, m: number, n: number, k: number): void;
   cholesky(a: Ptr, n: number, scratch: Ptr): number;
+  // The pieces of hessianUpdate, cholesky and lowerInverse that threads share (src/core/linalg.ts).
+  hessianUpdateBands(h: Ptr, x: Ptr, m: number, n: number, keep: number, add: number, b0: number, b1: number, scratch: Ptr): void;
+  hessianUpdateBandCount(n: number): number;
+  choleskyPanel(a: Ptr, n: number, k0: number, lt: Ptr): number;
+  choleskyTrailing(a: Ptr, n: number, k0: number, r0: number, r1: number, lt: Ptr): void;
+  zeroUpper(a: Ptr, n: number): void;
+  lowerInverseDiagonal(m: Ptr, l: Ptr, n: number, i0: number, scratch: Ptr): void;
+  lowerInverseProducts(m: Ptr, l: Ptr, n: number, i0: number, c0: number, c1: number, scratch: Ptr): void;
+  lowerInverseNegate(m: Ptr, n: number, i0: number, scratch: Ptr): void;
+  lowerInverseApply(m: Ptr, n: number, i0: number, c0: number, c1: number, scratch: Ptr): void;
+  reverseBoth(a: Ptr, n: number, scratch: Ptr): void;
   lowerInverse(m: Ptr, l: Ptr, n: number, scratch: Ptr): void;
   dot(a: Ptr, b: Ptr, n: number): number;
   // permute.ts

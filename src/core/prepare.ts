@@ -8,6 +8,7 @@ import { planLayer, resolveSolver, type SolverOptions, type SolverSpec } from '.
 import { actOrder, deadColumns, gptqFactor, groupIndex } from './gptq.js';
 import { LayerSession } from './session.js';
 import type { PreparedLayer } from './types.js';
+import type { ParallelRunner } from './runner.js';
 import { PSD_DAMPING, checkPositiveSemidefinite, validateHessian, validateResidentHessian } from './validate.js';
 import { assertFinite } from './errors.js';
 
@@ -15,8 +16,9 @@ import { assertFinite } from './errors.js';
  * Prepares the layer whose H ([cols, cols], accumulated in `kernel`) is at `h`, taking
  * ownership of that allocation (it becomes the session's symmetrized H, with no copy). The
  * session solves bands on this kernel; `portable()` gives the arrays for solvers elsewhere.
+ * `runner`: shares GPTQ's factorization among threads (a WorkerPool's, over a shared kernel).
  */
-export function prepareResident(kernel: Kernel, h: number, cols: number, solver: SolverOptions | SolverSpec = {}): LayerSession {
+export function prepareResident(kernel: Kernel, h: number, cols: number, solver: SolverOptions | SolverSpec = {}, runner?: ParallelRunner): LayerSession {
   let owned = h;
   try {
     const plan = planLayer(resolveSolver(solver), cols);
@@ -28,7 +30,7 @@ export function prepareResident(kernel: Kernel, h: number, cols: number, solver:
     const { spec } = plan;
     const m = kernel.f32(h, cols * cols);
     const perm = spec.actOrder ? actOrder(Float32Array.from({ length: cols }, (_, i) => m[i * cols + i])) : null;
-    const gptq = spec.start === 'gptq' ? gptqFactor(kernel, h, cols, perm, spec.damp) : null;
+    const gptq = spec.start === 'gptq' ? gptqFactor(kernel, h, cols, perm, spec.damp, runner) : null;
     // CD, BCD and RTN refuse an H that is not positive semidefinite up to damping (their
     // descent and losses assume it); GPTQ's Cholesky of H + dampUsed * mean(diag) * I already
     // shows it when dampUsed is at most PSD_DAMPING. GPTQ itself handles a failed Cholesky as

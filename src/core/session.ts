@@ -220,6 +220,14 @@ export class LayerSession {
     return b;
   }
 
+  /** Frees band buffers made by bandBuffersFor once no thread uses them any more. */
+  releaseBandBuffers(b: BandBuffers): void {
+    const i = this.lent.indexOf(b);
+    if (i < 0) return;
+    this.lent.splice(i, 1);
+    this.freeBuffers(b);
+  }
+
   /** The prepared layer as plain arrays (for workers and band workers elsewhere); copied out
    * of the kernel once. */
   portable(): PreparedLayer {

@@ -13,6 +13,11 @@ import { nodeEndpoint } from './node-endpoint.js';
 import { AbortError, CdquantError, OptionError, WorkerError, errorFromCode } from '../core/errors.js';
 import { Kernel, sharedKernelSupported, sharedWasmModule, wasmModule } from '../core/kernel.js';
 import { LayerSession, type BandBuffers, type SessionLayout } from '../core/session.js';
+import { prepareResident } from '../core/prepare.js';
+import { resolveSolver, type SolverOptions, type SolverSpec } from '../core/options.js';
+import { validateHessian } from '../core/validate.js';
+import type { ParallelRunner } from '../core/runner.js';
+import { AtomicsRunner, canBlock } from './threads.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
 import type { LayerPlan } from '../core/options.js';
 import { hardwareConcurrency, nodeModule, runtimeName, sharedMemoryAvailable, workersAvailable } from '../core/runtime.js';
@@ -331,19 +336,97 @@ export class WorkerPool implements BandSolver {
    * WorkerError if a worker dies, or AbortError when `signal` aborts (the workers are then
    * terminated).
    */
-  async solveBands(prepared: PreparedLayer, weights: WeightMatrix, options: SolveOptions = {}): Promise<BandResult[]> {
-    checkBandInputs(prepared, weights);
+  async solveBands(layer: PreparedLayer | LayerSession, weights: WeightMatrix, options: SolveOptions = {}): Promise<BandResult[]> {
+    checkBandInputs(layer instanceof LayerSession ? layer.facts : layer, weights);
     if (options.signal?.aborted) throw new AbortError();
     const bandRows = options.bandRows ?? bandRowsFor(weights.rows, await this.threads());
-    if (!workersAvailable()) return new LocalBandSolver().solveBands(prepared, weights, { ...options, bandRows });
+    const portable = () => (layer instanceof LayerSession ? layer.portable() : layer);
+    if (!workersAvailable()) return new LocalBandSolver().solveBands(portable(), weights, { ...options, bandRows });
     const queue = bandRanges(weights.rows, bandRows);
     return this.queue.run(async () => {
       if (options.signal?.aborted) throw new AbortError();
-      return this.solveQueue(prepared, weights, queue, options);
+      return this.solveQueue(layer, weights, queue, options);
     });
   }
 
-  private async solveQueue(prepared: PreparedLayer, weights: WeightMatrix, queue: Array<[number, number]>, options: SolveOptions): Promise<BandResult[]> {
+  /**
+   * Runs `body` on this thread with the pool's shared kernel and a runner that shares each batch
+   * of kernel calls among the workers (blocking this thread until the batch is done). Resolves
+   * to null where there is no shared wasm memory or this thread may not block (a browser's main
+   * thread): the caller then does the work its own way. A worker that stops answering fails
+   * the call with WorkerError (the workers are terminated).
+   */
+  async parallel<T>(body: (kernel: Kernel, runner: ParallelRunner) => T, signal?: AbortSignal): Promise<{ value: T } | null> {
+    if (!this.usesSharedKernel() || !canBlock() || !workersAvailable()) return null;
+    return this.queue.run(async () => {
+      if (signal?.aborted) throw new AbortError();
+      // An abort while the workers start ends the call (the body itself is not interruptible:
+      // the signal is looked at again once it returns).
+      let aborted: () => void = () => {};
+      const abort = new Promise<never>((_, reject) => (aborted = () => reject(new AbortError())));
+      abort.catch(() => {});
+      const onAbort = () => {
+        aborted();
+        this.terminate();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let workers: PoolWorker[];
+      let kernel: Kernel | undefined;
+      try {
+        workers = await Promise.race([this.ensureWorkers(await this.threads()), abort]);
+        kernel = await Promise.race([this.shareWith(workers, abort), abort]);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+      if (!kernel) return null;
+      const generation = this.generation;
+      const runner = new AtomicsRunner(kernel, workers.length, this.bandTimeoutMs ?? 60_000);
+      const control = runner.open();
+      for (const w of workers) w.ref(true);
+      const serving = workers.map((w, slot) => Promise.race([w.api.serve(control, slot) as Promise<Reply<number>>, w.dead]));
+      for (const s of serving) s.catch(() => {});
+      let value: T;
+      try {
+        value = body(kernel, runner);
+      } catch (e) {
+        if (e instanceof WorkerError) this.terminate();
+        throw e;
+      } finally {
+        runner.close();
+        if (generation === this.generation) {
+          // The workers leave their loop within one wait: then the block may be freed.
+          try {
+            await within(Promise.all(serving), 10_000, () => 'a worker did not leave a parallel region');
+            runner.free();
+          } catch {
+            this.terminate();
+          }
+        }
+        for (const w of workers) w.ref(false);
+      }
+      if (signal?.aborted) throw new AbortError();
+      return { value };
+    });
+  }
+
+  /** prepareResident on the pool's shared kernel, GPTQ's factorization shared among the
+   * workers: the layer's H, factor and arrays exist once, read in place by every worker. The
+   * caller frees the session. Null where the pool has no shared kernel (see parallel()). */
+  async prepareShared(hessian: Float32Array, cols: number, solver: SolverOptions | SolverSpec = {}, signal?: AbortSignal): Promise<LayerSession | null> {
+    const spec = resolveSolver(solver);
+    validateHessian(hessian, cols);
+    let session: LayerSession | null = null;
+    try {
+      const done = await this.parallel((kernel, runner) => (session = prepareResident(kernel, kernel.put(hessian), cols, spec, runner)), signal);
+      return done?.value ?? null;
+    } catch (e) {
+      (session as LayerSession | null)?.free();
+      throw e;
+    }
+  }
+
+  private async solveQueue(source: PreparedLayer | LayerSession, weights: WeightMatrix, queue: Array<[number, number]>, options: SolveOptions): Promise<BandResult[]> {
+    const prepared = source instanceof LayerSession ? source.facts : source;
     const { rows, cols } = weights;
     const { signal, onProgress } = options;
     const threads = await this.threads();
@@ -371,6 +454,7 @@ export class WorkerPool implements BandSolver {
     const generation = this.generation;
     // Shared path: the layer's arrays in the shared memory, and each worker's band buffers.
     let session: LayerSession | null = null;
+    let ownSession = false;
     let layout: SessionLayout | null = null;
     const slots = new Map<PoolWorker, BandBuffers>();
     let runs: Promise<void>[] = [];
@@ -378,13 +462,20 @@ export class WorkerPool implements BandSolver {
       const workers = await Promise.race([this.ensureWorkers(Math.min(threads, queue.length)), abort]);
       const sharedKernel = await Promise.race([this.shareWith(workers, abort), abort]);
       if (sharedKernel) {
-        session = LayerSession.fromPrepared(sharedKernel, prepared);
+        // A session already in the shared memory is read in place; else the arrays go there once.
+        if (source instanceof LayerSession && source.resident.kernel === sharedKernel) {
+          session = source;
+        } else {
+          session = LayerSession.fromPrepared(sharedKernel, source instanceof LayerSession ? source.portable() : source);
+          ownSession = true;
+        }
         layout = session.layout();
         const bandRows = Math.max(...queue.map(([r0, r1]) => r1 - r0));
         for (const w of workers) slots.set(w, session.bandBuffersFor(bandRows));
       }
       const shared = this.usesSharedMemory();
-      const sentPrepared = shared && !session ? toShared(prepared) : prepared;
+      const portable = session ? null : source instanceof LayerSession ? source.portable() : source;
+      const sentPrepared = portable && (shared ? toShared(portable) : portable);
       const sentWeights = shared ? { data: sharedCopy(weights.data), rows, cols } : null;
 
       const run = async (w: PoolWorker) => {
@@ -398,7 +489,7 @@ export class WorkerPool implements BandSolver {
                 w.layer = -1;
                 const load = layout && sentWeights
                   ? w.api.attach(layer, layout, slots.get(w)!, sentWeights)
-                  : w.api.load(layer, sentPrepared, sentWeights);
+                  : w.api.load(layer, sentPrepared!, sentWeights);
                 unwrap(await Promise.race([load, w.dead, abort]));
                 w.layer = layer;
               }
@@ -442,7 +533,10 @@ export class WorkerPool implements BandSolver {
     } finally {
       signal?.removeEventListener('abort', onAbort);
       // After a termination the shared memory is dropped whole (a worker may still be running).
-      if (session && generation === this.generation) session.free();
+      if (session && generation === this.generation) {
+        if (ownSession) session.free();
+        else for (const b of slots.values()) session.releaseBandBuffers(b);
+      }
     }
   }
 }

@@ -10,6 +10,7 @@ import { Kernel, sharedWasmModule } from '../core/kernel.js';
 import { LayerSession, type BandBuffers, type SessionLayout } from '../core/session.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
 import { nodeModule } from '../core/runtime.js';
+import { serveRegion } from './threads.js';
 
 /** Test-only fault injection (see WorkerPool's `testFault`). */
 export type FaultKind = 'throw' | 'exit' | 'uncaught' | 'hang';
@@ -31,6 +32,10 @@ export interface WorkerApi {
   /** Makes the layer whose arrays sit in the shared memory at `layout` the current one, solved
    * into `band` (this worker's buffers in that memory) from `weights` (in a SharedArrayBuffer). */
   attach(layer: number, layout: SessionLayout, band: BandBuffers, weights: WeightMatrix): Reply<null>;
+  /** Serves the owner's parallel region whose control block is at `control` in the shared
+   * memory (src/parallel/threads.ts), as worker number `slot`, until the owner closes it;
+   * blocks this worker meanwhile. Replies with the number of calls it ran. */
+  serve(control: number, slot: number): Reply<number>;
   /** Solves rows [r0, r1): from the shared weights, or from `band` (rows r0..r1 only). */
   solve(layer: number, r0: number, r1: number, band: Float32Array | null, fault: FaultKind | null, baseline: boolean): Promise<Reply<BandResult>>;
 }
@@ -126,6 +131,15 @@ const api: WorkerApi = {
       sharedWeights = weights;
       current = layer;
       return { ok: true, value: null };
+    } catch (e) {
+      return failure(e);
+    }
+  },
+
+  serve(control, slot) {
+    try {
+      if (!sharedKernel) throw new KernelError('worker has no shared memory');
+      return { ok: true, value: serveRegion(sharedKernel, control, slot) };
     } catch (e) {
       return failure(e);
     }
