@@ -18,6 +18,14 @@ export function psdCheckScratch(n: i32): f64 {
  * Returns 0, or 1 + the index of the failing pivot. work: psdCheckScratch(n) bytes.
  */
 export function psdCheck(h: usize, n: i32, damping: f64, work: usize): i32 {
+  if (!psdScaled(h, n, damping, work)) return 1;
+  return cholesky(work, n, work + ((<usize>n * <usize>n) << 2));
+}
+
+/** psdCheck's first step: the scaled, shifted lower triangle of H into work (n x n). Returns
+ * false when no diagonal entry is positive (only the zero matrix, which has no factor). Its
+ * Cholesky is the second step (src/core/linalg.ts shares it among threads). */
+export function psdScaled(h: usize, n: i32, damping: f64, work: usize): bool {
   let sum: f64 = 0;
   let largest: f64 = 0;
   for (let i = 0; i < n; i++) {
@@ -25,7 +33,7 @@ export function psdCheck(h: usize, n: i32, damping: f64, work: usize): i32 {
     sum += d;
     largest = max(largest, d);
   }
-  if (!(largest > 0)) return 1; // no positive diagonal: only the zero matrix, which has no factor
+  if (!(largest > 0)) return false;
   const s: f64 = 1 / largest;
   const shift: f64 = damping * (sum / <f64>n) * s;
   for (let i = 0; i < n; i++) {
@@ -37,7 +45,7 @@ export function psdCheck(h: usize, n: i32, damping: f64, work: usize): i32 {
       store<f32>(work + o, <f32>v);
     }
   }
-  return cholesky(work, n, work + ((<usize>n * <usize>n) << 2));
+  return true;
 }
 
 /**

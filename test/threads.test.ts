@@ -10,6 +10,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { makeProblem, type Problem } from './cross/suite.js';
+// The drivers of the shared pieces, from the source (the package exports only their users).
+import { cholesky, hessianUpdate, upperCholeskyOfInverse } from '../src/core/linalg.js';
 
 const lib = await import('cdquant');
 type Result = Awaited<ReturnType<typeof lib.quantizeLayer>>;
@@ -180,6 +182,84 @@ test('shared path: AbortSignal mid-layer rejects with AbortError, terminates the
     assert.is(pool.liveWorkers, 0);
     assert.is(pool.sharedMemoryBytes, 0);
     same(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), 'after abort'), reference[2], 'after abort');
+  } finally {
+    pool.terminate();
+  }
+});
+
+// The factorizations' pieces on 1-4 workers against the serial kernels (whose own references
+// are test/kernels.test.ts and test/speed.test.ts: float64 checks and float32 emulations of
+// their documented order): the same bits, whichever thread ran which band or chunk.
+test('parallel regions: hessianUpdate, cholesky and chol(H^-1) pieces on 1-4 workers give the serial kernels\' bits', async () => {
+  const n = 517; // 5 blocks of 128 and a tail of 5: every piece kind, uneven last pieces
+  const m = 300; // 3 slices of X's rows, the last short
+  let s = 99;
+  const uniform = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296) - 0.5;
+  const x = Float32Array.from({ length: m * n }, uniform);
+  const h0 = Float32Array.from({ length: n * n }, uniform);
+  for (const threads of [1, 2, 3, 4]) {
+    const pool = new lib.WorkerPool({ threads });
+    try {
+      const done = await settles(pool.parallel((k, runner) => {
+        const e = k.exports;
+        const bytes = n * n * 4;
+        const put = (a: Float32Array) => k.put(a);
+        const hex = (p: number) => Buffer.from(k.u8(p, bytes)).toString('base64');
+        const xp = put(x);
+        // H * keep + X^T X * add, from a random (asymmetric) H: every element is written.
+        const hs = put(h0), hp = put(h0);
+        const keep = Math.fround(0.75), add = Math.fround(2 / m);
+        const scratch = k.alloc(Math.max(e.hessianUpdateScratch(n), e.upperCholeskyOfInverseScratch(n)));
+        e.hessianUpdate(hs, xp, m, n, keep, add, scratch);
+        hessianUpdate(k, runner, hp, xp, m, n, keep, add);
+        assert.is(hex(hp), hex(hs), `hessianUpdate, ${threads} workers`);
+        // A positive definite H from it: X^T X * 2/m plus 1% damping.
+        const hpd = put(new Float32Array(n * n));
+        e.hessianUpdate(hpd, xp, m, n, 0, add, scratch);
+        e.addDamping(hpd, n, 0.01);
+        const a1 = k.alloc(bytes), a2 = k.alloc(bytes);
+        k.u8(a1, bytes).set(k.u8(hpd, bytes));
+        k.u8(a2, bytes).set(k.u8(hpd, bytes));
+        assert.is(e.cholesky(a1, n, scratch), 0);
+        assert.is(cholesky(k, runner, a2, n, scratch), 0);
+        assert.is(hex(a2), hex(a1), `cholesky, ${threads} workers`);
+        const u1 = k.alloc(bytes), u2 = k.alloc(bytes);
+        k.u8(a1, bytes).set(k.u8(hpd, bytes));
+        k.u8(a2, bytes).set(k.u8(hpd, bytes));
+        assert.is(e.upperCholeskyOfInverse(u1, a1, n, scratch), 0);
+        assert.is(upperCholeskyOfInverse(k, runner, u2, a2, n, scratch), 0);
+        assert.is(hex(u2), hex(u1), `chol(H^-1), ${threads} workers`);
+        // An indefinite matrix (the random H0): the same failing pivot either way.
+        k.u8(a1, bytes).set(new Uint8Array(h0.buffer));
+        k.u8(a2, bytes).set(new Uint8Array(h0.buffer));
+        const f1 = e.cholesky(a1, n, scratch);
+        assert.ok(f1 > 0, 'H0 is indefinite');
+        assert.is(cholesky(k, runner, a2, n, scratch), f1, 'failing pivot');
+        for (const p of [xp, hs, hp, scratch, hpd, a1, a2, u1, u2]) k.free(p);
+        return true;
+      }), `parallel region, ${threads} workers`);
+      assert.equal(done, { value: true });
+      // Pools run at most one worker per core (4 here only on a machine with 4 cores).
+      assert.is(pool.liveWorkers, Math.min(threads, await lib.hardwareConcurrency()), 'the workers stay after a region');
+    } finally {
+      pool.terminate();
+    }
+  }
+});
+
+test('parallel regions: none without shared memory; a typed error in the body leaves the pool usable', async () => {
+  const copy = new lib.WorkerPool({ threads: 2, sharedMemory: 'arrays' });
+  assert.is(await copy.parallel(() => 1), null, 'no shared kernel: the caller does the work');
+  assert.is(await copy.prepareShared(solved[0].hessian, 272, solved[0].p.options), null);
+  const pool = new lib.WorkerPool({ threads: 2 });
+  try {
+    const e = await rejects(pool.parallel(() => {
+      throw new lib.ShapeError('from the body');
+    }), 'throwing body');
+    assert.instance(e, lib.ShapeError);
+    assert.is(pool.liveWorkers, 2);
+    const { p, weights, hessian } = solved[0];
+    same(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), 'after'), reference[0], 'after a failed region');
   } finally {
     pool.terminate();
   }

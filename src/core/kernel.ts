@@ -91,6 +91,7 @@ export interface KernelExports {
   // check.ts
   psdCheck(h: Ptr, n: number, damping: number, work: Ptr): number;
   psdCheckScratch(n: number): Bytes;
+  psdScaled(h: Ptr, n: number, damping: number, work: Ptr): number;
   lossTolerance(w: Ptr, q: Ptr, rows: number, cols: number, hdiag: Ptr, damping: number, out: Ptr): void;
   // gguf/ (GGML block types; src/formats/gguf-blocks.ts documents the arrays)
   ggufBlockElems(type: number): number;

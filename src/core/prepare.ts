@@ -38,7 +38,7 @@ export function prepareResident(kernel: Kernel, h: number, cols: number, solver:
     // a loss that comes out negative still is (checkLosses).
     if (spec.method !== 'gptq' && (!gptq || gptq.dampUsed > PSD_DAMPING)) {
       try {
-        checkPositiveSemidefinite(kernel, h, cols);
+        checkPositiveSemidefinite(kernel, h, cols, runner);
       } catch (e) {
         if (gptq) kernel.free(gptq.factor);
         throw e;

@@ -1,6 +1,8 @@
 // Checks on what callers hand the solvers, done once in TypeScript before any kernel runs, and
 // on what the solvers hand back: a result is either within the float32 arithmetic the
 // algorithms assume, or refused with a typed error that names the row and the problem.
+import { cholesky } from './linalg.js';
+import type { ParallelRunner } from './runner.js';
 import { HessianError, KernelError, NonFiniteError, ShapeError, assertFinite } from './errors.js';
 import type { Kernel } from './kernel.js';
 import type { LayerPlan } from './options.js';
@@ -85,9 +87,15 @@ export function validateResidentHessian(kernel: Kernel, h: number, cols: number)
 /** Throws HessianError unless the symmetric H resident at `h` (as the solvers see it) is
  * positive semidefinite up to damping (PSD_DAMPING): one float32 Cholesky in WASM on a scaled
  * copy, cols^3 / 3 multiply-adds. */
-export function checkPositiveSemidefinite(kernel: Kernel, h: number, cols: number): void {
+export function checkPositiveSemidefinite(kernel: Kernel, h: number, cols: number, runner?: ParallelRunner): void {
   const x = kernel.exports;
-  const failed = kernel.scoped((alloc) => x.psdCheck(h, cols, PSD_DAMPING, alloc(x.psdCheckScratch(cols))));
+  const failed = kernel.scoped((alloc) => {
+    const work = alloc(x.psdCheckScratch(cols));
+    // With a runner (a pool's threads on shared memory), the Cholesky's pieces shared: same bits.
+    if (!runner) return x.psdCheck(h, cols, PSD_DAMPING, work);
+    if (!x.psdScaled(h, cols, PSD_DAMPING, work)) return 1;
+    return cholesky(kernel, runner, work, cols, work + cols * cols * 4);
+  });
   if (failed !== 0) {
     throw new HessianError(`hessian is not positive semidefinite: H + ${PSD_DAMPING} * mean(diag H) * I has no Cholesky factor (pivot ${failed - 1} fails), so H has an eigenvalue below -${PSD_DAMPING * 100}% of its mean diagonal`);
   }
