@@ -265,4 +265,33 @@ test('parallel regions: none without shared memory; a typed error in the body le
   }
 });
 
+test('the model pipeline on a shared-memory pool (H prepared in the pool\'s memory, bands in place) gives the one-thread layers', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const data = join(process.cwd(), '..', 'shared', 'data');
+  const tokenizer = lib.readTokenizer(new Uint8Array(readFileSync(join(data, 'tok512.bin'))), 512);
+  const text = lib.splitParagraphs(readFileSync(join(data, 'tinystories-valid-a.txt'), 'utf8')).slice(0, 60).join('\n');
+  const samples = lib.calibrationWindows(Int32Array.from(tokenizer.encode(text)), 64, 4, 1);
+  const model = () => lib.readLlama2c(new Uint8Array(readFileSync(join(data, 'stories260K.bin'))));
+  for (const options of [{ method: 'gptq', bits: 4, groupSize: 32 }, { method: 'cd', bits: 3 }] as const) {
+    const one = await lib.quantizeModel(model(), samples, { ...options, threads: 1 });
+    for (const sharedMemory of [true, 'arrays'] as const) {
+      const pool = new lib.WorkerPool({ threads: 2, sharedMemory });
+      try {
+        const two = await settles(lib.quantizeModel(model(), samples, { ...options, pool }), `pipeline ${options.method}`);
+        assert.is(two.layers.length, one.layers.length);
+        two.layers.forEach((l, i) => {
+          const what = `${options.method} ${String(sharedMemory)} block ${l.block} ${l.name}`;
+          assert.equal(l.codes, one.layers[i].codes, `${what}: codes`);
+          assert.equal(l.scales, one.layers[i].scales, `${what}: scales`);
+          assert.ok(Object.is(l.loss, one.layers[i].loss), `${what}: loss`);
+        });
+        assert.is(pool.sharedMemoryBytes > 0, sharedMemory === true, 'the shared path ran where asked');
+      } finally {
+        pool.terminate();
+      }
+    }
+  }
+});
+
 test.run();

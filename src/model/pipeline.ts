@@ -254,7 +254,18 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
             const hessian = compareMethods?.some((m) => m !== 'rtn') ? acc.hessian() : null;
             // One preparation (symmetrize, dead columns, act-order, GPTQ's factor) per stage:
             // the layers of a stage share their input, hence H, which stays in the kernel.
-            session = prepareResident(kernel, acc.take().h, cols, solver);
+            // With a shared-memory pool, H is prepared in the pool's memory (GPTQ's factor and
+            // the PSD check shared among its workers), where the workers read it in place.
+            const taken = acc.take();
+            let shared: LayerSession | null = null;
+            try {
+              if (pool instanceof WorkerPool && !types) shared = await pool.prepareShared(kernel.f32(taken.h, cols * cols), cols, solver, signal);
+            } catch (e) {
+              kernel.free(taken.h);
+              throw e;
+            }
+            if (shared) kernel.free(taken.h);
+            session = shared ?? prepareResident(kernel, taken.h, cols, solver);
             for (const name of stage) {
               const [rows] = linearShape(config, name);
               const w = { data: runner.getLinear(block, name), rows, cols };
