@@ -4,6 +4,8 @@
 // boundary); `hessian()` copies H out, `free()` releases it.
 import { DtypeError, NonFiniteError, OptionError, ShapeError, assertFinite } from './errors.js';
 import { Kernel, defaultKernel } from './kernel.js';
+import { hessianUpdate } from './linalg.js';
+import type { ParallelRunner } from './runner.js';
 
 
 interface Resident {
@@ -58,8 +60,9 @@ export class HessianAccumulator {
   }
 
   /** Adds X [m, cols] that is already in `kernel`'s memory at `x` (e.g. a layer input the
-   * forward pass just computed): no copy crosses the boundary. */
-  addResident(kernel: Kernel, x: number, m: number): void {
+   * forward pass just computed): no copy crosses the boundary. With a runner (a pool's threads
+   * over a shared kernel), H's 128-row bands are updated on its threads: the same bits. */
+  addResident(kernel: Kernel, x: number, m: number, runner?: ParallelRunner): void {
     const cols = this.cols;
     if (!Number.isInteger(m) || m < 0) throw new ShapeError(`row count ${m} must be a non-negative integer`);
     if (m === 0) return;
@@ -69,7 +72,8 @@ export class HessianAccumulator {
     // Factors rounded to f32 once here; the arithmetic on H happens in WASM.
     const keep = Math.fround(this.n / total);
     const add = Math.fround(2 / total);
-    kernel.exports.hessianUpdate(r.h, x, m, cols, keep, add, r.scratch);
+    if (runner) hessianUpdate(kernel, runner, r.h, x, m, cols, keep, add);
+    else kernel.exports.hessianUpdate(r.h, x, m, cols, keep, add, r.scratch);
     this.n = total;
     const h = kernel.f32(r.h, cols * cols);
     for (let i = 0; i < cols; i++) {

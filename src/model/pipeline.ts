@@ -9,6 +9,7 @@ import { HessianAccumulator } from '../core/hessian.js';
 import { dequantize } from '../core/merge.js';
 import { prepareResident } from '../core/prepare.js';
 import type { LayerSession } from '../core/session.js';
+import type { ParallelRunner } from '../core/runner.js';
 import { solverOptionsOf, type Method, type SolverOptions, type SolverSpec } from '../core/options.js';
 import type { LayerResult, QuantizedWeights } from '../core/types.js';
 import { WorkerPool } from '../parallel/pool.js';
@@ -177,7 +178,6 @@ const isLazy = (m: LazyModel | LlamaModel): m is LazyModel => typeof (m as LazyM
  */
 export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int32Array[], options: ModelQuantizeOptions = {}): Promise<QuantizedModel> {
   if (samples.length === 0) throw new OptionError('quantizeModel needs at least one calibration sample');
-  const kernel = options.kernel ?? (await defaultKernel());
   const { onProgress, onBlockDone, resume, compareMethods, keepLayers = true, maxStateBytes, gguf, ...rest } = options;
   // A model's grids are written as checkpoints store them: fp16 scales unless asked otherwise.
   const { solver, run } = splitOptions({ ...rest, scales: rest.scales ?? 'f16' });
@@ -195,6 +195,19 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
     ? new WorkerPool({ threads: run.threads })
     : null;
   const pool = run.pool ?? ownPool ?? undefined;
+  // With a shared-memory pool the whole run lives in the pool's memory: the forward pass here,
+  // H's bands accumulated and its factorization shared by the workers, bands solved in place.
+  const shared = pool instanceof WorkerPool && !options.kernel && !gguf ? await pool.memoryKernel() : null;
+  const kernel = options.kernel ?? shared ?? (await defaultKernel());
+  /** Runs `body` in a parallel region of the pool when the run is in its memory (else on this
+   * thread, without a runner). */
+  const region = async <T>(body: (runner?: ParallelRunner) => T): Promise<T> => {
+    if (shared && pool instanceof WorkerPool) {
+      const done = await pool.parallel((k, runner) => (k === kernel ? { value: body(runner) } : null), signal);
+      if (done?.value) return done.value.value;
+    }
+    return body();
+  };
   const { signal } = run;
   const runner = new LlamaRunner(kernel, { config, embedding: await source.embedding(), finalNorm: await source.finalNorm() }, { blocks: 'none', classifier: false });
   const layers: QuantizedLinear[] = [];
@@ -243,12 +256,12 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
           const acc = new HessianAccumulator(cols, kernel);
           let session: LayerSession | null = null;
           try {
-            pass(block, {
+            await region((runner) => pass(block, {
               stopAfter: stage[stage.length - 1],
               captureResident: (names, ptr, rows) => {
-                if (names[0] === stage[0]) acc.addResident(kernel, ptr, rows);
+                if (names[0] === stage[0]) acc.addResident(kernel, ptr, rows, runner);
               },
-            });
+            }));
             // Comparison solves start from H as accumulated (the preparation changes it).
             // ('rtn' is the baseline, solved with the layer's own bands: no H of its own.)
             const hessian = compareMethods?.some((m) => m !== 'rtn') ? acc.hessian() : null;
@@ -257,15 +270,7 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
             // With a shared-memory pool, H is prepared in the pool's memory (GPTQ's factor and
             // the PSD check shared among its workers), where the workers read it in place.
             const taken = acc.take();
-            let shared: LayerSession | null = null;
-            try {
-              if (pool instanceof WorkerPool && !types) shared = await pool.prepareShared(kernel.f32(taken.h, cols * cols), cols, solver, signal);
-            } catch (e) {
-              kernel.free(taken.h);
-              throw e;
-            }
-            if (shared) kernel.free(taken.h);
-            session = shared ?? prepareResident(kernel, taken.h, cols, solver);
+            session = await region((runner) => prepareResident(kernel, taken.h, cols, solver, runner));
             for (const name of stage) {
               const [rows] = linearShape(config, name);
               const w = { data: runner.getLinear(block, name), rows, cols };

@@ -409,6 +409,16 @@ export class WorkerPool implements BandSolver {
     });
   }
 
+  /** The pool's shared kernel (made now if need be), for callers that keep their own arrays in
+   * it (the model pipeline: forward pass and H accumulation) and run parallel() regions on them;
+   * null where parallel() would be. A kernel the pool drops (terminate) stays usable on this
+   * thread, but later calls run in a new one. */
+  async memoryKernel(): Promise<Kernel | null> {
+    if (!this.usesSharedKernel() || !canBlock() || !workersAvailable()) return null;
+    this.sharedKernel ??= await Kernel.createShared(await sharedWasmModule());
+    return this.sharedKernel;
+  }
+
   /** prepareResident on the pool's shared kernel, GPTQ's factorization shared among the
    * workers: the layer's H, factor and arrays exist once, read in place by every worker. The
    * caller frees the session. Null where the pool has no shared kernel (see parallel()). */
