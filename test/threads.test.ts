@@ -265,6 +265,28 @@ test('parallel regions: none without shared memory; a typed error in the body le
   }
 });
 
+for (const kind of ['throw', 'exit', 'hang'] as const) {
+  test(`parallel regions: a worker that ${kind === 'throw' ? 'fails a piece' : kind === 'exit' ? 'exits' : 'hangs'} mid-factorization fails the call with a typed error${kind === 'throw' ? ', workers kept' : ': WorkerError at the stall limit, workers terminated, memory dropped'}`, async () => {
+    const { p, weights, hessian } = solved[0]; // GPTQ: chol(H^-1) in a region
+    const pool = new lib.WorkerPool({ threads: 2, testRegionFault: kind, bandTimeoutMs: 1500 });
+    try {
+      const e = await rejects(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), kind);
+      if (kind === 'throw') {
+        assert.instance(e, lib.KernelError);
+        assert.match(e.message, /failed on a worker/);
+        assert.is(pool.liveWorkers, 2);
+      } else {
+        assert.instance(e, lib.WorkerError);
+        assert.match(e.message, /within 1500 ms/);
+        assert.is(pool.liveWorkers, 0);
+        assert.is(pool.sharedMemoryBytes, 0);
+      }
+    } finally {
+      pool.terminate();
+    }
+  });
+}
+
 test('the model pipeline on a shared-memory pool (H prepared in the pool\'s memory, bands in place) gives the one-thread layers', async () => {
   const { readFileSync } = await import('node:fs');
   const { join } = await import('node:path');

@@ -48,6 +48,9 @@ export interface PoolOptions {
   workerUrl?: string | URL;
   /** @internal Test hook: make the worker that solves band number `band` fail in this way. */
   testFault?: { band: number; kind: FaultKind };
+  /** @internal Test hook: make the worker that takes the first piece of a parallel region's
+   * first batch fail in this way. */
+  testRegionFault?: FaultKind;
 }
 
 /** How long a band may take before its worker is presumed stuck: a minute, plus 50 ns per unit
@@ -383,7 +386,7 @@ export class WorkerPool implements BandSolver {
       const runner = new AtomicsRunner(kernel, workers.length, this.bandTimeoutMs ?? 60_000);
       const control = runner.open();
       for (const w of workers) w.ref(true);
-      const serving = workers.map((w, slot) => Promise.race([w.api.serve(control, slot) as Promise<Reply<number>>, w.dead]));
+      const serving = workers.map((w, slot) => Promise.race([w.api.serve(control, slot, this.options.testRegionFault ?? null) as Promise<Reply<number>>, w.dead]));
       for (const s of serving) s.catch(() => {});
       let value: T;
       try {

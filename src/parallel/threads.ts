@@ -27,7 +27,7 @@ const JOBS_CLOSED = 0x3fffffff;
 
 /** What a worker does while serving a region (worker.ts calls it): claims and runs calls until
  * the owner sets STOP. Returns the number of calls it ran. */
-export function serveRegion(k: Kernel, control: number, slot: number): number {
+export function serveRegion(k: Kernel, control: number, slot: number, testFault?: () => void): number {
   const memory = k.exports.memory;
   const c = () => new Int32Array(memory.buffer, control, CONTROL_WORDS);
   const slotWords = () => new Int32Array(memory.buffer, Atomics.load(c(), SLOTS) + slot * SLOT_WORDS * 4, SLOT_WORDS);
@@ -48,6 +48,7 @@ export function serveRegion(k: Kernel, control: number, slot: number): number {
       if (j >= Atomics.load(ctl, COUNT)) break;
       const row = new Float64Array(memory.buffer, Atomics.load(ctl, JOBS) + j * JOB_WORDS * 8, JOB_WORDS);
       try {
+        if (testFault && j === 0 && Atomics.load(ctl, GEN) === 1) testFault();
         const args = Array.from(row.subarray(3, 3 + row[1]));
         if (row[2] >= 0) args[row[2]] = scratch;
         (k.exports[PARALLEL_KERNELS[row[0]]] as (...a: number[]) => void)(...args);

@@ -35,7 +35,7 @@ export interface WorkerApi {
   /** Serves the owner's parallel region whose control block is at `control` in the shared
    * memory (src/parallel/threads.ts), as worker number `slot`, until the owner closes it;
    * blocks this worker meanwhile. Replies with the number of calls it ran. */
-  serve(control: number, slot: number): Reply<number>;
+  serve(control: number, slot: number, fault: FaultKind | null): Reply<number>;
   /** Solves rows [r0, r1): from the shared weights, or from `band` (rows r0..r1 only). */
   solve(layer: number, r0: number, r1: number, band: Float32Array | null, fault: FaultKind | null, baseline: boolean): Promise<Reply<BandResult>>;
 }
@@ -136,10 +136,12 @@ const api: WorkerApi = {
     }
   },
 
-  serve(control, slot) {
+  serve(control, slot, fault) {
     try {
       if (!sharedKernel) throw new KernelError('worker has no shared memory');
-      return { ok: true, value: serveRegion(sharedKernel, control, slot) };
+      // 'uncaught' has no meaning while this thread is blocked serving: 'exit' stands for it.
+      const inject = fault && (() => void injectFault(fault === 'uncaught' ? 'exit' : fault, -1, -1));
+      return { ok: true, value: serveRegion(sharedKernel, control, slot, inject ?? undefined) };
     } catch (e) {
       return failure(e);
     }
