@@ -18,8 +18,11 @@ export interface JobRequest {
   maxWindows?: number;
   calibration: CalibrationOptions;
   options: QuantizeOptions;
-  /** Also solve each layer with GPTQ, for the chart (reporting only). */
+  /** Also solve each layer with GPTQ, for the chart (reporting only; GPTQ-checkpoint runs). */
   compareGptq: boolean;
+  /** GGUF output (`cdquant quantize --gguf MIX --gguf-solver SOLVER`): model.gguf and
+   * report.json in place of the GPTQ checkpoint and the dequantized model. */
+  gguf: { mix: string; solver: string } | null;
 }
 
 export interface ModelInfo {
@@ -37,9 +40,13 @@ export interface ModelInfo {
   threads: string;
   /** [rows, cols] of each linear layer. */
   shapes: Record<string, [number, number]>;
+  /** GGUF runs: the mix and the solver of the codes. */
+  gguf: { mix: string; solver: string } | null;
 }
 
-export type PplStage = 'before' | 'after' | 'gptq';
+/** The original model, the job's quantized view, and the output read back: the GPTQ
+ * checkpoint, or model.gguf. */
+export type PplStage = 'before' | 'after' | 'gptq' | 'gguf';
 
 export type JobMessage =
   | { type: 'status'; text: string }
