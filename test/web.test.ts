@@ -29,8 +29,12 @@ interface Job { model: string; label: string; calib: string; nsamples: string; s
 const JOB: Job = { model: 'stories260K.bin', label: 'stories260K.bin (llama2.c)', calib: '0:400', nsamples: '8', seqlen: '64', method: 'cd', bits: '3', group: '32', eval: '1600:1650' };
 // The multi-file input: a Hugging Face folder in BF16 (config.json + model.safetensors).
 const HF_JOB: Job = { ...JOB, model: 'stories260K-hf-bf16', label: 'stories260K-hf-bf16/ (Hugging Face)', method: 'gptq', bits: '4', group: '-1', calib: '100:300', nsamples: '4' };
-// GGUF output: a fast mix (Q4_0: 32-blocks, no k-quant search) with the default solver.
-const GGUF_JOB = { ...JOB, mix: 'Q4_0', solver: 'cd' };
+// GGUF output: a fast mix (Q4_0: 32-blocks, no k-quant search) with the default solver; and the
+// Hugging Face folder to llama.cpp's default Q4_K_M (its fallbacks: the example's rows are not
+// multiples of 256) with llama.cpp's own reference rounding.
+interface GgufJob extends Job { mix: string; solver: string }
+const GGUF_JOB: GgufJob = { ...JOB, mix: 'Q4_0', solver: 'cd' };
+const HF_GGUF_JOB: GgufJob = { ...HF_JOB, mix: 'Q4_K_M', solver: 'ref' };
 const cliFlags = (j: Job) => ['--calib-paragraphs', j.calib, '--nsamples', j.nsamples, '--seqlen', j.seqlen, '--method', j.method, '--bits', j.bits, `--group=${j.group}`];
 
 /** What `cdquant quantize` and `cdquant eval` give for `job`: checkpoint hashes and perplexities. */
@@ -46,7 +50,7 @@ function cliReference(job: Job, dir: string) {
 }
 
 /** What `cdquant quantize --gguf` and `cdquant eval` of its model.gguf give for `job`. */
-function cliGgufReference(job: typeof GGUF_JOB, dir: string) {
+function cliGgufReference(job: GgufJob, dir: string) {
   const out = join(dir, `cli-gguf-${job.mix}`);
   runCli(['quantize', join(data, job.model), '--calib', join(data, 'tinystories-valid-a.txt'), '--tokenizer', join(data, 'tok512.bin'),
     '--calib-paragraphs', job.calib, '--nsamples', job.nsamples, '--seqlen', job.seqlen, '--gguf', job.mix, '--gguf-solver', job.solver, '--out', out, '--json']);
@@ -155,7 +159,7 @@ interface GgufPageRun {
 }
 
 /** The page with "GGUF for llama.cpp" chosen: the form's GGUF state, the run, the downloads. */
-async function runGgufPage(context: Context, url: string, job: typeof GGUF_JOB, screenshot: string): Promise<GgufPageRun> {
+async function runGgufPage(context: Context, url: string, job: GgufJob, screenshot?: string): Promise<GgufPageRun> {
   const page = await context.newPage();
   const log: string[] = [];
   page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
@@ -175,6 +179,7 @@ async function runGgufPage(context: Context, url: string, job: typeof GGUF_JOB, 
     assert.is(await page.inputValue('#gguf-solver'), 'cd', 'solver cd by default');
     for (const id of ['method', 'bits', 'group', 'clip', 'init', 'refit', 'damp', 'sym', 'act-order', 'compare']) assert.ok(await page.isDisabled(`#${id}`), `#${id} off in GGUF mode`);
     assert.ok(await page.isEnabled('#iters'), 'CD moves per row applies in GGUF mode');
+    if (job.label !== JOB.label) await page.selectOption('#model-example', { label: job.label });
     await page.fill('#calib-paragraphs', job.calib);
     await page.fill('#nsamples', job.nsamples);
     await page.fill('#seqlen', job.seqlen);
@@ -200,7 +205,7 @@ async function runGgufPage(context: Context, url: string, job: typeof GGUF_JOB, 
     const [reportDownload] = await Promise.all([page.waitForEvent('download', { timeout: 30_000 }), page.click('#downloads a[download$="-report.json"]')]);
     const report = JSON.parse(readFileSync((await reportDownload.path())!, 'utf8')) as JobReport;
     assert.match((await page.textContent('#gguf-types'))!, new RegExp(`${Object.values(report.gguf_types!)[0].tensors} ${Object.keys(report.gguf_types!)[0]}`), 'the types are shown');
-    await page.screenshot({ path: screenshot, fullPage: true });
+    if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
     return { ppl, gguf, report, tableRows, seconds };
   } catch (e) {
     throw new Error(`${(e as Error).message}\nbrowser console:\n${log.slice(-30).join('\n')}`);
@@ -278,6 +283,25 @@ test('web page: 3-bit CD of the example model in Chromium gives the CLI checkpoi
     assert.is(g.ppl.after, g.ppl.gguf, 'GGUF: perplexity of the quantized view equals the file\'s');
     assert.ok(Number(g.ppl.gguf) > Number(g.ppl.before), 'GGUF: quantization costs some perplexity');
     console.log(`  web page (GGUF ${GGUF_JOB.mix}, ${GGUF_JOB.solver}): ${g.seconds.toFixed(1)}s, perplexity ${Number(g.ppl.before).toFixed(4)} -> ${Number(g.ppl.gguf).toFixed(4)}, screenshot ${join(shots, 'page-gguf.png')}`);
+
+    // The Hugging Face BF16 folder to Q4_K_M with llama.cpp's reference rounding, on the
+    // isolated page.
+    const hfGgufWant = cliGgufReference(HF_GGUF_JOB, dir);
+    const hg = await runGgufPage(context, isolatedServer.url, HF_GGUF_JOB);
+    const what = `GGUF ${HF_GGUF_JOB.mix}/${HF_GGUF_JOB.solver} of the Hugging Face BF16 folder`;
+    assert.is(sha(hg.gguf), hfGgufWant.gguf, `${what}: the downloaded .gguf SHA-256 equals cdquant quantize --gguf's`);
+    assert.equal(hg.report.gguf_types, hfGgufWant.report.gguf_types, `${what}: report types equal the CLI report's`);
+    // Solver ref is the baseline itself: every layer's loss is its baseline's, exactly.
+    for (const l of hg.report.layers) assert.is(l.loss, l.loss_rtn, `${what}: ${l.block} ${l.layer} loss is llama.cpp's reference rounding's`);
+    assert.is(hg.ppl.before, hfWant.ppl.before, `${what}: perplexity before equals cdquant eval's`);
+    assert.is(hg.ppl.gguf, hfGgufWant.ppl, `${what}: perplexity of model.gguf read back equals cdquant eval of the CLI's model.gguf`);
+    // The same values, but GGUF stores a Hugging Face Llama's q/k rows permuted to llama.cpp's
+    // interleaved RoPE pairs (convert_hf_to_gguf.py), so the attention sums run in another
+    // order: the two perplexities agree to float32 rounding, not bit for bit (the llama2.c
+    // model above is in llama.cpp's layout already, and there they are equal).
+    assert.ok(Math.abs(Number(hg.ppl.after) / Number(hg.ppl.gguf) - 1) < 1e-6, `${what}: perplexity of the quantized view ${hg.ppl.after} vs the file's ${hg.ppl.gguf}`);
+    assert.ok(Number(hg.ppl.gguf) > Number(hg.ppl.before), `${what}: quantization costs some perplexity`);
+    console.log(`  web page (${what}): ${hg.seconds.toFixed(1)}s, perplexity ${Number(hg.ppl.before).toFixed(4)} -> ${Number(hg.ppl.gguf).toFixed(4)}`);
   } finally {
     await context?.close().catch(() => {});
     for (const s of servers) s.kill('SIGTERM');

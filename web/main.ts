@@ -142,6 +142,14 @@ function applyOutputChoice() {
 }
 for (const id of ['out-gptq', 'out-gguf']) input(id).addEventListener('change', applyOutputChoice);
 
+/** The chosen solver's one-line explanation (each option's data-hint). */
+function showSolverHint() {
+  const sel = select('gguf-solver');
+  $('gguf-solver-hint').textContent = sel.selectedOptions[0]?.dataset.hint ?? '';
+}
+select('gguf-solver').addEventListener('change', showSolverHint);
+showSolverHint();
+
 // ---------------------------------------------------------------------------------------
 // Options, the same flags and defaults as `cdquant quantize` (empty fields: the default).
 
