@@ -179,6 +179,11 @@ async function runGgufPage(context: Context, url: string, job: GgufJob, screensh
     assert.is(await page.inputValue('#gguf-solver'), 'cd', 'solver cd by default');
     for (const id of ['method', 'bits', 'group', 'clip', 'init', 'refit', 'damp', 'sym', 'act-order', 'compare']) assert.ok(await page.isDisabled(`#${id}`), `#${id} off in GGUF mode`);
     assert.ok(await page.isEnabled('#iters'), 'CD moves per row applies in GGUF mode');
+    // And back: the GPTQ checkpoint's options return, GGUF's go.
+    await page.check('#out-gptq');
+    for (const id of ['method', 'bits', 'group', 'compare']) assert.ok(await page.isEnabled(`#${id}`), `#${id} on again for GPTQ output`);
+    assert.ok(await page.isHidden('#gguf-mix') && await page.isDisabled('#gguf-mix'), 'GGUF mix hidden and off for GPTQ output');
+    await page.check('#out-gguf');
     if (job.label !== JOB.label) await page.selectOption('#model-example', { label: job.label });
     await page.fill('#calib-paragraphs', job.calib);
     await page.fill('#nsamples', job.nsamples);

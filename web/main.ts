@@ -137,6 +137,7 @@ function applyOutputChoice() {
   for (const id of INTEGER_GRID_FIELDS) ($(id) as HTMLInputElement | HTMLSelectElement).disabled = gguf;
   select('gguf-mix').disabled = !gguf;
   select('gguf-solver').disabled = !gguf;
+  $('gguf-fields').hidden = !gguf;
   $('gguf-note').hidden = !gguf;
   document.body.dataset.output = gguf ? 'gguf' : 'gptq';
 }
