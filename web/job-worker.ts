@@ -51,6 +51,7 @@ async function run(req: JobRequest): Promise<void> {
       kind: source.kind, dtype: source.dtype, blocks: config.nLayers, dim: config.dim, hiddenDim: config.hiddenDim, vocab: config.vocabSize,
       calibrationTokens: calibTokens.length, evalTokens: evalTokens.length, nsamples: plan.provenance.nsamples, seqlen: plan.seqlen,
       calibrationSha256: plan.provenance.calibrationSha256,
+      layers: config.nLayers * linearNames(config).length + (plan.gguf ? (config.tiedEmbeddings ? 1 : 2) : 0),
       shapes: Object.fromEntries(linearNames(config).map((n) => [n, linearShape(config, n)])),
       threads: !isolated ? '1 (page not cross-origin isolated)' : threads === undefined ? 'automatic' : String(threads),
       gguf: plan.gguf,
@@ -76,6 +77,11 @@ async function run(req: JobRequest): Promise<void> {
     // GGUF runs always report theirs, llama.cpp's reference rounding, and compare with nothing else.
     ...(plan.gguf ? { ggufVocab } : { compareMethods: req.compareGptq ? ['rtn', 'gptq'] : ['rtn'] }),
     onProgress: (progress) => post({ type: 'progress', progress }),
+    // The classifier (and an untied embedding) of a GGUF run are solved after the blocks, with
+    // no progress of their own: shown when their pseudo-block is done.
+    onBlockDone: (block, layers) => {
+      if (block >= config.nLayers) post({ type: 'head', layers: layers.map((l) => ({ block: l.block, name: l.name, rows: l.rows, cols: l.cols, loss: l.loss, baseLoss: l.rtnLoss, seconds: l.seconds })) });
+    },
   });
 
   post({ type: 'status', text: 'Perplexity of the quantized model…' });

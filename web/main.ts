@@ -99,7 +99,10 @@ async function readInputs(): Promise<Pick<JobRequest, 'model' | 'modelName' | 't
     // The files themselves go to the worker, which reads them a tensor at a time (Blob.slice):
     // a model of several GB is never in the page's memory.
     model = files.map((f) => ({ name: f.webkitRelativePath || f.name, blob: f }));
-    modelName = files.length === 1 ? files[0].name : files.map((f) => f.name).join('+');
+    // A folder's files are named by the folder, as the CLI names them (the report, the download
+    // names, a GGUF file's general.name); files picked one by one do not tell it: "model".
+    const folder = files[0].webkitRelativePath.slice(0, Math.max(0, files[0].webkitRelativePath.lastIndexOf('/')));
+    modelName = files.length === 1 ? files[0].name : folder && files.every((f) => f.webkitRelativePath.startsWith(`${folder}/`)) ? folder : 'model';
   }
   const folderHasTokenizer = model.some((f) => f.name.endsWith('tokenizer.json'));
   let tokenizer: JobRequest['tokenizer'] = [];
@@ -317,7 +320,7 @@ async function start(ev: SubmitEvent) {
         $('info').textContent = `${i.kind === 'llama2c' ? 'llama2.c' : `Hugging Face ${i.dtype}`} model: ${i.blocks} blocks, dim ${i.dim}, hidden ${i.hiddenDim}, vocab ${i.vocab}. `
           + `Calibration: ${i.nsamples} × ${i.seqlen} tokens from ${i.calibrationTokens} (sha256 ${i.calibrationSha256.slice(0, 12)}); evaluation: ${i.evalTokens} tokens. Threads: ${i.threads}.`;
         if (i.gguf) $('info').textContent += ` Output: GGUF ${i.gguf.mix}, codes by ${i.gguf.solver}.`;
-        totalLayers = i.blocks * 7;
+        totalLayers = i.layers;
         shapes = i.shapes;
         renderChart(chart, rows, totalLayers, methodLabel, labels.base);
         break;
@@ -335,12 +338,13 @@ async function start(ev: SubmitEvent) {
       case 'progress':
         onProgress(m.progress);
         break;
+      case 'head':
+        for (const l of m.layers) addRow({ block: l.block, name: l.name, rows: l.rows, cols: l.cols, base: l.baseLoss ?? undefined, loss: l.loss, seconds: l.seconds });
+        renderChart(chart, rows, Math.max(totalLayers, rows.length), methodLabel, labels.base);
+        break;
       case 'done':
         finish();
         $<HTMLProgressElement>('bar').value = 1;
-        // Layers the job reports only at its end (a GGUF run's classifier, solved after the blocks).
-        for (const l of m.report.layers.slice(rows.length)) addRow({ block: l.block, name: l.layer, rows: l.rows, cols: l.cols, base: l.loss_rtn ?? undefined, loss: l.loss, seconds: l.seconds });
-        renderChart(chart, rows, Math.max(totalLayers, rows.length), methodLabel, labels.base);
         status(`Done in ${m.seconds.toFixed(1)} s: ${methodLabel} loss is ${((m.report.totals.loss / m.report.totals.loss_rtn!) * 100).toFixed(1)}% of ${gguf ? 'llama.cpp\'s reference rounding' : 'RTN\'s'} over all layers.`);
         if (gguf) offerGguf(m.files, m.report);
         else offerDownloads(m.files, m.report);
@@ -364,14 +368,14 @@ async function start(ev: SubmitEvent) {
       // The chart's GPTQ bars are the comparison solves; a GPTQ run's own loss fills the column.
       gptq: p.compare?.gptq, gptqCell: p.compare?.gptq ?? (request.options.method === 'gptq' ? p.loss : undefined),
     });
-    renderChart(chart, rows, p.layers, methodLabel, labels.base);
+    renderChart(chart, rows, Math.max(totalLayers, p.layers), methodLabel, labels.base);
   };
   /** A finished layer: a table row (the GPTQ column only for GPTQ-checkpoint runs) and a chart entry. */
   const addRow = (l: { block: number; name: string; rows: number; cols?: number; base?: number; gptq?: number; gptqCell?: number; loss: number; seconds: number }) => {
     rows.push({ block: l.block, name: l.name, rtn: l.base!, ...(l.gptq !== undefined ? { gptq: l.gptq } : {}), method: l.loss });
     const tr = document.createElement('tr');
     const cells = [String(l.block), l.name, l.cols !== undefined ? `${l.rows}×${l.cols}` : `${l.rows} rows`, fmt(l.base), ...(gguf ? [] : [fmt(l.gptqCell)]), fmt(l.loss),
-      l.base !== undefined ? `${((l.loss / l.base) * 100).toFixed(1)}%` : '–', l.seconds.toFixed(3)];
+      l.base ? `${((l.loss / l.base) * 100).toFixed(1)}%` : '–', l.seconds.toFixed(3)];
     tr.replaceChildren(...cells.map((c, i) => Object.assign(document.createElement(i === 1 ? 'th' : 'td'), i === 1 ? { textContent: c, scope: 'row' } : { textContent: c })));
     tbody.append(tr);
     const wrap = tbody.closest('.table-wrap')!;
