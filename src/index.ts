@@ -36,7 +36,7 @@ export type { RuntimeName } from './core/runtime.js';
 // --- Whole models: read, calibrate, quantize block by block, write, evaluate.
 export { quantizeModel, calibrationWindows } from './model/pipeline.js';
 export type { QuantizedLinear, QuantizedModel, ModelQuantizeOptions, ModelRunOptions, LayerProgress } from './model/pipeline.js';
-export { modelFromFiles, textTokens, tokenFile, planJob, runJob, memoryStore } from './model/job.js';
+export { modelFromFiles, textTokens, tokenFile, planJob, runJob, memoryStore, ggufVocabFor } from './model/job.js';
 export type { ModelFile, CalibrationOptions, JobPlan, JobOptions, JobResult, JobReport, LayerReport, QuantizedStore } from './model/job.js';
 export { openHfModel, memoryModel, f32Embedding, rawEmbedding } from './model/source.js';
 export type { LazyModel, ModelKind, EmbeddingTable, NamedSource } from './model/source.js';
@@ -78,3 +78,7 @@ export { prepareResident } from './core/prepare.js';
 export { LayerSession } from './core/session.js';
 export { quantizeRows as ggufQuantizeRows, dequantizeRows as ggufDequantizeRows, GGUF_BLOCK_TYPES } from './formats/gguf-blocks.js';
 export type { GgufBlockTypeName } from './formats/gguf-blocks.js';
+// --- GGUF: a whole model to one of llama.cpp's mixes (planJob's gguf, runJob's ggufVocab), and
+// the file read back with llama.cpp's block decoders.
+export { readLlamaGguf } from './model/gguf.js';
+export { blockDecoders } from './formats/gguf-blocks.js';
