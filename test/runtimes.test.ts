@@ -48,6 +48,7 @@ test('node: every mode (1-4 workers, bands, copy path) gives one hash', async ()
   assert.is(report.runtime, 'node');
   reference = report.hashes.inline;
   assert.ok(report.sharedKernel, 'node: pools on one shared wasm memory expected');
+  assert.ok(report.regions, 'node: parallel regions expected');
   checkReport('node', report, POOL_MODES);
   checkFaults('node', report);
 });
@@ -57,6 +58,7 @@ test('deno: same hash in every mode', async () => {
   assert.is(report.runtime, 'deno');
   assert.ok(report.sharedMemory, 'deno: SharedArrayBuffer expected');
   assert.ok(report.sharedKernel, 'deno: pools on one shared wasm memory expected');
+  assert.ok(report.regions, 'deno: parallel regions expected');
   checkReport('deno', report, POOL_MODES);
   checkFaults('deno', report);
 });
@@ -65,6 +67,7 @@ test('bun: same hash in every mode', async () => {
   const report = await timed('bun', runBun);
   assert.is(report.runtime, 'bun');
   assert.ok(report.sharedKernel, 'bun: pools on one shared wasm memory expected');
+  assert.ok(report.regions, 'bun: parallel regions expected');
   checkReport('bun', report, POOL_MODES);
   checkFaults('bun', report);
 });
@@ -75,6 +78,7 @@ test('chromium: same hash, cross-origin isolated (SharedArrayBuffer) and not (co
   assert.ok(isolated.crossOriginIsolated && isolated.sharedMemory, 'COOP/COEP page must be cross-origin isolated with SharedArrayBuffer');
   assert.ok(!plain.crossOriginIsolated && !plain.sharedMemory, 'page without COOP/COEP must have no SharedArrayBuffer');
   assert.ok(isolated.sharedKernel, 'cross-origin isolated page: pools on one shared wasm memory expected');
+  assert.not.ok(isolated.regions, "a page's main thread may not block: no parallel regions (the copying preparation)");
   assert.ok(!plain.sharedKernel, 'page without COOP/COEP: the copying path');
   checkReport('chromium', isolated, POOL_MODES);
   checkFaults('chromium', isolated);

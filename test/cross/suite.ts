@@ -132,6 +132,9 @@ export interface RunReport {
   sharedMemory: boolean;
   /** Whether the pools ran on one shared wasm memory (mode pool2 checked after its run). */
   sharedKernel: boolean;
+  /** Whether this thread could run parallel regions on the pool's workers (it must be allowed
+   * to block: not a browser page's main thread). */
+  regions: boolean;
   /** mode -> SHA-256 over all problems' outputs */
   hashes: Record<string, string>;
   /** mode -> per-problem short hashes (for diagnosing a mismatch) */
@@ -150,6 +153,7 @@ export async function runSuite(lib: Lib, opts: { threads?: number[]; faults?: bo
     workers: lib.workersAvailable(),
     sharedMemory: lib.sharedMemoryAvailable(),
     sharedKernel: false,
+    regions: false,
     hashes: {},
     problems: {},
     faults: {},
@@ -166,7 +170,10 @@ export async function runSuite(lib: Lib, opts: { threads?: number[]; faults?: bo
     const pool = new lib.WorkerPool({ threads: n, workerUrl: opts.workerUrl });
     try {
       await record(`pool${n}`, (w, h, o) => lib.quantizeLayer(w, h, { ...o, pool }));
-      if (n === 2) report.sharedKernel = pool.usesSharedKernel();
+      if (n === 2) {
+        report.sharedKernel = pool.usesSharedKernel();
+        report.regions = (await pool.parallel(() => true)) !== null;
+      }
     } finally {
       pool.terminate();
     }
