@@ -256,10 +256,10 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
           const acc = new HessianAccumulator(cols, kernel);
           let session: LayerSession | null = null;
           try {
-            await region((runner) => pass(block, {
+            await region((threads) => pass(block, {
               stopAfter: stage[stage.length - 1],
               captureResident: (names, ptr, rows) => {
-                if (names[0] === stage[0]) acc.addResident(kernel, ptr, rows, runner);
+                if (names[0] === stage[0]) acc.addResident(kernel, ptr, rows, threads);
               },
             }));
             // Comparison solves start from H as accumulated (the preparation changes it).

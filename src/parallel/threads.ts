@@ -10,8 +10,12 @@ import { PARALLEL_KERNELS, type KernelCall, type ParallelRunner } from '../core/
 
 // The control block: CONTROL_WORDS i32 words, then one slot per worker (scratch pointer, its
 // bytes, gemmSub's pack buffer), then the job table (JOB_WORDS f64 words per call).
+// A batch is numbered (15 bits) and its claims carry the number: NEXT = batch << 16 | next
+// index, COUNT = batch << 16 | calls. A claim counts only if its batch is the one COUNT names
+// and its index is below the count: a worker that claims late, on a word already reset for
+// the next batch, either gets a real call of that batch or nothing (never a call twice).
 const GEN = 0; // bumped to start a batch (or to stop)
-const NEXT = 1; // next call to claim; JOBS_CLOSED between batches
+const NEXT = 1;
 const COUNT = 2;
 const DONE = 3; // calls finished in this batch
 const EVENT = 4; // bumped (and notified) whenever DONE changes
@@ -23,7 +27,7 @@ export const CONTROL_WORDS = 16;
 const SLOT_WORDS = 4;
 const JOB_WORDS = 16; // f64: fn index, argument count, scratch argument (-1: none), arguments
 const MAX_ARGS = JOB_WORDS - 3;
-const JOBS_CLOSED = 0x3fffffff;
+const MAX_CALLS = 0xffff;
 
 /** What a worker does while serving a region (worker.ts calls it): claims and runs calls until
  * the owner sets STOP. Returns the number of calls it ran. */
@@ -44,11 +48,13 @@ export function serveRegion(k: Kernel, control: number, slot: number, testFault?
     if (s[2]) k.exports.setPackBuffer(s[2]);
     for (;;) {
       const ctl = c();
-      const j = Atomics.add(ctl, NEXT, 1);
-      if (j >= Atomics.load(ctl, COUNT)) break;
+      const claim = Atomics.add(ctl, NEXT, 1);
+      const count = Atomics.load(ctl, COUNT);
+      const j = claim & 0xffff;
+      if (claim >>> 16 !== count >>> 16 || j >= (count & 0xffff)) break;
       const row = new Float64Array(memory.buffer, Atomics.load(ctl, JOBS) + j * JOB_WORDS * 8, JOB_WORDS);
       try {
-        if (testFault && j === 0 && Atomics.load(ctl, GEN) === 1) testFault();
+        if (testFault && j === 0 && count >>> 16 === 1) testFault();
         const args = Array.from(row.subarray(3, 3 + row[1]));
         if (row[2] >= 0) args[row[2]] = scratch;
         (k.exports[PARALLEL_KERNELS[row[0]]] as (...a: number[]) => void)(...args);
@@ -74,6 +80,7 @@ export class AtomicsRunner implements ParallelRunner {
   private slots = 0;
   private jobs = 0;
   private jobCapacity = 0;
+  private batch = 0;
   private readonly scratch: number[] = [];
   private readonly owned: number[] = [];
 
@@ -89,8 +96,7 @@ export class AtomicsRunner implements ParallelRunner {
     k.i32(this.slots, this.workers * SLOT_WORDS).fill(0);
     for (let w = 0; w < this.workers; w++) this.slotWords(w)[2] = keep(k.alloc(k.exports.PACK_BUFFER_BYTES.value));
     const c = this.words();
-    c[NEXT] = JOBS_CLOSED;
-    c[SLOTS] = this.slots;
+    c[SLOTS] = this.slots; // batch 0 has no calls: NEXT = COUNT = 0
     this.scratch.length = this.workers;
     this.scratch.fill(0);
     return this.control;
@@ -106,6 +112,7 @@ export class AtomicsRunner implements ParallelRunner {
 
   run(calls: KernelCall[], scratchBytes = 0): void {
     if (calls.length === 0) return;
+    if (calls.length > MAX_CALLS) throw new KernelError(`a batch of ${calls.length} calls exceeds ${MAX_CALLS}`);
     const k = this.kernel;
     // Memory is only allocated here, between batches, while the workers wait.
     for (let w = 0; w < this.workers; w++) {
@@ -134,11 +141,13 @@ export class AtomicsRunner implements ParallelRunner {
       table.set(call.args, row + 3);
     });
     const c = this.words();
+    this.batch = (this.batch % 0x7fff) + 1;
     Atomics.store(c, JOBS, this.jobs);
     Atomics.store(c, DONE, 0);
     Atomics.store(c, ERROR, 0);
-    Atomics.store(c, COUNT, calls.length);
-    Atomics.store(c, NEXT, 0); // claims open only now: everything above is visible to claimers
+    Atomics.store(c, COUNT, (this.batch << 16) | calls.length);
+    // Claims open only now: everything above is visible to a worker whose claim lands here.
+    Atomics.store(c, NEXT, this.batch << 16);
     Atomics.add(c, GEN, 1);
     Atomics.notify(c, GEN);
     let done = 0;
@@ -156,9 +165,7 @@ export class AtomicsRunner implements ParallelRunner {
       }
       Atomics.wait(cw, EVENT, event, 250);
     }
-    const c2 = this.words();
-    Atomics.store(c2, NEXT, JOBS_CLOSED);
-    const failed = Atomics.load(c2, ERROR);
+    const failed = Atomics.load(this.words(), ERROR);
     if (failed) throw new KernelError(`${calls[failed - 1].fn} failed on a worker`);
   }
 
