@@ -20,12 +20,14 @@ export type FaultKind = 'throw' | 'exit' | 'uncaught' | 'hang';
 export type Reply<T> = { ok: true; value: T } | { ok: false; code: string; name: string; message: string };
 
 export interface WorkerApi {
-  /** Instantiates the wasm (the caller's compiled module when the runtime can post one: its
-   * optimized code is shared, no compile or tier-up per worker; else the inlined bytes); with a lock name, holds that Web Lock for the worker's lifetime so
-   * the caller can notice the worker dying where the runtime fires no event for it. */
+  /** Keeps the caller's compiled module (where the runtime can post one: its optimized code is
+   * shared, no compile or tier-up per worker; else the inlined bytes are compiled when first
+   * needed) for this worker's own instance, made at the first `load`; with a lock name, holds
+   * that Web Lock for the worker's lifetime so the caller can notice the worker dying where the
+   * runtime fires no event for it. */
   init(lockName: string | null, module: WebAssembly.Module | null): Promise<Reply<null>>;
   /** Makes `prepared` (and, with shared memory, the whole weight matrix) the current layer. */
-  load(layer: number, prepared: PreparedLayer, weights: WeightMatrix | null): Reply<null>;
+  load(layer: number, prepared: PreparedLayer, weights: WeightMatrix | null): Promise<Reply<null>>;
   /** Instantiates cdquant-shared.wasm (`module`, or the inlined copy) over the pool's shared
    * `memory`, replacing any earlier one. */
   share(module: WebAssembly.Module | null, memory: WebAssembly.Memory): Promise<Reply<null>>;
@@ -40,7 +42,11 @@ export interface WorkerApi {
   solve(layer: number, r0: number, r1: number, band: Float32Array | null, fault: FaultKind | null, baseline: boolean): Promise<Reply<BandResult>>;
 }
 
+/** This worker's own wasm instance (the copying path), made on first use: a worker of a
+ * shared-memory pool never needs one, and each reserves address space (a browser tab runs out
+ * after a few dozen). */
 let kernel: Kernel | null = null;
+let ownModule: WebAssembly.Module | null = null;
 let sharedKernel: Kernel | null = null;
 let session: LayerSession | null = null;
 let current = -1;
@@ -78,7 +84,7 @@ function injectFault(kind: FaultKind, r0: number, r1: number): Promise<never> | 
 const api: WorkerApi = {
   async init(lockName, module) {
     try {
-      kernel ??= await Kernel.create(module ?? undefined);
+      ownModule = module;
       if (lockName && g.navigator?.locks) {
         await new Promise<void>((held) => {
           g.navigator.locks.request(lockName, () => {
@@ -93,9 +99,9 @@ const api: WorkerApi = {
     }
   },
 
-  load(layer, prepared, weights) {
+  async load(layer, prepared, weights) {
     try {
-      if (!kernel) throw new KernelError('worker used before init');
+      kernel ??= await Kernel.create(ownModule ?? undefined);
       session?.free();
       session = null;
       current = -1;
