@@ -76,16 +76,27 @@ export function bcdPrepare(h: usize, cols: i32, k: i32, order: usize, hbb: usize
   }
 }
 
-/** Bytes of bcdBand's scratch: per-column grids, one block's work arrays, and the H_BB and
- * inverse entries of the SIMD path in structure-of-arrays form. */
+/** Bytes of bcdBand's scratch: per-column grids, one block's work arrays, the H_BB and inverse
+ * entries of the SIMD path in structure-of-arrays form, its per-block skip bounds (global and
+ * per row) and the marks of its passes. */
 export function bcdBandScratch(cols: i32, k: i32): f64 {
-  return (2 * <f64>cols + 8 * <f64>k) * 4 + <f64>((cols >> 1) >> 2) * 128;
+  const quads = (cols >> 1) >> 2;
+  return (2 * <f64>cols + 8 * <f64>k) * 4 + <f64>quads * (128 + 16 + 80) + <f64>((quads >> 5) + 2) * 4;
 }
 
 // @ts-ignore: decorator
 @inline function colAt(order: usize, i: i32): i32 {
   return load<i32>(order + (<usize>i << 2));
 }
+
+/** Blocks whose H_BB has a condition number above this are never skipped by bcdQuads: the
+ * rounding of their Newton steps could then outgrow the skip test's margins. */
+// @ts-ignore: decorator
+@inline const BCD_COND_MAX: f64 = 1e4;
+/** 1 - 2^-12: the relative margin of bcdQuads' skip test, far above the few-ulp rounding of
+ * the scores it stands for. */
+// @ts-ignore: decorator
+@inline const BCD_SHAVE: f32 = 0.999755859375;
 
 /**
  * Best move of one block of a row, from its gathered values bq, gradient bg, scales bs and
@@ -138,9 +149,9 @@ function bestBlockMove(
  * Greedy BCD on a band: each iteration evaluates every block's best move, applies the block
  * with the largest positive gain (ties to the lowest block), and updates g by H[:, B] d.
  * All blocks are re-evaluated after each move, since g changes everywhere. With k = 2 and
- * blocks of consecutive columns, four blocks are evaluated per SIMD step (bcdQuad: the same
- * operations in the same order as bestBlockMove, lane by lane); other blocks go one by one.
- * scratch: bcdBandScratch(cols, k) bytes.
+ * blocks of consecutive columns, four blocks are evaluated per SIMD step (bcdQuads: the same
+ * operations in the same order as bestBlockMove, lane by lane), fused with the update of g;
+ * other blocks go one by one. scratch: bcdBandScratch(cols, k) bytes.
  */
 export function bcdBand(
   q: usize, codes: usize, g: usize, rows: i32, cols: i32, h: usize, k: i32, order: usize, hbb: usize, hinv: usize,
@@ -162,26 +173,60 @@ export function bcdBand(
   }
   const soa = bz + kb; // 8 arrays of quads*4 floats: hinv 00,01,10,11 then hbb 00,01,10,11
   const soaLen = <usize>(quads * 4) << 2;
+  const ok = soa + 8 * soaLen; // per block: 1 where the skip test may be used (H_BB well conditioned)
+  const thr = ok + soaLen; // per block of the row: the skip test's 5 thresholds (see bcdQuads)
+  const marks = thr + 5 * soaLen;
   for (let b = 0; b < quads * 4; b++) {
     for (let e = 0; e < 4; e++) {
       store<f32>(soa + <usize>e * soaLen + (<usize>b << 2), load<f32>(hinv + (<usize>(b * 4 + e) << 2)));
       store<f32>(soa + <usize>(4 + e) * soaLen + (<usize>b << 2), load<f32>(hbb + (<usize>(b * 4 + e) << 2)));
     }
+    // The 2 x 2 block's condition number, from its eigenvalues in f64.
+    const a = <f64>load<f32>(hbb + (<usize>(b * 4) << 2)), c = <f64>load<f32>(hbb + (<usize>(b * 4 + 1) << 2));
+    const d = <f64>load<f32>(hbb + (<usize>(b * 4 + 3) << 2));
+    const mean = (a + d) / 2, radius = sqrt<f64>((a - d) * (a - d) / 4 + c * c);
+    const small = mean - radius, large = mean + radius;
+    store<f32>(ok + (<usize>b << 2), small > 0 && large < small * BCD_COND_MAX && isFinite<f64>(large) ? 1 : 0);
   }
   for (let r = 0; r < rows; r++) {
     expandGrid(r, cols, groups, colGroup, scales, zeros, colScale, colZero);
     const rowOff = <usize>r * <usize>cols;
     const qr = q + (rowOff << 2);
     const gr = g + (rowOff << 2);
+    // The skip test needs q exactly on its grid (see bcdQuads); elsewhere its thresholds are 0.
+    let onGrid = maxq <= 255;
+    for (let j = 0; j < cols && onGrid; j++) {
+      const c = <f32>load<u8>(codes + rowOff + <usize>j);
+      onGrid = f32At(colScale, j) > 0 && f32At(qr, j) == dequantCode(c, f32At(colScale, j), f32At(colZero, j));
+    }
+    for (let b = 0; b < quads * 4; b++) {
+      const use = onGrid && f32At(ok, b) != 0;
+      const s0 = f32At(colScale, 2 * b), s1 = f32At(colScale, 2 * b + 1);
+      const h00 = load<f32>(hbb + (<usize>(b * 4) << 2)), h01 = load<f32>(hbb + (<usize>(b * 4 + 1) << 2));
+      const h11 = load<f32>(hbb + (<usize>(b * 4 + 3) << 2));
+      const n0 = s0 * s0 * h00, n1 = s1 * s1 * h11;
+      f32Set(thr, b, use ? 0.5 * s0 * h00 * BCD_SHAVE : 0); // |g0| below: stepping coordinate 0 alone costs
+      f32Set(thr + soaLen, b, use ? 0.5 * s1 * h11 * BCD_SHAVE : 0); // |g1| below: likewise coordinate 1
+      f32Set(thr + 2 * soaLen, b, use ? 0.49 * s0 : 0); // |step0| below: the candidates hold q_0's code
+      f32Set(thr + 3 * soaLen, b, use ? 0.49 * s1 : 0); // |step1| below: likewise q_1's
+      // 2 (s0 |g0| + s1 |g1|) below: stepping both costs (s0^2 H00 + s1^2 H11 - 2 s0 s1 |H01| > 0)
+      f32Set(thr + 4 * soaLen, b, use ? ((n0 + n1) * BCD_SHAVE - 2 * s0 * s1 * abs<f32>(h01)) * 0.5 * BCD_SHAVE : 0);
+    }
     let count = 0;
+    // The last move's update of g, pending until the next pass (fused into bcdQuads).
+    let h0: usize = 0, h1: usize = 0;
+    let d0: f32 = 0, d1: f32 = 0;
     while (count < iters) {
       let best: f32 = 0;
       let bestBlock = -1;
       if (quads > 0) {
-        const lanes = bcdQuads(quads, qr, gr, colScale, colZero, soa, soaLen, maxq);
+        const lanes = bcdQuads(quads, qr, gr, colScale, colZero, soa, soaLen, thr, marks, h0, d0, h1, d1, maxq);
         best = gainOf(lanes);
         bestBlock = indexOf(lanes);
       }
+      applyPending(gr, quads * 8, cols, h0, d0, h1, d1);
+      h0 = 0;
+      h1 = 0;
       for (let b = quads * 4; b < nb; b++) {
         const gain = blockMoveAt(b, k, cols, order, qr, gr, colScale, colZero, hbb, hinv, maxq, lo, hi, vals, cds, bq, bg, bs, bz);
         if (gain > best) {
@@ -201,12 +246,30 @@ export function bcdBand(
         store<u8>(codes + rowOff + <usize>c, <u8>f32At(cds, i));
         if (delta != 0) {
           const hRow = h + ((<usize>c * <usize>cols) << 2);
-          for (let j = 0; j < cols; j++) f32Set(gr, j, f32At(gr, j) + delta * f32At(hRow, j));
+          if (quads > 0) {
+            // g += delta H[c, :], coordinate after coordinate, at the next pass.
+            if (i == 0) { h0 = hRow; d0 = delta; } else { h1 = hRow; d1 = delta; }
+          } else {
+            for (let j = 0; j < cols; j++) f32Set(gr, j, f32At(gr, j) + delta * f32At(hRow, j));
+          }
         }
       }
       count++;
     }
+    // The last move's update, so the caller's g stays exact.
+    applyPending(gr, 0, cols, h0, d0, h1, d1);
     store<i32>(moves + (<usize>r << 2), count);
+  }
+}
+
+/** g[j] += d0 H[c0, j], then g[j] += d1 H[c1, j], for j in [from, cols) (the rows given as
+ * pointers, 0 for none): the order of the unfused updates, element by element. */
+function applyPending(g: usize, from: i32, cols: i32, h0: usize, d0: f32, h1: usize, d1: f32): void {
+  for (let j = from; j < cols; j++) {
+    let v = f32At(g, j);
+    if (h0) v = v + d0 * f32At(h0, j);
+    if (h1) v = v + d1 * f32At(h1, j);
+    f32Set(g, j, v);
   }
 }
 
@@ -242,52 +305,113 @@ function blockMoveAt(
  * per lane, with bestBlockMove's operations in its order (the explicit 0 + starts mirror its
  * accumulators). Returns gainIndex(the largest positive gain, its block), lowest block on ties,
  * -1 when none is positive.
+ *
+ * Phase 1 streams the row: the pending update g += d0 H[c0, :] (then d1 H[c1, :]; a row
+ * pointer of 0 for none), and marks the quads holding a block that may move. A block cannot
+ * move when (thresholds thr, per block of the row, set by bcdBand for rows on their grid and
+ * well-conditioned H_BB; 0 elsewhere, which marks every block):
+ *  - its Newton step -H_BB^-1 g_B is under 0.49 grid steps in each coordinate: the candidates
+ *    (grid points below and above the target) then hold q_B's own codes, d = 0, scoring 0,
+ *    and otherwise only d_i in {0, +-s_i};
+ *  - |g_i| < s_i H_ii / 2 (i = 0, 1): moving one coordinate one step scores s_i^2 H_ii +-
+ *    2 s_i g_i > 0;
+ *  - 2 (s0 |g0| + s1 |g1|) < s0^2 H00 + s1^2 H11 - 2 s0 s1 |H01|: moving both scores more
+ *    than that difference > 0.
+ * Every candidate but d = 0 then scores above 0 (by a margin, BCD_SHAVE, above the rounding
+ * of the score): the block's gain is -0, which never wins. Phase 2 evaluates the marked quads
+ * only, in order: the same result, bit for bit. marks: room for quads / 32 + 1 u32.
  */
-function bcdQuads(quads: i32, qr: usize, gr: usize, colScale: usize, colZero: usize, soa: usize, soaLen: usize, maxq: f32): i64 {
-  const zero = f32x4.splat(0), one = f32x4.splat(1), two = f32x4.splat(2), vMaxq = f32x4.splat(maxq);
-  const inf = f32x4.splat(Infinity);
-  let bestGain = f32x4.splat(0);
-  let bestIdx = i32x4.splat(-1);
-  let idx = i32x4(0, 1, 2, 3);
-  const four = i32x4.splat(4);
-  for (let t = 0; t < quads; t++) {
+function bcdQuads(
+  quads: i32, qr: usize, gr: usize, colScale: usize, colZero: usize, soa: usize, soaLen: usize, thr: usize, marks: usize,
+  h0: usize, d0: f32, h1: usize, d1: f32, maxq: f32,
+): i64 {
+  const vd0 = f32x4.splat(d0), vd1 = f32x4.splat(d1), vUp = f32x4.splat(<f32>1 / BCD_SHAVE);
+  let word: u32 = 0;
+  let t = 0;
+  for (; t < quads; t++) {
     const o = <usize>(t * 8) << 2;
     const p = <usize>(t * 4) << 2;
     let a = v128.load(gr + o), b = v128.load(gr + o, 16);
-    const g0 = evens(a, b), g1 = odds(a, b);
-    a = v128.load(qr + o); b = v128.load(qr + o, 16);
-    const q0 = evens(a, b), q1 = odds(a, b);
-    a = v128.load(colScale + o); b = v128.load(colScale + o, 16);
-    const s0 = evens(a, b), s1 = odds(a, b);
-    a = v128.load(colZero + o); b = v128.load(colZero + o, 16);
-    const z0 = evens(a, b), z1 = odds(a, b);
-    const i00 = v128.load(soa + p), i01 = v128.load(soa + soaLen + p);
-    const i10 = v128.load(soa + 2 * soaLen + p), i11 = v128.load(soa + 3 * soaLen + p);
-    const h00 = v128.load(soa + 4 * soaLen + p), h01 = v128.load(soa + 5 * soaLen + p);
-    const h10 = v128.load(soa + 6 * soaLen + p), h11 = v128.load(soa + 7 * soaLen + p);
-    const step0 = f32x4.add(f32x4.add(zero, f32x4.mul(i00, g0)), f32x4.mul(i01, g1));
-    const step1 = f32x4.add(f32x4.add(zero, f32x4.mul(i10, g0)), f32x4.mul(i11, g1));
-    const lo0 = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.floor(f32x4.div(f32x4.sub(q0, step0), s0)), z0), zero), vMaxq);
-    const lo1 = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.floor(f32x4.div(f32x4.sub(q1, step1), s1)), z1), zero), vMaxq);
-    const hi0 = f32x4.pmin(f32x4.add(lo0, one), vMaxq);
-    const hi1 = f32x4.pmin(f32x4.add(lo1, one), vMaxq);
-    const twoG0 = f32x4.mul(two, g0), twoG1 = f32x4.mul(two, g1);
-    let bestScore = inf;
-    for (let m = 0; m < 4; m++) {
-      const c0 = m & 1 ? hi0 : lo0;
-      const c1 = m & 2 ? hi1 : lo1;
-      const d0 = f32x4.sub(f32x4.mul(s0, f32x4.sub(c0, z0)), q0);
-      const d1 = f32x4.sub(f32x4.mul(s1, f32x4.sub(c1, z1)), q1);
-      const hd0 = f32x4.add(f32x4.add(zero, f32x4.mul(h00, d0)), f32x4.mul(h01, d1));
-      const hd1 = f32x4.add(f32x4.add(zero, f32x4.mul(h10, d0)), f32x4.mul(h11, d1));
-      const score = f32x4.add(f32x4.add(zero, f32x4.mul(d0, f32x4.add(twoG0, hd0))), f32x4.mul(d1, f32x4.add(twoG1, hd1)));
-      bestScore = v128.bitselect(score, bestScore, f32x4.lt(score, bestScore));
+    if (h0) {
+      a = f32x4.add(a, f32x4.mul(vd0, v128.load(h0 + o)));
+      b = f32x4.add(b, f32x4.mul(vd0, v128.load(h0 + o, 16)));
     }
-    const gain = f32x4.neg(bestScore);
-    const better = f32x4.gt(gain, bestGain);
-    bestGain = v128.bitselect(gain, bestGain, better);
-    bestIdx = v128.bitselect(idx, bestIdx, better);
-    idx = i32x4.add(idx, four);
+    if (h1) {
+      a = f32x4.add(a, f32x4.mul(vd1, v128.load(h1 + o)));
+      b = f32x4.add(b, f32x4.mul(vd1, v128.load(h1 + o, 16)));
+    }
+    if (h0 | h1) {
+      v128.store(gr + o, a);
+      v128.store(gr + o, b, 16);
+    }
+    const g0 = evens(a, b), g1 = odds(a, b);
+    const ag0 = f32x4.abs(g0), ag1 = f32x4.abs(g1);
+    const step0 = f32x4.add(f32x4.mul(v128.load(soa + p), g0), f32x4.mul(v128.load(soa + soaLen + p), g1));
+    const step1 = f32x4.add(f32x4.mul(v128.load(soa + 2 * soaLen + p), g0), f32x4.mul(v128.load(soa + 3 * soaLen + p), g1));
+    a = v128.load(colScale + o); b = v128.load(colScale + o, 16);
+    const both = f32x4.mul(f32x4.add(f32x4.mul(evens(a, b), ag0), f32x4.mul(odds(a, b), ag1)), vUp);
+    const still = v128.and(v128.and(v128.and(f32x4.lt(ag0, v128.load(thr + p)), f32x4.lt(ag1, v128.load(thr + soaLen + p))),
+      v128.and(f32x4.lt(f32x4.abs(step0), v128.load(thr + 2 * soaLen + p)), f32x4.lt(f32x4.abs(step1), v128.load(thr + 3 * soaLen + p)))),
+      f32x4.lt(both, v128.load(thr + 4 * soaLen + p)));
+    word |= <u32>(i32x4.bitmask(still) != 15) << (t & 31);
+    if ((t & 31) == 31) {
+      store<u32>(marks + (<usize>(t >> 5) << 2), word);
+      word = 0;
+    }
+  }
+  store<u32>(marks + (<usize>(t >> 5) << 2), word);
+  let bestGain = f32x4.splat(0);
+  let bestIdx = i32x4.splat(-1);
+  const words = (quads + 31) >> 5;
+  for (let w = 0; w < words; w++) {
+    let m = load<u32>(marks + (<usize>w << 2));
+    while (m) {
+      const tq = (w << 5) + <i32>ctz(m);
+      m &= m - 1;
+      const gain = quadGains(tq, qr, gr, colScale, colZero, soa, soaLen, maxq);
+      const better = f32x4.gt(gain, bestGain);
+      bestGain = v128.bitselect(gain, bestGain, better);
+      bestIdx = v128.bitselect(i32x4.add(i32x4.splat(tq * 4), i32x4(0, 1, 2, 3)), bestIdx, better);
+    }
   }
   return reduceLanes(bestGain, bestIdx);
+}
+
+/** The gains of quad t's four blocks (see bcdQuads). */
+// @ts-ignore: decorator
+@inline function quadGains(t: i32, qr: usize, gr: usize, colScale: usize, colZero: usize, soa: usize, soaLen: usize, maxq: f32): v128 {
+  const zero = f32x4.splat(0), one = f32x4.splat(1), two = f32x4.splat(2), vMaxq = f32x4.splat(maxq);
+  const o = <usize>(t * 8) << 2;
+  const p = <usize>(t * 4) << 2;
+  let a = v128.load(gr + o), b = v128.load(gr + o, 16);
+  const g0 = evens(a, b), g1 = odds(a, b);
+  a = v128.load(qr + o); b = v128.load(qr + o, 16);
+  const q0 = evens(a, b), q1 = odds(a, b);
+  a = v128.load(colScale + o); b = v128.load(colScale + o, 16);
+  const s0 = evens(a, b), s1 = odds(a, b);
+  a = v128.load(colZero + o); b = v128.load(colZero + o, 16);
+  const z0 = evens(a, b), z1 = odds(a, b);
+  const i00 = v128.load(soa + p), i01 = v128.load(soa + soaLen + p);
+  const i10 = v128.load(soa + 2 * soaLen + p), i11 = v128.load(soa + 3 * soaLen + p);
+  const h00 = v128.load(soa + 4 * soaLen + p), h01 = v128.load(soa + 5 * soaLen + p);
+  const h10 = v128.load(soa + 6 * soaLen + p), h11 = v128.load(soa + 7 * soaLen + p);
+  const step0 = f32x4.add(f32x4.add(zero, f32x4.mul(i00, g0)), f32x4.mul(i01, g1));
+  const step1 = f32x4.add(f32x4.add(zero, f32x4.mul(i10, g0)), f32x4.mul(i11, g1));
+  const lo0 = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.floor(f32x4.div(f32x4.sub(q0, step0), s0)), z0), zero), vMaxq);
+  const lo1 = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.floor(f32x4.div(f32x4.sub(q1, step1), s1)), z1), zero), vMaxq);
+  const hi0 = f32x4.pmin(f32x4.add(lo0, one), vMaxq);
+  const hi1 = f32x4.pmin(f32x4.add(lo1, one), vMaxq);
+  const twoG0 = f32x4.mul(two, g0), twoG1 = f32x4.mul(two, g1);
+  let bestScore = f32x4.splat(Infinity);
+  for (let m = 0; m < 4; m++) {
+    const c0 = m & 1 ? hi0 : lo0;
+    const c1 = m & 2 ? hi1 : lo1;
+    const d0 = f32x4.sub(f32x4.mul(s0, f32x4.sub(c0, z0)), q0);
+    const d1 = f32x4.sub(f32x4.mul(s1, f32x4.sub(c1, z1)), q1);
+    const hd0 = f32x4.add(f32x4.add(zero, f32x4.mul(h00, d0)), f32x4.mul(h01, d1));
+    const hd1 = f32x4.add(f32x4.add(zero, f32x4.mul(h10, d0)), f32x4.mul(h11, d1));
+    const score = f32x4.add(f32x4.add(zero, f32x4.mul(d0, f32x4.add(twoG0, hd0))), f32x4.mul(d1, f32x4.add(twoG1, hd1)));
+    bestScore = v128.bitselect(score, bestScore, f32x4.lt(score, bestScore));
+  }
+  return f32x4.neg(bestScore);
 }

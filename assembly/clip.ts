@@ -3,7 +3,7 @@
 // so the TypeScript side names them instead of repeating numbers.
 
 import { gridMinMax, gridMse } from './grid';
-import { gridOwc, gridOwcChannelFast, gridOwcChannelFastScratch, gridOwcScratch, OWC_SCREEN_BLOCK } from './owc';
+import { gridOwcChannelFast, gridOwcChannelFastScratch, gridOwcGroup, gridOwcScratch, OWC_SCREEN_BLOCK } from './owc';
 import { pairFirst, pairSecond } from './pairs';
 
 export const GRID_MINMAX: i32 = 0;
@@ -44,14 +44,17 @@ export function gridParams(
   // Groups outer, rows inner: each group's H block is reused by all the band's rows while it
   // is in cache (every (row, group) grid is computed on its own, so the order changes nothing).
   for (let g = 0; g < groups; g++) {
+    const c0 = g * gs;
+    const len = min(gs, cols - c0);
+    if (search == GRID_OWC || search == GRID_OWC_EXACT) {
+      gridOwcGroup(w, rows, cols, c0, len, g, groups, h, maxq, sym, scales, zeros, scratch);
+      continue;
+    }
     for (let r = 0; r < rows; r++) {
-      const c0 = g * gs;
-      const len = min(gs, cols - c0);
       const x = w + ((<usize>r * <usize>cols + <usize>c0) << 2);
       let grid: i64;
       if (search == GRID_MINMAX) grid = gridMinMax(x, len, maxq, sym);
-      else if (search == GRID_MSE) grid = gridMse(x, len, maxq, sym);
-      else grid = gridOwc(x, len, h + ((<usize>c0 * <usize>cols + <usize>c0) << 2), cols, maxq, sym, scratch);
+      else grid = gridMse(x, len, maxq, sym);
       const o = (<usize>r * <usize>groups + <usize>g) << 2;
       store<f32>(scales + o, pairFirst(grid));
       store<f32>(zeros + o, pairSecond(grid));

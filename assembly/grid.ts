@@ -15,6 +15,47 @@ import { f32Pair, pairFirst, pairSecond } from './pairs';
   return scale * (code - zero);
 }
 
+// Scales as the output stores them. A GPTQ checkpoint stores fp16 scales, so a model solved
+// for one must be solved on fp16-rounded scales: every grid built below is then exactly the one
+// written (ALGORITHMS.md, GPTQ checkpoint packing). The storage format is a property of the
+// whole solve, not of one call, so the layer session sets it before each band (setHalfScales).
+let halfScales: bool = false;
+
+/** Grids built from now on in this instance round their scales to fp16 (1) or keep f32 (0). */
+export function setHalfScales(on: i32): void {
+  halfScales = on != 0;
+}
+
+/** Whether grids round their scales to fp16 (see setHalfScales). */
+// @ts-ignore: decorator
+@inline export function halfScalesOn(): bool {
+  return halfScales;
+}
+
+/** Smallest positive fp16 (a subnormal, 2^-24). */
+// @ts-ignore: decorator
+@inline const HALF_MIN_POSITIVE: f32 = 5.9604644775390625e-8;
+
+/**
+ * x > 0 rounded to the nearest fp16 value (ties to even), as an f32: what an fp16 store of x
+ * reads back as. Integer arithmetic on the bits for the normal range, an exact power-of-two
+ * scaling for the subnormal one; above the fp16 range the result is Infinity (refused by the
+ * band's grid check; checkWeightRange refuses such rows before). A positive scale that would
+ * round to 0 becomes the smallest positive fp16, so a grid never has a zero step.
+ */
+export function roundScaleToHalf(x: f32): f32 {
+  const bits = reinterpret<u32>(x);
+  if (bits >= 0x38800000) {
+    // Normal fp16 (x >= 2^-14): keep 10 of the 23 mantissa bits, rounding the 13 dropped ones
+    // to nearest, ties to even (a carry into the exponent is the correct result).
+    const rounded = (bits + 0xfff + ((bits >> 13) & 1)) & 0xffffe000;
+    return rounded >= 0x47800000 ? Infinity : reinterpret<f32>(rounded);
+  }
+  // Subnormal fp16: multiples of 2^-24; x * 2^24 and the product back are exact.
+  const r = nearest<f32>(x * 16777216.0) * HALF_MIN_POSITIVE;
+  return r > 0 ? r : HALF_MIN_POSITIVE;
+}
+
 /** The range of n floats at x, widened to include 0: f32Pair(min, max). */
 export function rangeOf(x: usize, n: i32): i64 {
   let lo: f32 = 0, hi: f32 = 0;
@@ -52,8 +93,10 @@ export function rangeOf(x: usize, n: i32): i64 {
   }
   const p = shrink(i);
   const lo = p * xmin, hi = p * xmax;
-  const scale = (hi - lo) / maxq;
-  return f32Pair(scale, sym ? (maxq + 1) / 2 : nearest<f32>(-lo / scale));
+  let scale = (hi - lo) / maxq;
+  if (halfScales) scale = roundScaleToHalf(scale);
+  // The rounded step can be a little smaller than the range needs: the zero stays a code.
+  return f32Pair(scale, sym ? (maxq + 1) / 2 : min<f32>(nearest<f32>(-lo / scale), maxq));
 }
 
 /** Min-max grid of n values at x: f32Pair(scale, zero). */

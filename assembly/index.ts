@@ -12,7 +12,7 @@ export function free(ptr: usize): void {
 }
 
 export * from './linalg';
-export { dequantizeCodes, quantizeWith } from './grid';
+export { dequantizeCodes, quantizeWith, setHalfScales, roundScaleToHalf } from './grid';
 export * from './clip';
 export { quadForms, quadFormsScratch, rowLosses, rowLossesScratch, gradientBand, gradientScratch } from './loss';
 export * from './gptq';

@@ -189,32 +189,96 @@ export function hessianUpdateScratch(n: i32): f64 {
 }
 
 /**
+/**
  * H = H * keep + X^T X * add for X [m x n]: the streaming Hessian update, one band of 128 rows
  * of H at a time, so the scratch is 128 x n floats rather than a second n x n matrix. Within a
  * band, X^T X goes through gemmSub one 128-row slice of X at a time (transposed into scratch),
  * which is exactly the k slicing gemmSub does itself: each element of X^T X is the same
- * sequence of operations as one product over all m rows, in whichever band it falls.
+ * sequence of operations as one product over all m rows, in whichever band it falls. Only the
+ * lower triangle (with the diagonal blocks) is computed: element (j, i) is made of the products
+ * x_pj x_pi of element (i, j), in the same order, so X^T X is exactly symmetric and the band's
+ * columns above it take the same values, mirrored.
  */
 export function hessianUpdate(h: usize, x: usize, m: i32, n: i32, keep: f32, add: f32, scratch: usize): void {
   const band = UPDATE_BAND;
   const xt = scratch; // [bi x rows]: the band's columns of one slice of X, transposed
-  const prod = scratch + ((<usize>band * <usize>band) << 2); // -(X^T X)[band rows, :]
+  const prod = scratch + ((<usize>band * <usize>band) << 2); // -(X^T X)[band rows, :i1]
   for (let i0 = 0; i0 < n; i0 += band) {
     const bi = min(band, n - i0);
-    memory.fill(prod, 0, (<usize>bi * <usize>n) << 2);
+    const i1 = i0 + bi;
+    for (let i = 0; i < bi; i++) memory.fill(at(prod, i, n, 0), 0, <usize>i1 << 2);
     for (let r0 = 0; r0 < m; r0 += band) {
       const rows = min(band, m - r0);
       const xs = x + ((<usize>r0 * <usize>n) << 2);
       transpose(xt, rows, xs + (<usize>i0 << 2), n, rows, bi);
-      gemmSub(prod, n, xt, rows, xs, n, bi, n, rows); // prod -= X_s[:, band]^T X_s
+      gemmSub(prod, n, xt, rows, xs, n, bi, i1, rows); // prod[:, :i1] -= X_s[:, band]^T X_s[:, :i1]
     }
-    const hb = h + ((<usize>i0 * <usize>n) << 2);
-    const total = bi * n;
-    for (let i = 0; i < total; i++) {
-      const o = <usize>i << 2;
-      store<f32>(hb + o, load<f32>(hb + o) * keep - load<f32>(prod + o) * add);
+    const vk = f32x4.splat(keep), va = f32x4.splat(add);
+    for (let i = 0; i < bi; i++) {
+      // Row i0 + i, columns [0, i1): the lower triangle and the diagonal block.
+      const hr = at(h, i0 + i, n, 0), pr = at(prod, i, n, 0);
+      let j = 0;
+      for (; j + 4 <= i1; j += 4) {
+        const o = <usize>j << 2;
+        v128.store(hr + o, f32x4.sub(f32x4.mul(v128.load(hr + o), vk), f32x4.mul(v128.load(pr + o), va)));
+      }
+      for (; j < i1; j++) {
+        const o = <usize>j << 2;
+        store<f32>(hr + o, load<f32>(hr + o) * keep - load<f32>(pr + o) * add);
+      }
+    }
+    // Rows above the band, the band's columns: the mirror of the band's lower part.
+    for (let r = 0; r < i0; r++) {
+      const hr = at(h, r, n, i0);
+      for (let i = 0; i < bi; i++) {
+        const o = <usize>i << 2;
+        store<f32>(hr + o, load<f32>(hr + o) * keep - load<f32>(at(prod, i, n, r)) * add);
+      }
     }
   }
+}
+
+/** Rows i .. i+3 of cholesky's panel: for each column j, a[r][j] = (a[r][j] - dot(a[r][k0:j],
+ * a[j][k0:j])) / a[j][j] with dot's exact order (four lane sums over whole quads, combined
+ * (l0 + l1) + (l2 + l3), then the tail in order), the four rows' dots in one loop. */
+function panelRows4(a: usize, n: i32, i: i32, k0: i32, k1: i32): void {
+  const stride = <usize>n << 2;
+  const r0 = at(a, i, n, k0), r1 = r0 + stride, r2 = r1 + stride, r3 = r2 + stride;
+  for (let j = k0; j < k1; j++) {
+    const len = j - k0;
+    const lj = at(a, j, n, k0);
+    let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+    let p = 0;
+    for (; p + 4 <= len; p += 4) {
+      const o = <usize>p << 2;
+      const l = v128.load(lj + o);
+      c0 = f32x4.add(c0, f32x4.mul(v128.load(r0 + o), l));
+      c1 = f32x4.add(c1, f32x4.mul(v128.load(r1 + o), l));
+      c2 = f32x4.add(c2, f32x4.mul(v128.load(r2 + o), l));
+      c3 = f32x4.add(c3, f32x4.mul(v128.load(r3 + o), l));
+    }
+    let s0 = laneSum(c0), s1 = laneSum(c1), s2 = laneSum(c2), s3 = laneSum(c3);
+    for (; p < len; p++) {
+      const o = <usize>p << 2;
+      const l = load<f32>(lj + o);
+      s0 += load<f32>(r0 + o) * l;
+      s1 += load<f32>(r1 + o) * l;
+      s2 += load<f32>(r2 + o) * l;
+      s3 += load<f32>(r3 + o) * l;
+    }
+    const d = load<f32>(at(a, j, n, j));
+    const o = <usize>len << 2;
+    store<f32>(r0 + o, (load<f32>(r0 + o) - s0) / d);
+    store<f32>(r1 + o, (load<f32>(r1 + o) - s1) / d);
+    store<f32>(r2 + o, (load<f32>(r2 + o) - s2) / d);
+    store<f32>(r3 + o, (load<f32>(r3 + o) - s3) / d);
+  }
+}
+
+/** (l0 + l1) + (l2 + l3): dot's lane combination. */
+// @ts-ignore: decorator
+@inline function laneSum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
 /**
@@ -241,8 +305,11 @@ export function cholesky(a: usize, n: i32, scratch: usize): i32 {
         }
       }
     }
-    // Panel below: L21 = A21 L11^-T, row by row.
-    for (let i = k1; i < n; i++) {
+    // Panel below: L21 = A21 L11^-T, each row by forward substitution (the dot order of the
+    // diagonal block), four rows interleaved so their dependency chains overlap.
+    let i = k1;
+    for (; i + 4 <= n; i += 4) panelRows4(a, n, i, k0, k1);
+    for (; i < n; i++) {
       for (let j = k0; j < k1; j++) {
         const s = load<f32>(at(a, i, n, j)) - dot(at(a, i, n, k0), at(a, j, n, k0), j - k0);
         store<f32>(at(a, i, n, j), s / load<f32>(at(a, j, n, j)));
@@ -268,7 +335,7 @@ export function cholesky(a: usize, n: i32, scratch: usize): i32 {
  * M = L^-1 for lower-triangular L (n x n, leading dimension n), written to m (distinct from l).
  * Row blocks of 128: M[I, I] by substitution, then M[I, :i1] = -M[I,I] * (L[I, :i1] * M[:i1, :i1]),
  * where the GEMM for column chunk [j0, j0+128) starts at k = j0 (M is zero above its diagonal).
- * scratch: 128 * n floats.
+ * scratch: 128 * n + 128 * 128 floats.
  */
 export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
   const bs = 128;
@@ -293,17 +360,21 @@ export function lowerInverse(m: usize, l: usize, n: i32, scratch: usize): void {
       const j1 = min(j0 + bs, i0);
       gemmSub(at(scratch, 0, i0, j0), i0, at(l, i0, n, j0), n, at(m, j0, n, j0), n, ib, j1 - j0, i0 - j0);
     }
-    // M[I, :i0] = M[I, I] * T, each output row an ordered sum of scaled rows of T.
+    // M[I, :i0] = M[I, I] * T: from zero, minus (-M[I, I]) T by gemmSub (k = ib <= 128, one
+    // slice), so each element is the negated ordered sum of -M_ip T_p: the bits of the ordered
+    // sum of M_ip T_p. -M[I, I] (zero above its diagonal) goes to the 128 x 128 after T.
+    const neg = scratch + ((<usize>bs * <usize>n) << 2);
     for (let i = 0; i < ib; i++) {
-      const out = at(m, i0 + i, n, 0);
-      for (let p = 0; p <= i; p++) axpySub(out, at(scratch, p, i0, 0), -load<f32>(at(m, i0 + i, n, i0 + p)), i0);
+      for (let p = 0; p < ib; p++) store<f32>(at(neg, i, bs, p), p <= i ? -load<f32>(at(m, i0 + i, n, i0 + p)) : 0);
     }
+    gemmSub(at(m, i0, n, 0), n, neg, bs, scratch, i0, ib, i0, ib);
   }
 }
 
 /** Bytes of upperCholeskyOfInverse's scratch for n x n. */
 export function upperCholeskyOfInverseScratch(n: i32): f64 {
-  return 128 * <f64>n * 4;
+  // cholesky's and lowerInverse's panels (128 x n) and lowerInverse's 128 x 128 block.
+  return (128 * <f64>n + 128 * 128) * 4;
 }
 
 /**
@@ -315,22 +386,33 @@ export function upperCholeskyOfInverseScratch(n: i32): f64 {
  * reversed order) if H is not positive definite.
  */
 export function upperCholeskyOfInverse(u: usize, h: usize, n: i32, scratch: usize): i32 {
-  reverseBoth(h, n); // J H J; cholesky reads its lower triangle
+  reverseBoth(h, n, scratch); // J H J; cholesky reads its lower triangle
   const failed = cholesky(h, n, scratch);
   if (failed != 0) return failed;
   lowerInverse(u, h, n, scratch); // u = L^-1 (lower), reversed next
-  reverseBoth(u, n);
+  reverseBoth(u, n, scratch);
   return 0;
 }
 
-/** A := J A J in place (reverse rows and columns). */
-function reverseBoth(a: usize, n: i32): void {
-  const total = n * n;
-  for (let i = 0, j = total - 1; i < j; i++, j--) {
-    const pi = a + (<usize>i << 2), pj = a + (<usize>j << 2);
-    const t = load<f32>(pi);
-    store<f32>(pi, load<f32>(pj));
-    store<f32>(pj, t);
+/** dst[j] = src[n - 1 - j] for n floats (distinct buffers). */
+function reverseCopy(dst: usize, src: usize, n: i32): void {
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const v = v128.load(src + (<usize>(n - 4 - j) << 2));
+    v128.store(dst + (<usize>j << 2), v128.shuffle<f32>(v, v, 3, 2, 1, 0));
+  }
+  for (; j < n; j++) store<f32>(dst + (<usize>j << 2), load<f32>(src + (<usize>(n - 1 - j) << 2)));
+}
+
+/** A := J A J in place (reverse rows and columns): rows i and n-1-i swapped, each reversed,
+ * through one row of scratch. */
+function reverseBoth(a: usize, n: i32, scratch: usize): void {
+  const bytes = <usize>n << 2;
+  for (let i = 0, k = n - 1; i <= k; i++, k--) {
+    const ri = at(a, i, n, 0), rk = at(a, k, n, 0);
+    reverseCopy(scratch, ri, n); // row i, reversed
+    if (i < k) reverseCopy(ri, rk, n);
+    memory.copy(rk, scratch, bytes);
   }
 }
 

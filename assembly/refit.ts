@@ -2,7 +2,7 @@
 // (scale, zero) is re-chosen by least squares in H's metric, kept only where the loss falls.
 
 import { gemmSub } from './linalg';
-import { dequantCode } from './grid';
+import { dequantCode, halfScalesOn, roundScaleToHalf } from './grid';
 
 // @ts-ignore: decorator
 @inline function f32At(base: usize, i: i32): f32 {
@@ -99,7 +99,7 @@ export function refitBand(
       if (!(vHv > 0)) continue;
       const a = vP / vHv;
       if (!(a > 0)) continue;
-      const s32 = <f32>a, z32 = <f32>z;
+      const s32 = halfScalesOn() ? roundScaleToHalf(<f32>a) : <f32>a, z32 = <f32>z;
       // Exact change of loss for the f32 values the grid will produce.
       let dg: f64 = 0, dHd: f64 = 0;
       // d = v a - q; d^T H d = a^2 vHv - 2 a vHq + qHq; computed from the rounded values below.

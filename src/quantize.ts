@@ -27,6 +27,9 @@ export interface RunOptions {
   onProgress?: SolveOptions['onProgress'];
   /** The kernel for preparation, merging and one-thread solves. Default: this realm's. */
   kernel?: Kernel;
+  /** Also the RTN baseline's loss (LayerResult.rtnLoss: round-to-nearest on min-max grids, for
+   * comparison): one more quadratic form per row, so only when asked. Default false. */
+  baseline?: boolean;
 }
 
 /** quantizeLayer's options: the solver's and the run's in one object, for convenience. */
@@ -34,8 +37,8 @@ export type QuantizeOptions = SolverOptions & RunOptions;
 
 /** Splits a QuantizeOptions into what to compute and how to run it. */
 export function splitOptions(options: QuantizeOptions = {}): { solver: SolverSpec; run: RunOptions } {
-  const { threads, pool, signal, onProgress, kernel, ...solver } = options;
-  return { solver: resolveSolver(solver), run: { threads, pool, signal, onProgress, kernel } };
+  const { threads, pool, signal, onProgress, kernel, baseline, ...solver } = options;
+  return { solver: resolveSolver(solver), run: { threads, pool, signal, onProgress, kernel, baseline } };
 }
 
 /**
@@ -62,7 +65,7 @@ export async function quantizePrepared(weights: WeightMatrix, layer: PreparedLay
   checkBandInputs(facts, weights);
   if (run.signal?.aborted) throw new AbortError();
   const kernel = run.kernel ?? (await defaultKernel());
-  const options = { signal: run.signal, onProgress: run.onProgress };
+  const options = { signal: run.signal, onProgress: run.onProgress, baseline: run.baseline ?? false };
   const portable = () => (layer instanceof LayerSession ? layer.portable() : layer);
   const merge = (bands: BandResult[]) => mergeBands(facts, weights.rows, bands, kernel);
   if (run.pool) return merge(await run.pool.solveBands(portable(), weights, options));

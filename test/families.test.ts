@@ -322,7 +322,7 @@ test('sequential quantization follows each family\'s stages; GPTQ export keeps b
           const r = Math.floor(i / l.cols);
           return Math.fround(f16BitsToF32(f32ToF16Bits(l.scales[r])) * Math.fround(l.codes[i] - l.zeros[r]));
         })
-        : res.model.blocks[l.block].linear[l.name];
+        : res.model!.blocks[l.block].linear[l.name];
       sameArray(got, want, `${name} ${l.block} ${l.name}`);
     }
     back.blocks.forEach((b, l) => {

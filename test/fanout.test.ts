@@ -42,7 +42,7 @@ async function problem(rows: number, cols: number, seed: number) {
 }
 
 async function layerHash(r: LayerResult): Promise<string> {
-  const parts = [r.codes, r.scales, r.zeros, r.gIdx, r.rowLoss, new Float64Array([r.loss, r.rtnLoss]), r.moves ?? new Int32Array()];
+  const parts = [r.codes, r.scales, r.zeros, r.gIdx, r.rowLoss, new Float64Array([r.loss, r.rtnLoss ?? 0]), r.moves ?? new Int32Array()];
   const total = parts.reduce((n, p) => n + p.byteLength, 0);
   const all = new Uint8Array(total);
   let at = 0;
@@ -90,16 +90,16 @@ test('worker refuses mismatched input hashes with typed 4xx codes', async () => 
     return { status: res.status, code: res.headers.get(FANOUT_HEADERS.error), text };
   };
   // Prepared bytes whose hash is not the key.
-  let r = await call(`/prepared/${'0'.repeat(64)}`, { method: 'PUT', body: bytes });
+  let r = await call(`/prepared/${'0'.repeat(64)}`, { method: 'PUT', body: bytes as BodyInit });
   assert.equal([r.status, r.code], [400, 'HASH_MISMATCH']);
   // A band for a layer the worker does not hold.
   const band = weights.data.slice(0, 8 * 24);
   const job = (weightsHash: string, inline: Uint8Array | null = null) => encodeJob({ r0: 0, r1: 8, cols: 24, prepared: hash, weights: weightsHash }, band, inline);
   const goodWeights = await sha256Hex(new Uint8Array(band.buffer));
-  const post = async (body: Uint8Array, jobHash?: string) => call('/band', { method: 'POST', body, headers: { [FANOUT_HEADERS.job]: jobHash ?? (await sha256Hex(body)) } });
+  const post = async (body: Uint8Array, jobHash?: string) => call('/band', { method: 'POST', body: body as BodyInit, headers: { [FANOUT_HEADERS.job]: jobHash ?? (await sha256Hex(body)) } });
   r = await post(job(goodWeights));
   assert.equal([r.status, r.code], [409, 'PREPARED_MISSING']);
-  r = await call(`/prepared/${hash}`, { method: 'PUT', body: bytes });
+  r = await call(`/prepared/${hash}`, { method: 'PUT', body: bytes as BodyInit });
   assert.is(r.status, 201);
   // Weights whose hash is not the one the job states (the job hash itself is consistent).
   r = await post(job('f'.repeat(64)));
@@ -123,7 +123,7 @@ test('worker refuses mismatched input hashes with typed 4xx codes', async () => 
   r = await call('/nope', { method: 'GET' });
   assert.equal([r.status, r.code], [404, 'NOT_FOUND']);
   // And the good job: 200 with the reply hash and the echoed input hashes.
-  const ok = await worker.fetch(new Request('http://w.test/band', { method: 'POST', body: job(goodWeights), headers: { [FANOUT_HEADERS.job]: await sha256Hex(job(goodWeights)) } }));
+  const ok = await worker.fetch(new Request('http://w.test/band', { method: 'POST', body: job(goodWeights) as BodyInit, headers: { [FANOUT_HEADERS.job]: await sha256Hex(job(goodWeights)) } }));
   assert.is(ok.status, 200);
   const reply = new Uint8Array(await ok.arrayBuffer());
   assert.is(ok.headers.get(FANOUT_HEADERS.band), await sha256Hex(reply));
@@ -300,7 +300,7 @@ const provenance = (method: 'gptq' | 'cd', bits: number, groupSize: number): Pro
 async function modelHashes(kernel: Kernel, layers: QuantizedLinear[], prov: Provenance) {
   const parts: Uint8Array[] = [];
   for (const l of layers) {
-    for (const a of [l.codes, l.scales, l.zeros, l.gIdx, new Float64Array([l.loss, l.rtnLoss])]) parts.push(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    for (const a of [l.codes, l.scales, l.zeros, l.gIdx, new Float64Array([l.loss, l.rtnLoss ?? 0])]) parts.push(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   }
   const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;

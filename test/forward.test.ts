@@ -503,7 +503,7 @@ test('wasm exp is accurate; SiLU gives the same bits in vector lanes and scalar 
 });
 
 test('bad inputs give typed errors', () => {
-  const throwsCode = (fn: () => unknown, Ctor: new (m: string) => CdquantError, code: string) => {
+  const throwsCode = (fn: () => unknown, Ctor: abstract new (...a: never[]) => CdquantError, code: string) => {
     try { fn(); } catch (e) {
       assert.instance(e, Ctor);
       assert.equal((e as CdquantError).code, code);

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readGgufFileInfo } from 'node-llama-cpp';
+import { readGgufFileInfo, type Token } from 'node-llama-cpp';
 import { FormatError, OptionError, DtypeError, ShapeError } from '../src/core/errors.js';
 import { Kernel } from '../src/core/kernel.js';
 import {
@@ -281,7 +281,7 @@ test('container: the header is read from a growing prefix, tensor data only on r
   assert.equal(parseGgufHeader(bytes.subarray(0, whole.dataOffset), bytes.length).tensors, whole.tensors);
   throwsType(() => parseGgufHeader(bytes.subarray(0, 1000), bytes.length), OptionError, /needs at least/);
   // Blob/File source (the browser's File.slice path)
-  const viaBlob = await readGgufHeader(blobSource(new Blob([bytes])), { firstRead: 4096 });
+  const viaBlob = await readGgufHeader(blobSource(new Blob([bytes as BlobPart])), { firstRead: 4096 });
   assert.equal(viaBlob.tensors, whole.tensors);
   // A model read lazily equals one read from memory, tensor by tensor.
   const src2 = recording(bytes);
@@ -723,7 +723,7 @@ test('llama.cpp: its tokenizer on our vocabulary equals llama2.c\'s encoder', as
       const a = lc.tokenize(s);
       const b = Array.from(tok.encode(s, { bos: false }));
       assert.equal(a, b, JSON.stringify(s));
-      assert.is(lc.model.detokenize(a), s, `llama.cpp decodes ${JSON.stringify(s)} back`);
+      assert.is(lc.model.detokenize(a as Token[]), s, `llama.cpp decodes ${JSON.stringify(s)} back`);
     }
     // The one divergence found: a literal U+2581 in the input is a space to llama.cpp (its
     // vocabulary marks spaces with it) but three UTF-8 bytes to llama2.c (whose pieces use ' ').

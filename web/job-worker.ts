@@ -68,7 +68,8 @@ async function run(req: JobRequest): Promise<void> {
     kernel,
     threads,
     modelName: req.modelName,
-    compareMethods: req.compareGptq ? ['gptq'] : undefined,
+    // The page always shows the RTN baseline beside the method (cheap at the page's model sizes).
+    compareMethods: req.compareGptq ? ['rtn', 'gptq'] : ['rtn'],
     onProgress: (progress) => post({ type: 'progress', progress }),
   });
 

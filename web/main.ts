@@ -269,7 +269,7 @@ async function start(ev: SubmitEvent) {
       case 'done':
         finish();
         $<HTMLProgressElement>('bar').value = 1;
-        status(`Done in ${m.seconds.toFixed(1)} s: ${methodLabel} loss is ${((m.report.totals.loss / m.report.totals.loss_rtn) * 100).toFixed(1)}% of RTN's over all layers.`);
+        status(`Done in ${m.seconds.toFixed(1)} s: ${methodLabel} loss is ${((m.report.totals.loss / m.report.totals.loss_rtn!) * 100).toFixed(1)}% of RTN's over all layers.`);
         offerDownloads(m.files, m.report);
         setState('done');
         break;
@@ -289,7 +289,7 @@ async function start(ev: SubmitEvent) {
     rows.push({ block: p.block, name: p.name, rtn: p.rtnLoss!, gptq, method: p.loss! });
     const tr = document.createElement('tr');
     const shape = shapes[p.name];
-    const cells = [String(p.block), p.name, shape ? `${shape[0]}×${shape[1]}` : `${p.rows} rows`, fmt(p.rtnLoss), fmt(gptq ?? (request.options.method === 'gptq' ? p.loss : undefined)), fmt(p.loss), `${((p.loss! / p.rtnLoss!) * 100).toFixed(1)}%`, (p.seconds ?? 0).toFixed(3)];
+    const cells = [String(p.block), p.name, shape ? `${shape[0]}×${shape[1]}` : `${p.rows} rows`, fmt(p.rtnLoss ?? undefined), fmt(gptq ?? (request.options.method === 'gptq' ? p.loss : undefined)), fmt(p.loss), `${((p.loss! / p.rtnLoss!) * 100).toFixed(1)}%`, (p.seconds ?? 0).toFixed(3)];
     tr.replaceChildren(...cells.map((c, i) => Object.assign(document.createElement(i === 1 ? 'th' : 'td'), i === 1 ? { textContent: c, scope: 'row' } : { textContent: c })));
     tbody.append(tr);
     const wrap = tbody.closest('.table-wrap')!;

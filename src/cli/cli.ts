@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { CdquantError, FormatError, OptionError, ShapeError } from '../core/errors.js';
 import { defaultKernel } from '../core/kernel.js';
 import type { LayerResult } from '../core/types.js';
+import type { Method } from '../core/options.js';
 import { quantizeLayer, type QuantizeOptions } from '../quantize.js';
 import { HessianAccumulator } from '../core/hessian.js';
 import { parseSafetensors, readTensorF32, writeSafetensors } from '../formats/safetensors.js';
@@ -41,6 +42,8 @@ Layer options:
   --iters N                  cd/bcd moves per row (default: columns)
   --block K                  bcd block size (default 2)
   --refit N                  scale refit rounds after cd/bcd (default 0)
+  --scales f16|f32           grid scales rounded to fp16 as GPTQ checkpoints store them
+                             (default f16 for quantize, f32 for layer)
   --act-order                GPTQ act-order (and bcd block order)
   --static-groups            GPTQ static groups
   --damp F                   GPTQ damping fraction (default 0.01)
@@ -77,6 +80,8 @@ const layerOptionSpec = {
   iters: { type: 'string' },
   block: { type: 'string' },
   refit: { type: 'string' },
+  scales: { type: 'string' },
+  compare: { type: 'string' },
   'act-order': { type: 'boolean' },
   'static-groups': { type: 'boolean' },
   damp: { type: 'string' },
@@ -116,6 +121,7 @@ function layerOptions(values: Values): QuantizeOptions {
   if (values.method !== undefined) o.method = values.method as QuantizeOptions['method'];
   if (values.init !== undefined) o.init = values.init as QuantizeOptions['init'];
   if (values.clip !== undefined) o.clip = values.clip as QuantizeOptions['clip'];
+  if (values.scales !== undefined) o.scales = values.scales as QuantizeOptions['scales'];
   const set = (key: keyof QuantizeOptions, flag: string) => {
     const n = num(values, flag);
     if (n !== undefined) (o as Record<string, unknown>)[key] = n;
@@ -138,6 +144,16 @@ function layerOptions(values: Values): QuantizeOptions {
   return o;
 }
 
+/** --compare M[,M...]: methods solved on the same H for their loss only (reporting). */
+function compareFlag(values: Values, allowed: readonly Method[]): Method[] | undefined {
+  const v = values.compare;
+  if (v === undefined) return undefined;
+  const methods = String(v).split(',').map((m) => m.trim()).filter(Boolean);
+  const bad = methods.find((m) => !(allowed as readonly string[]).includes(m));
+  if (bad !== undefined || methods.length === 0) throw new OptionError(`--compare takes ${allowed.join(', ')} (comma-separated), got "${String(v)}"`);
+  return [...new Set(methods)] as Method[];
+}
+
 function one(positionals: string[], what: string): string {
   if (positionals.length !== 1) throw new OptionError(`expected exactly one ${what}, got ${positionals.length ? positionals.join(' ') : 'none'}`);
   return positionals[0];
@@ -152,7 +168,8 @@ async function layerCommand(argv: string[]) {
   const path = one(positionals, 'PROBLEM.safetensors');
   const out = values.out;
   if (!out) throw new OptionError('cdquant layer needs --out RESULT.safetensors');
-  const options = layerOptions(values);
+  const { compare: _compare, ...layerValues } = values;
+  const options = { ...layerOptions(layerValues), ...(compareFlag(values, ['rtn']) ? { baseline: true } : {}) };
   await checkOutputPath(out, [path], 'file');
   const bytes = await readBytes(path);
   const file = parseSafetensors(bytes);
@@ -201,7 +218,7 @@ function provenanceOf(res: LayerResult): Record<string, string> {
     init: String(res.init),
     damp_used: String(res.dampUsed),
     loss: String(res.loss),
-    loss_rtn: String(res.rtnLoss),
+    ...(res.rtnLoss !== null ? { loss_rtn: String(res.rtnLoss) } : {}),
   };
 }
 
@@ -209,6 +226,7 @@ function provenanceOf(res: LayerResult): Record<string, string> {
 // cdquant quantize
 
 class ProgressBar {
+  constructor(private readonly baseline: string) {}
   private readonly start = performance.now();
   private readonly tty = !!process.stderr.isTTY;
   update(p: LayerProgress) {
@@ -218,7 +236,7 @@ class ProgressBar {
     const width = 24;
     const filled = Math.round(fraction * width);
     const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
-    const loss = p.loss !== undefined ? ` loss ${p.loss.toExponential(3)} (rtn ${p.rtnLoss!.toExponential(3)})` : '';
+    const loss = p.loss !== undefined ? ` loss ${p.loss.toExponential(3)}${p.rtnLoss != null ? ` (${this.baseline} ${p.rtnLoss.toExponential(3)})` : ''}` : '';
     const line = `[${bar}] ${p.layersDone}/${p.layers} block ${p.block} ${p.name.padEnd(9)} rows ${p.rowsDone}/${p.rows}${loss} ${elapsed.toFixed(1)}s eta ${Number.isFinite(eta) ? eta.toFixed(1) + 's' : '?'}`;
     if (this.tty) process.stderr.write(`\r${line.padEnd(110)}`);
     else if (p.stage === 'done') process.stderr.write(`${line}\n`);
@@ -256,7 +274,8 @@ async function quantizeCommand(argv: string[]) {
   }
   if (!values.out) throw new OptionError('cdquant quantize needs --out DIR');
   const outDir = values.out;
-  const { threads, ...solverOptions } = layerOptions(values);
+  const { threads, ...solverOptions } = layerOptions({ ...values, compare: undefined });
+  const compareMethods = compareFlag(values, ['rtn', 'gptq', 'cd', 'bcd']);
   const calibration = { nsamples: int(values, 'nsamples'), seqlen: int(values, 'seqlen', 2), seed: int(values, 'seed') };
   const maxStateBytes = bytesFlag(values, 'max-memory');
   const calibFile = values['calib-tokens'] ?? values.calib!;
@@ -296,11 +315,12 @@ async function quantizeCommand(argv: string[]) {
     const pool = workerUrls ? new FanoutPool({ urls: workerUrls, headers: token ? { authorization: `Bearer ${token}` } : {} }) : undefined;
     if (pool) log(`fan-out: row bands on ${pool.urls.length} band workers (${pool.urls.join(', ')})`);
 
-    const bar = new ProgressBar();
+    const bar = new ProgressBar(plan.gguf ? 'llama.cpp' : 'rtn');
     const { gptq, gguf: ggufOut, report } = await runJob(model, plan, {
       ...(pool ? { pool } : {}),
       threads,
       kernel,
+      ...(compareMethods ? { compareMethods } : {}),
       modelName: modelPath,
       store: run.store,
       sink: run.sink,
@@ -318,13 +338,27 @@ async function quantizeCommand(argv: string[]) {
     if (values.json) {
       console.log(JSON.stringify(report));
     } else {
+      // The baseline (RTN on min-max grids, asked for with --compare rtn; llama.cpp's own
+      // rounding in GGUF runs) and the other --compare methods, beside the method's loss.
       const base = plan.gguf ? 'llama.cpp loss' : 'RTN loss';
       const mine = plan.gguf ? `${plan.gguf.solver} loss` : `${provenance.method} loss`;
+      const others = (compareMethods ?? []).filter((m) => m !== 'rtn' && m !== provenance.method);
+      const withBase = totals.loss_rtn !== null;
+      const e3 = (x: number | undefined) => (x === undefined ? '-' : x.toExponential(3));
       console.log(table(
-        ['block', 'layer', 'shape', base, mine, 'ratio', 'seconds'],
-        layers.map((l) => [String(l.block), l.layer, `${l.rows}x${l.cols}`, l.loss_rtn.toExponential(3), l.loss.toExponential(3), (l.loss / l.loss_rtn).toFixed(3), l.seconds.toFixed(3)]),
+        ['block', 'layer', 'shape', ...(withBase ? [base] : []), ...others.map((m) => `${m} loss`), mine, ...(withBase ? ['ratio'] : []), 'seconds'],
+        layers.map((l) => [
+          String(l.block), l.layer, `${l.rows}x${l.cols}`,
+          ...(withBase ? [e3(l.loss_rtn!)] : []),
+          ...others.map((m) => e3(l.compare?.[m])),
+          e3(l.loss),
+          ...(withBase ? [(l.loss / l.loss_rtn!).toFixed(3)] : []),
+          l.seconds.toFixed(3),
+        ]),
       ));
-      console.log(`total: ${base} ${totals.loss_rtn.toExponential(4)}, ${mine} ${totals.loss.toExponential(4)} (${(totals.loss / totals.loss_rtn).toFixed(3)} of it), ${totals.seconds}s`);
+      const baseTotal = totals.loss_rtn !== null ? `${base} ${totals.loss_rtn.toExponential(4)}, ` : '';
+      const ratio = totals.loss_rtn !== null ? ` (${(totals.loss / totals.loss_rtn).toFixed(3)} of it)` : '';
+      console.log(`total: ${baseTotal}${mine} ${totals.loss.toExponential(4)}${ratio}, ${totals.seconds}s`);
       if (ggufOut) {
         const types = Object.entries(ggufOut.types).map(([t, c]) => `${c.tensors} ${t}`).join(', ');
         console.log(`wrote ${outDir}/model.gguf (${(ggufOut.fileBytes / 2 ** 20).toFixed(2)} MiB; ${types})`);

@@ -47,6 +47,9 @@ export interface KernelExports {
   quantizeWith(w: Ptr, rows: number, cols: number, maxq: number, scales: Ptr, zeros: Ptr, groups: number, colGroup: Ptr,
     codes: Ptr, q: Ptr): void;
   dequantizeCodes(codes: Ptr, rows: number, cols: number, scales: Ptr, zeros: Ptr, groups: number, gIdx: Ptr, out: Ptr): void;
+  /** Grids built from now on round their scales to fp16 (1) or keep f32 (0): see assembly/grid.ts. */
+  setHalfScales(on: number): void;
+  roundScaleToHalf(x: number): number;
   // loss.ts
   rowLosses(w: Ptr, q: Ptr, rows: number, cols: number, h: Ptr, rowLoss: Ptr, scratch: Ptr): void;
   rowLossesScratch(rows: number, cols: number): Bytes;

@@ -26,12 +26,12 @@ function checkBand(prepared: Pick<PreparedLayer, 'plan'>, b: BandResult): void {
   const where = `band [${b.r0}, ${b.r1})`;
   const fits = (a: ArrayLike<number> | null, Ctor: Function, length: number) => a instanceof Ctor && a.length === length;
   if (!fits(b.codes, Uint8Array, n * cols) || !fits(b.scales, Float32Array, n * groups) || !fits(b.zeros, Float32Array, n * groups)
-    || !fits(b.rowLoss, Float64Array, n) || !fits(b.rtnRowLoss, Float64Array, n) || (spec.descent ? !fits(b.moves, Int32Array, n) : b.moves !== null)) {
+    || !fits(b.rowLoss, Float64Array, n) || (b.rtnRowLoss !== null && !fits(b.rtnRowLoss, Float64Array, n)) || (spec.descent ? !fits(b.moves, Int32Array, n) : b.moves !== null)) {
     throw new ShapeError(`${where}: its arrays do not have the lengths and types of ${n} rows of ${cols} columns in ${groups} groups`);
   }
   for (let i = 0; i < b.codes.length; i++) if (b.codes[i] > maxq) throw new ShapeError(`${where}: code ${b.codes[i]} exceeds ${maxq}`);
   checkBandGrids(prepared.plan, b.scales, b.zeros, b.r0);
-  for (const losses of [b.rowLoss, b.rtnRowLoss]) {
+  for (const losses of b.rtnRowLoss ? [b.rowLoss, b.rtnRowLoss] : [b.rowLoss]) {
     for (let i = 0; i < n; i++) if (!Number.isFinite(losses[i])) throw new NonFiniteError(`${where}: the loss of row ${b.r0 + i} is ${losses[i]}`);
   }
 }
@@ -50,26 +50,29 @@ export async function mergeBands(prepared: Pick<PreparedLayer, 'plan' | 'gIdx' |
     next = b.r1;
   }
   if (next !== rows) throw new ShapeError(`bands cover rows [0, ${next}) of ${rows}`);
+  const baseline = sorted.length > 0 && sorted[0].rtnRowLoss !== null;
+  if (sorted.some((b) => (b.rtnRowLoss !== null) !== baseline)) throw new ShapeError('bands disagree on whether they carry the RTN baseline');
   const codes = new Uint8Array(rows * cols);
   const scales = new Float32Array(rows * groups);
   const zeros = new Float32Array(rows * groups);
   const rowLoss = new Float64Array(rows);
-  const rtnRowLoss = new Float64Array(rows);
+  const rtnRowLoss = baseline ? new Float64Array(rows) : null;
   const moves = spec.descent ? new Int32Array(rows) : null;
   for (const b of sorted) {
     codes.set(b.codes, b.r0 * cols);
     scales.set(b.scales, b.r0 * groups);
     zeros.set(b.zeros, b.r0 * groups);
     rowLoss.set(b.rowLoss, b.r0);
-    rtnRowLoss.set(b.rtnRowLoss, b.r0);
+    if (rtnRowLoss) rtnRowLoss.set(b.rtnRowLoss!, b.r0);
     if (moves && b.moves) moves.set(b.moves, b.r0);
   }
   // Summed in row order, so the total is the same however the rows were banded.
-  let loss = 0, rtnLoss = 0;
+  let loss = 0, rtnSum = 0;
   for (let r = 0; r < rows; r++) {
     loss += rowLoss[r];
-    rtnLoss += rtnRowLoss[r];
+    if (rtnRowLoss) rtnSum += rtnRowLoss[r];
   }
+  const rtnLoss = rtnRowLoss ? rtnSum : null;
   const result: LayerResult = {
     method: spec.method,
     bits: spec.bits,

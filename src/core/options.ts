@@ -43,7 +43,13 @@ export interface SolverOptions {
   blockSize?: number;
   /** Refit rounds after CD/BCD (scales and zeros in H's metric, then CD again). Default 0. */
   refit?: number;
+  /** How the grids' scales are stored: 'f32', or 'f16' as GPTQ checkpoints store them (every
+   * grid is then built on fp16-rounded scales, so what is written is what was optimised).
+   * Default 'f32' for a layer (the reference algorithm); model jobs default to 'f16'. */
+  scales?: ScaleFormat;
 }
+
+export type ScaleFormat = 'f32' | 'f16';
 
 /** Solver options with every default filled in and every contradiction refused. Independent
  * of any layer: the same spec plans every layer of a model. */
@@ -66,6 +72,7 @@ export interface SolverSpec {
   iters: number | null;
   blockSize: number;
   refit: number;
+  scales: ScaleFormat;
   /** CD or BCD: codes are improved by descent after the start. */
   descent: boolean;
   /** How the codes start: GPTQ's sweep, or round-to-nearest on the chosen grid. */
@@ -152,6 +159,7 @@ export function resolveSolver(given: SolverOptions | SolverSpec = {}): SolverSpe
     iters: options.iters == null ? null : intOption('iters', options.iters, 0),
     blockSize: intOption('blockSize', options.blockSize ?? 2, 1, 8),
     refit: descent ? intOption('refit', options.refit ?? 0, 0, 100) : 0,
+    scales: oneOf('scales', options.scales ?? 'f32', ['f32', 'f16'] as const),
     descent,
     start: method === 'gptq' || init === 'gptq' ? 'gptq' : 'grid',
   };
@@ -192,6 +200,7 @@ export function solverOptionsOf(spec: SolverSpec): SolverOptions {
     ...(spec.iters !== null ? { iters: spec.iters } : {}),
     blockSize: spec.blockSize,
     ...(spec.descent ? { refit: spec.refit } : {}),
+    scales: spec.scales,
   };
 }
 

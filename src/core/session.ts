@@ -212,8 +212,9 @@ export class LayerSession {
 
   /** Solves rows [r0, r1) of `weights` (the whole matrix is passed; only the band is read).
    * Rows out of the grid arithmetic's range are refused before any kernel runs; the band's
-   * grids and losses are checked before they are returned (see validate.ts). */
-  solveBand(weights: WeightMatrix, r0: number, r1: number): BandResult {
+   * grids and losses are checked before they are returned (see validate.ts). `baseline`: also
+   * the RTN baseline's row losses (round-to-nearest on min-max grids), a quadratic form more. */
+  solveBand(weights: WeightMatrix, r0: number, r1: number, baseline = false): BandResult {
     const plan = this.plan;
     const { cols, groups, spec, maxq } = plan;
     const rows = r1 - r0;
@@ -221,17 +222,23 @@ export class LayerSession {
     const x = k.exports;
     checkWeightRange(this.limits, weights.data, r0, r1);
     const b = this.buffers(rows);
+    // Every grid of this band (baseline, clip search, GPTQ's groups, refits) in the spec's format.
+    x.setHalfScales(spec.scales === 'f16' ? 1 : 0);
     const n = rows * cols;
     const band = weights.data.subarray(r0 * cols, r1 * cols);
     k.f32(b.w, n).set(band);
     k.f32(b.w0, n).set(band);
     this.zeroDead(b.w0, rows);
 
-    // Baseline: RTN on min-max grids of W as given.
-    x.gridParams(b.w, rows, cols, plan.groupWidth, maxq, spec.sym, GRID_SEARCH.minmax, 0, b.scales, b.zeros, 0);
-    x.quantizeWith(b.w, rows, cols, maxq, b.scales, b.zeros, groups, this.colGroupConsecutive, b.codes, b.q);
-    x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rtnRowLoss, b.scratch);
-    this.checkLosses(b, b.rtnRowLoss, rows, r0, 'RTN baseline');
+    // RTN on min-max grids of W as given: the method itself (rtn, minmax) or, when asked, the
+    // baseline it is compared with; every other method overwrites these codes and grids.
+    const isBaseline = spec.method === 'rtn' && spec.clip === 'minmax';
+    if (isBaseline || baseline) {
+      x.gridParams(b.w, rows, cols, plan.groupWidth, maxq, spec.sym, GRID_SEARCH.minmax, 0, b.scales, b.zeros, 0);
+      x.quantizeWith(b.w, rows, cols, maxq, b.scales, b.zeros, groups, this.colGroupConsecutive, b.codes, b.q);
+      x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rtnRowLoss, b.scratch);
+      this.checkLosses(b, b.rtnRowLoss, rows, r0, isBaseline ? 'rtn' : 'RTN baseline');
+    }
 
     const search = gridSearchOf(plan);
     if (spec.start === 'gptq') {
@@ -252,7 +259,6 @@ export class LayerSession {
     if (spec.descent) this.descend(b, rows);
 
     // Plain RTN is the baseline itself: its loss is already known.
-    const isBaseline = spec.method === 'rtn' && spec.clip === 'minmax';
     const rowLoss = isBaseline ? b.rtnRowLoss : b.rowLoss;
     if (!isBaseline) {
       x.rowLosses(b.w, b.q, rows, cols, this.hLoss, b.rowLoss, b.scratch);
@@ -268,7 +274,7 @@ export class LayerSession {
       scales,
       zeros,
       rowLoss: k.f64(rowLoss, rows).slice(),
-      rtnRowLoss: k.f64(b.rtnRowLoss, rows).slice(),
+      rtnRowLoss: baseline ? k.f64(b.rtnRowLoss, rows).slice() : null,
       moves: spec.descent ? k.i32(b.moves, rows).slice() : null,
     };
   }

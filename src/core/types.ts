@@ -52,7 +52,8 @@ export interface BandResult {
   scales: Float32Array;
   zeros: Float32Array;
   rowLoss: Float64Array;
-  rtnRowLoss: Float64Array;
+  /** The RTN baseline's row losses, when the solve was asked for them (SolveOptions.baseline). */
+  rtnRowLoss: Float64Array | null;
   /** CD/BCD moves per row (last descent round); null without descent. */
   moves: Int32Array | null;
 }
@@ -66,8 +67,9 @@ export interface LayerResult extends QuantizedWeights {
   perm: Int32Array | null;
   /** sum_r (q_r - w_r)^T H (q_r - w_r) with H as given. */
   loss: number;
-  /** The same loss for round-to-nearest on min-max grids, the baseline. */
-  rtnLoss: number;
+  /** The same loss for round-to-nearest on min-max grids, the baseline: only when asked for
+   * (RunOptions.baseline), as it costs a quadratic form per row; else null. */
+  rtnLoss: number | null;
   rowLoss: Float64Array;
   /** Damping used by GPTQ (raised from `damp` if Cholesky failed); null without GPTQ. */
   dampUsed: number | null;

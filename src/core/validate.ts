@@ -122,6 +122,9 @@ export function weightLimits(plan: LayerPlan, hessian: Float32Array, dead: Int32
   return { plan, hNorm, dead: mask, layouts };
 }
 
+/** The least value that rounds to Infinity as an fp16 (65504 is the largest finite one). */
+const HALF_OVERFLOW = 65520;
+
 /** Largest |w| of a group that is not zero but too small for a normal-range grid step. */
 const SMALLEST_GROUP_MAX = 2 ** -115;
 
@@ -164,6 +167,7 @@ export function checkWeightRange(limits: WeightLimits, data: Float32Array, r0: n
       throw new NonFiniteError(`weights row ${r} has max |w| = ${m}, too large for float32 grid arithmetic with this hessian (||H||_1 = ${hNorm}): ${why}`);
     };
     if (2 * m > F32_MAX) refuse('the grid step (max - min) / maxq overflows');
+    if (spec.scales === 'f16' && 2 * m >= HALF_OVERFLOW * plan.maxq) refuse('the grid step (max - min) / maxq, up to 2 max|w| / maxq, rounds to Infinity as an fp16 scale (scales: \'f32\' keeps it)');
     if (a * hNorm > quarter) refuse('the products (q - w) H of the loss and the gradient overflow');
     if (spec.method === 'cd' && 3 * a * a * hNorm > quarter) refuse("CD's gains 2 d g + d^2 H_ii overflow");
     if (spec.method === 'bcd' && 3 * spec.blockSize * a * a * hNorm > quarter) refuse("BCD's block gains overflow");

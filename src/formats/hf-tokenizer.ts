@@ -4,7 +4,7 @@
 // runs in every runtime.
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { CdquantError, FormatError, OptionError } from '../core/errors.js';
-import type { EncodeOptions, TextTokenizer } from './tokenizer.js';
+import type { EncodeOptions, TextTokenizer } from './text-tokenizer.js';
 
 /** The files of a Hugging Face model folder that describe its tokenizer, as text. */
 export interface HfTokenizerFiles {

@@ -4,29 +4,12 @@
 // concatenation and lookup are byte-exact like the C code's strcmp, whatever the pieces hold.
 import { FormatError, OptionError } from '../core/errors.js';
 import { HfTokenizer, configVocabSize, parseJsonFile } from './hf-tokenizer.js';
+import type { TextTokenizer } from './text-tokenizer.js';
 
 export const BOS = 1;
 export const EOS = 2;
 
-/** Which special tokens `encode` adds. Undefined: what the tokenizer adds by default (llama2.c:
- * BOS; Hugging Face: what transformers' `tokenizer(text)` adds). true: exactly `bosId` /
- * `eosId` on that side. false: nothing on that side. */
-export interface EncodeOptions {
-  bos?: boolean;
-  eos?: boolean;
-}
-
-/** What the model code needs from a tokenizer, whichever file it came from. */
-export interface TextTokenizer {
-  readonly kind: 'llama2c' | 'huggingface';
-  /** Every id `encode` can return is below this. */
-  readonly vocabSize: number;
-  /** The beginning / end of text token, or null when the tokenizer has none (e.g. Qwen's BOS). */
-  readonly bosId: number | null;
-  readonly eosId: number | null;
-  encode(text: string, options?: EncodeOptions): Int32Array;
-  decode(ids: ArrayLike<number>): string;
-}
+export type { EncodeOptions, TextTokenizer } from './text-tokenizer.js';
 
 /** llama2.c's tokenizer.bin. */
 export interface Tokenizer extends TextTokenizer {

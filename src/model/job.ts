@@ -154,7 +154,8 @@ export async function planJob(
   const calibBytes = new Uint8Array(samples.length * seqlen * 4);
   samples.forEach((s, i) => calibBytes.set(new Uint8Array(s.buffer, s.byteOffset, s.byteLength), i * seqlen * 4));
   const calibrationSha256 = await sha256Hex(calibBytes);
-  const solver = resolveSolver(options);
+  // Model outputs store fp16 scales (GPTQ checkpoints): solved on them unless asked otherwise.
+  const solver = resolveSolver({ ...options, scales: options.scales ?? 'f16' });
   const provenance: Provenance = {
     method: solver.method,
     bits: solver.bits,
@@ -166,6 +167,7 @@ export async function planJob(
     clip: solver.clip,
     init: solver.init,
     refit: solver.refit,
+    scales: solver.scales,
     calibrationSha256,
     nsamples: samples.length,
     seqlen,
@@ -179,7 +181,8 @@ export interface LayerReport {
   layer: string;
   rows: number;
   cols: number;
-  loss_rtn: number;
+  /** The baseline's loss (RTN on min-max grids; llama.cpp's rounding for GGUF), null unless asked for. */
+  loss_rtn: number | null;
   loss: number;
   /** Losses of the compareMethods solves (reporting only), when asked for. */
   compare?: Partial<Record<string, number>>;
@@ -197,7 +200,7 @@ export interface JobReport extends Provenance {
   /** GGUF runs: tensors and bytes by type, and the file's size. */
   gguf_types?: Record<string, { tensors: number; bytes: number }>;
   gguf_bytes?: number;
-  totals: { loss: number; loss_rtn: number; seconds: number };
+  totals: { loss: number; loss_rtn: number | null; seconds: number };
   layers: LayerReport[];
 }
 
@@ -291,7 +294,8 @@ export async function runJob(source: LazyModel, plan: JobPlan, job: JobOptions):
     ...(l.compare ? { compare: l.compare } : {}),
     seconds: round(l.seconds, 4), moves_per_row: l.movesPerRow === null ? null : round(l.movesPerRow, 2), damp_used: l.dampUsed,
   }));
-  const totals = { loss: sum(layers.map((l) => l.loss)), loss_rtn: sum(layers.map((l) => l.loss_rtn)), seconds: round(seconds, 3) };
+  const baselines = layers.map((l) => l.loss_rtn);
+  const totals = { loss: sum(layers.map((l) => l.loss)), loss_rtn: baselines.every((b) => b !== null) ? sum(baselines as number[]) : null, seconds: round(seconds, 3) };
   const report: JobReport = {
     version: VERSION, model: modelName, ...provenance,
     ...(gptq ? { gptq_format: gptq.format, gptq_dense_layers: gptq.dense } : {}),

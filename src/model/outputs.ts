@@ -210,6 +210,9 @@ export interface Provenance {
   clip: string;
   init: string | null;
   refit: number;
+  /** The grids' scale format ('f16': solved on the fp16 scales the checkpoint stores, so the
+   * dequantized model is exactly what a loader rebuilds; 'f32': rounded only when written). */
+  scales?: string;
   calibrationSha256: string;
   nsamples: number;
   seqlen: number;
@@ -336,6 +339,7 @@ export async function writeGptqCheckpoint(
       cdquant_clip: provenance.clip,
       cdquant_init: provenance.init,
       cdquant_refit: provenance.refit,
+      cdquant_scales: provenance.scales ?? 'f32',
       ...(dense.length
         ? {
           modules_in_block_to_quantize: [arch.linears.filter((l) => packed.has(l.name)).map((l) => `${l.module}.${l.name}`)],
@@ -362,7 +366,7 @@ export async function writeGptqCheckpoint(
 }
 
 /** The solver spec's fields a GPTQ checkpoint's provenance carries. */
-export function provenanceFields(spec: SolverSpec): Pick<Provenance, 'method' | 'bits' | 'groupSize' | 'sym' | 'actOrder' | 'staticGroups' | 'damp' | 'clip' | 'init' | 'refit'> {
+export function provenanceFields(spec: SolverSpec): Pick<Provenance, 'method' | 'bits' | 'groupSize' | 'sym' | 'actOrder' | 'staticGroups' | 'damp' | 'clip' | 'init' | 'refit' | 'scales'> {
   return {
     method: spec.method,
     bits: spec.bits,
@@ -374,6 +378,7 @@ export function provenanceFields(spec: SolverSpec): Pick<Provenance, 'method' | 
     clip: spec.clip,
     init: spec.init,
     refit: spec.refit,
+    scales: spec.scales,
   };
 }
 

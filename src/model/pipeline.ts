@@ -30,7 +30,9 @@ export interface QuantizedLinear extends QuantizedWeights {
   name: LinearName | 'classifier' | 'embedding';
   gguf?: { type: GgufBlockTypeName; bytes: Uint8Array };
   loss: number;
-  rtnLoss: number;
+  /** The baseline's loss, when computed: round-to-nearest on min-max grids (asked for with
+   * compareMethods 'rtn' or `baseline`), or llama.cpp's own rounding for a GGUF layer. */
+  rtnLoss: number | null;
   seconds: number;
   dampUsed: number | null;
   /** Mean CD/BCD moves per row, when descent ran. */
@@ -49,7 +51,7 @@ export interface LayerProgress {
   rows: number;
   stage: 'calibrate' | 'quantize' | 'done';
   loss?: number;
-  rtnLoss?: number;
+  rtnLoss?: number | null;
   seconds?: number;
   compare?: Partial<Record<Method, number>>;
 }
@@ -65,7 +67,8 @@ export interface ModelRunOptions extends Omit<RunOptions, 'onProgress'> {
    * undefined for blocks to quantize. */
   resume?: QuantizedLinear[][] | ((block: number) => Promise<QuantizedLinear[] | undefined>);
   /** Also solve every layer with these methods on the same Hessian, for reporting their loss
-   * only (QuantizedLinear.compare); the model is quantized with `method` alone. Off by default. */
+   * only (QuantizedLinear.compare); the model is quantized with `method` alone. 'rtn' is the
+   * baseline (round-to-nearest on min-max grids, also QuantizedLinear.rtnLoss). Off by default. */
   compareMethods?: Method[];
   /** Keep every layer's codes and grids in the result (default true). A large model's codes
    * are a quarter of its float32 weights: runs that persist them in onBlockDone pass false,
@@ -176,7 +179,8 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
   if (samples.length === 0) throw new OptionError('quantizeModel needs at least one calibration sample');
   const kernel = options.kernel ?? (await defaultKernel());
   const { onProgress, onBlockDone, resume, compareMethods, keepLayers = true, maxStateBytes, gguf, ...rest } = options;
-  const { solver, run } = splitOptions(rest);
+  // A model's grids are written as checkpoints store them: fp16 scales unless asked otherwise.
+  const { solver, run } = splitOptions({ ...rest, scales: rest.scales ?? 'f16' });
   const source = isLazy(model) ? model : memoryModel(model, 'hf', 'F32', async () => '');
   const { config } = source;
   const stages = quantStages(config);
@@ -205,6 +209,13 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
         runner.freeState(st);
       }
     });
+    /** Reads block `block` into the kernel. A function of its own, so that the float32 copy
+     * read from the checkpoint is unreachable once it returns: a value awaited in the loop
+     * below stays reachable from its frame while the block is solved (0.8 GB for a 7B block). */
+    const loadBlock = async (block: number, done: QuantizedLinear[] | undefined) => {
+      const weights = await source.block(block);
+      runner.loadBlock(block, done ? withQuantized(kernel, weights, done) : weights);
+    };
     /** Runs block `block` on every sample; with `stopAfter`, for its captures only. */
     const pass = (block: number, opts: RunBlockOptions) => {
       for (const values of states) {
@@ -220,13 +231,11 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
     for (let block = 0; block < config.nLayers; block++) {
       if (signal?.aborted) throw new AbortError();
       const done = await resumed(block);
-      const weights = await source.block(block);
+      // A finished block from an earlier run is loaded with its quantized layers.
+      await loadBlock(block, done);
       if (done) {
-        // A finished block from an earlier run: its layers, then its quantized outputs.
-        runner.loadBlock(block, withQuantized(kernel, weights, done));
         layers.push(...(keepLayers ? done : done.map(withoutArrays)));
       } else {
-        runner.loadBlock(block, weights);
         const blockLayers: QuantizedLinear[] = [];
         for (const stage of stages) {
           if (signal?.aborted) throw new AbortError();
@@ -241,7 +250,8 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
               },
             });
             // Comparison solves start from H as accumulated (the preparation changes it).
-            const hessian = compareMethods?.length ? acc.hessian() : null;
+            // ('rtn' is the baseline, solved with the layer's own bands: no H of its own.)
+            const hessian = compareMethods?.some((m) => m !== 'rtn') ? acc.hessian() : null;
             // One preparation (symmetrize, dead columns, act-order, GPTQ's factor) per stage:
             // the layers of a stage share their input, hence H, which stays in the kernel.
             session = prepareResident(kernel, acc.take().h, cols, solver);
@@ -264,15 +274,18 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
                 pool,
                 kernel,
                 signal,
+                baseline: run.baseline || compareMethods?.includes('rtn'),
                 onProgress: (p) => onProgress?.({ ...base, rowsDone: p.rowsDone, stage: 'quantize' }),
               });
               const summary = summarize(block, name, res, (performance.now() - t0) / 1000);
-              if (hessian) {
+              if (compareMethods?.length) {
                 summary.compare = {};
-                for (const method of compareMethods!) {
-                  summary.compare[method] = method === res.method
-                    ? res.loss
-                    : (await quantizeLayer(w, hessian, { ...compareOptions(solver, method), threads: run.threads, pool, kernel, signal })).loss;
+                for (const method of compareMethods) {
+                  summary.compare[method] = method === 'rtn'
+                    ? res.rtnLoss!
+                    : method === res.method
+                      ? res.loss
+                      : (await quantizeLayer(w, hessian!, { ...compareOptions(solver, method), threads: run.threads, pool, kernel, signal })).loss;
                 }
               }
               runner.setLinear(block, name, res.dequantize());

@@ -101,4 +101,3 @@ export interface LlamaModel {
   llama2cRope?: [Float32Array, Float32Array];
 }
 
-export { linearShape } from './arch.js';

@@ -12,6 +12,8 @@ export interface SolveOptions {
   onProgress?: (progress: { rowsDone: number; rows: number; stage: string }) => void;
   /** Rows per band. Default: about four bands per worker, between 8 and 128 rows. */
   bandRows?: number;
+  /** Also the RTN baseline's row losses (BandResult.rtnRowLoss): a quadratic form per row. */
+  baseline?: boolean;
 }
 
 /** The contract of LocalBandSolver, WorkerPool and FanoutPool: solve every row of a prepared
@@ -67,7 +69,7 @@ export function solveOnSession(session: LayerSession, weights: WeightMatrix, opt
   const bands: BandResult[] = [];
   for (const [r0, r1] of bandRanges(weights.rows, options.bandRows ?? MAX_BAND_ROWS)) {
     if (options.signal?.aborted) throw new AbortError();
-    bands.push(session.solveBand(weights, r0, r1));
+    bands.push(session.solveBand(weights, r0, r1, options.baseline ?? false));
     options.onProgress?.({ rowsDone: r1, rows: weights.rows, stage: plan.spec.method });
   }
   return bands;
@@ -78,14 +80,16 @@ export function solveOnSession(session: LayerSession, weights: WeightMatrix, opt
  * layer: one band, anywhere (another process, machine or serverless invocation), workerd
  * included. Merge the bands of all rows with mergeBands().
  */
-export async function solveBand(prepared: PreparedLayer, weights: WeightMatrix, r0: number, r1: number, kernel?: Kernel): Promise<BandResult> {
+export async function solveBand(
+  prepared: PreparedLayer, weights: WeightMatrix, r0: number, r1: number, options: { kernel?: Kernel; baseline?: boolean } = {},
+): Promise<BandResult> {
   checkBandInputs(prepared, weights);
   if (!Number.isInteger(r0) || !Number.isInteger(r1) || r0 < 0 || r1 <= r0 || r1 > weights.rows) {
     throw new ShapeError(`band [${r0}, ${r1}) is not a non-empty row range of ${weights.rows} rows`);
   }
-  const session = LayerSession.fromPrepared(kernel ?? (await defaultKernel()), prepared);
+  const session = LayerSession.fromPrepared(options.kernel ?? (await defaultKernel()), prepared);
   try {
-    return session.solveBand(weights, r0, r1);
+    return session.solveBand(weights, r0, r1, options.baseline ?? false);
   } finally {
     session.free();
   }

@@ -134,7 +134,7 @@ export function createFanoutWorker(options: FanoutWorkerOptions = {}): FanoutWor
     }
     const rows = header.r1 - header.r0;
     // Rows are independent: the band's rows alone give the same bits as the whole matrix.
-    const band = session.session.solveBand({ data: weights, rows, cols: header.cols }, 0, rows);
+    const band = session.session.solveBand({ data: weights, rows, cols: header.cols }, 0, rows, header.baseline ?? false);
     band.r0 = header.r0;
     band.r1 = header.r1;
     const out = encodeBand(band);

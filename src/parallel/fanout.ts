@@ -2,12 +2,12 @@
 // Workers, or anything serving createFanoutWorker()), merged with mergeBands() into the same
 // bits as a local run. Runtime-neutral: only fetch, crypto.subtle and timers are used.
 //
-// Protocol (version 1). Every body is bytes; every hash is lower-case hex SHA-256.
+// Protocol (version 3). Every body is bytes; every hash is lower-case hex SHA-256.
 //   PUT  /prepared/<H>   body: encodePrepared() bytes whose SHA-256 is H. The worker verifies the
 //                        hash (400 HASH_MISMATCH otherwise), decodes it and keeps it in a small
 //                        in-memory LRU cache: content-addressed, so any band job may refer to it.
 //   POST /band           body: a band request (encodeBandRequest, a frame of src/parallel/frame.ts,
-//                        magic 'CDQJ'): meta { v, r0, r1, cols, prepared: H, weights: W }, arrays
+//                        magic 'CDQJ'): meta { v, r0, r1, cols, prepared: H, weights: W, baseline }, arrays
 //                        `weights` (the band's rows, f32; W = the SHA-256 of their bytes) and,
 //                        when sent inline, `prepared` (u8, the encodePrepared bytes). Request header
 //                        x-cdquant-job-sha256 = SHA-256 of the whole body. The worker checks all
@@ -31,7 +31,8 @@ import { bandRanges, bandRowsFor, checkBandInputs, type BandSolver, type SolveOp
 import { decodeBand, decodeFrame, encodeFrame, encodePrepared } from './frame.js';
 import { SerialQueue } from './serial.js';
 
-export const FANOUT_PROTOCOL = 2;
+// 3: the solver spec carries the scale format; a band request says whether to add the baseline.
+export const FANOUT_PROTOCOL = 3;
 
 /** Codes of the fan-out protocol's own refusals (besides the solver's CdquantError codes). */
 export type FanoutErrorCode = 'HASH_MISMATCH' | 'PREPARED_MISSING' | 'BAD_REQUEST' | 'UNAUTHORIZED' | 'NOT_FOUND' | 'BAD_METHOD' | 'TOO_LARGE' | 'INTERNAL';
@@ -58,6 +59,8 @@ export interface BandRequestHeader {
   cols: number;
   /** SHA-256 of the encodePrepared() bytes. */
   prepared: string;
+  /** Also the RTN baseline's row losses (default false). */
+  baseline?: boolean;
   /** SHA-256 of the band's weights (f32 little-endian bytes). */
   weights: string;
 }
@@ -83,6 +86,7 @@ export function decodeBandRequest(bytes: Uint8Array): { header: BandRequestHeade
   const int = (x: unknown) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
   if (h.v !== FANOUT_PROTOCOL) throw bad(`protocol version ${String(h.v)}, this worker speaks ${FANOUT_PROTOCOL}`);
   if (!int(h.r0) || !int(h.r1) || h.r1 <= h.r0 || !int(h.cols) || h.cols < 1) throw bad('r0, r1 and cols must be integers with r0 < r1 and cols >= 1');
+  if (h.baseline !== undefined && typeof h.baseline !== 'boolean') throw bad('baseline must be true or false');
   if (typeof h.prepared !== 'string' || !HASH.test(h.prepared) || typeof h.weights !== 'string' || !HASH.test(h.weights)) throw bad('hashes must be hex SHA-256');
   const { weights, prepared } = frame.arrays;
   if (!(weights instanceof Float32Array) || weights.length !== (h.r1 - h.r0) * h.cols) throw bad(`weights must be (r1 - r0) * cols = ${(h.r1 - h.r0) * h.cols} f32 values`);
@@ -172,6 +176,7 @@ interface BandTask {
   r1: number;
   weights: Float32Array;
   weightsHash: string;
+  baseline: boolean;
   tried: Set<Target>;
   failures: string[];
 }
@@ -277,7 +282,7 @@ export class FanoutPool implements BandSolver {
     for (const [index, [r0, r1]] of ranges.entries()) {
       // A copy: the caller may reuse weights.data after the call; hashing wants an ArrayBuffer.
       const band = weights.data.slice(r0 * cols, r1 * cols);
-      pending.push({ index, r0, r1, weights: band, weightsHash: await sha256Hex(bytesOf(band)), tried: new Set(), failures: [] });
+      pending.push({ index, r0, r1, weights: band, weightsHash: await sha256Hex(bytesOf(band)), baseline: options.baseline ?? false, tried: new Set(), failures: [] });
     }
     const results: BandResult[] = new Array(pending.length);
     let remaining = pending.length;
@@ -458,7 +463,7 @@ export class FanoutPool implements BandSolver {
       this.counters.uploads++;
       this.options.onEvent?.({ type: 'upload', url: t.url, hash: layer.hash, bytes: layer.bytes.length });
     }
-    const body = encodeBandRequest({ r0: job.r0, r1: job.r1, cols: layer.plan.cols, prepared: layer.hash, weights: job.weightsHash }, job.weights, inline ? layer.bytes : null);
+    const body = encodeBandRequest({ r0: job.r0, r1: job.r1, cols: layer.plan.cols, prepared: layer.hash, weights: job.weightsHash, baseline: job.baseline }, job.weights, inline ? layer.bytes : null);
     return this.fetchImpl(`${t.url}/band`, {
       method: 'POST',
       body: body as Uint8Array<ArrayBuffer>,

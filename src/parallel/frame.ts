@@ -107,7 +107,8 @@ function want<T extends Typed>(frame: Frame, name: string, Ctor: { new (...a: an
 
 const PREPARED = 'CDQP';
 const BAND = 'CDQB';
-const VERSION = 2;
+// 3: the solver spec carries the scale format (an older reader would solve f32 grids).
+const VERSION = 3;
 
 /** A prepared layer as bytes, so band solvers elsewhere skip the H-side preparation. g_idx is
  * not sent: it follows from the plan and the permutation. */
@@ -200,11 +201,11 @@ export function decodeBand(bytes: Uint8Array, plan?: LayerPlan): BandResult {
     scales: want(frame, 'scales', Float32Array, plan ? n * plan.groups : null, what),
     zeros: want(frame, 'zeros', Float32Array, plan ? n * plan.groups : null, what),
     rowLoss: want(frame, 'rowLoss', Float64Array, n, what),
-    rtnRowLoss: want(frame, 'rtnRowLoss', Float64Array, n, what),
+    rtnRowLoss: frame.arrays.rtnRowLoss === undefined ? null : want(frame, 'rtnRowLoss', Float64Array, n, what),
     moves: frame.arrays.moves === undefined ? null : want(frame, 'moves', Int32Array, n, what),
   };
   for (const name of ['rowLoss', 'rtnRowLoss'] as const) {
-    if (!band[name].every(Number.isFinite)) throw new FormatError(`${what}: ${name} has a non-finite value`);
+    if (band[name] && !band[name]!.every(Number.isFinite)) throw new FormatError(`${what}: ${name} has a non-finite value`);
   }
   if (band.moves && band.moves.some((m) => m < 0)) throw new FormatError(`${what}: a negative move count`);
   if (plan) {

@@ -327,7 +327,7 @@ export class WorkerPool implements BandSolver {
               }
               // Copy path: the band's rows only, moved (not cloned again) to the worker.
               const band = sentWeights ? null : weights.data.slice(r0 * cols, r1 * cols);
-              const call = w.api.solve(layer, r0, r1, band && transfer(band, [band.buffer]), fault && fault.band === index ? fault.kind : null);
+              const call = w.api.solve(layer, r0, r1, band && transfer(band, [band.buffer]), fault && fault.band === index ? fault.kind : null, options.baseline ?? false);
               return unwrap(await Promise.race([call, w.dead, abort]));
             };
             // One deadline for the band, loading the layer included; past it the catch below

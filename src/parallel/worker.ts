@@ -24,7 +24,7 @@ export interface WorkerApi {
   /** Makes `prepared` (and, with shared memory, the whole weight matrix) the current layer. */
   load(layer: number, prepared: PreparedLayer, weights: WeightMatrix | null): Reply<null>;
   /** Solves rows [r0, r1): from the shared weights, or from `band` (rows r0..r1 only). */
-  solve(layer: number, r0: number, r1: number, band: Float32Array | null, fault: FaultKind | null): Promise<Reply<BandResult>>;
+  solve(layer: number, r0: number, r1: number, band: Float32Array | null, fault: FaultKind | null, baseline: boolean): Promise<Reply<BandResult>>;
 }
 
 let kernel: Kernel | null = null;
@@ -94,19 +94,19 @@ const api: WorkerApi = {
     }
   },
 
-  async solve(layer, r0, r1, band, fault) {
+  async solve(layer, r0, r1, band, fault, baseline) {
     try {
       if (!session || layer !== current) throw new KernelError(`worker has layer ${current} loaded, not ${layer}`);
       if (fault) await injectFault(fault, r0, r1);
       let result: BandResult;
       if (band) {
         const cols = band.length / (r1 - r0);
-        result = session.solveBand({ data: band, rows: r1 - r0, cols }, 0, r1 - r0);
+        result = session.solveBand({ data: band, rows: r1 - r0, cols }, 0, r1 - r0, baseline);
         result.r0 = r0;
         result.r1 = r1;
       } else {
         if (!sharedWeights) throw new KernelError('no shared weights loaded');
-        result = session.solveBand(sharedWeights, r0, r1);
+        result = session.solveBand(sharedWeights, r0, r1, baseline);
       }
       const buffers = [result.codes, result.scales, result.zeros, result.rowLoss, result.rtnRowLoss, result.moves]
         .filter((a) => a !== null)

@@ -3,8 +3,9 @@
 // between engines), solved in every mode this runtime offers, each mode's outputs hashed with
 // SHA-256 (crypto.subtle). Bundled into the Node test, the Deno/Bun script, the browser page
 // and the workerd worker; `lib` is the built package (build/index.js or build/workerd.js).
-import type * as Cdquant from '../../src/index.js';
-import type { QuantizeOptions } from '../../src/quantize.js';
+// The built package's types: the suite runs against the package as users import it.
+import type * as Cdquant from 'cdquant';
+import type { QuantizeOptions } from 'cdquant';
 
 type Lib = typeof Cdquant;
 
@@ -78,7 +79,7 @@ function outputBytes(r: Result): Uint8Array[] {
   const bytes = (a: ArrayBufferView | null) => (a ? new Uint8Array(a.buffer, a.byteOffset, a.byteLength) : new Uint8Array(0));
   return [
     bytes(r.codes), bytes(r.scales), bytes(r.zeros), bytes(r.gIdx), bytes(r.perm), bytes(r.dequantize()),
-    bytes(r.moves), bytes(new Float64Array([r.loss, r.rtnLoss])), bytes(r.rowLoss),
+    bytes(r.moves), bytes(new Float64Array([r.loss, r.rtnLoss ?? 0])), bytes(r.rowLoss),
   ];
 }
 
@@ -102,7 +103,8 @@ export async function hashAll(solve: Solver): Promise<{ hash: string; problems: 
   const problems: Record<string, string> = {};
   for (const p of PROBLEMS) {
     const { weights, hessian } = makeProblem(p);
-    const parts = outputBytes(await solve(weights, hessian, p.options));
+    // The RTN baseline too (asked for), so its bits are compared across runtimes as well.
+    const parts = outputBytes(await solve(weights, hessian, { ...p.options, baseline: true }));
     problems[p.name] = (await sha256(parts)).slice(0, 16);
     all.push(...parts);
   }
@@ -116,7 +118,7 @@ export function bandsSolver(lib: Lib): Solver {
     const cuts = [0, 5, 6, 19, weights.rows].filter((c, i, a) => c <= weights.rows && (i === 0 || c > a[i - 1]));
     const bands = [];
     for (let i = cuts.length - 2; i >= 0; i--) {
-      const band = await lib.solveBand(prepared, weights, cuts[i], cuts[i + 1]);
+      const band = await lib.solveBand(prepared, weights, cuts[i], cuts[i + 1], { baseline: options.baseline });
       bands.push(lib.decodeBand(lib.encodeBand(band)));
     }
     return lib.mergeBands(prepared, weights.rows, bands);

@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getLlama, LlamaLogLevel, type Llama, type LlamaModel as NodeLlamaModel } from 'node-llama-cpp';
+import { getLlama, LlamaLogLevel, type ControlledEvaluateInputItem, type Llama, type LlamaModel as NodeLlamaModel, type Token } from 'node-llama-cpp';
 
 // esbuild bundles each test file with its own copy of this module while uvu runs them all in
 // one process, so the instance lives on globalThis to stay one per process.
@@ -64,7 +64,7 @@ export async function loadGgufPath(path: string): Promise<LlamaCppModel> {
       });
       try {
         const sequence = context.getSequence();
-        const input = Array.from(tokens, (t) => [t, { generateNext: { logits: true } }] as [number, { generateNext: { logits: true } }]);
+        const input: ControlledEvaluateInputItem[] = Array.from(tokens, (t) => [t as Token, { generateNext: { logits: true } }]);
         const results = await sequence.controlledEvaluate(input);
         let vocab = 0;
         const rows: Map<number, number>[] = [];
