@@ -24,8 +24,8 @@ async function compile(): Promise<WebAssembly.Module> {
     'gguf-owc-reference.ts', '--baseDir', join(process.cwd(), 'test', 'assembly'), '--outFile', 'reference.wasm', '--optimizeLevel', '2', '--runtime', 'minimal', '--enable', 'simd',
     '--disable', 'relaxed-simd', '--initialMemory', '16', '--maximumMemory', '65536', '--noAssert',
   ], {
-    writeFile(name: string, contents: Uint8Array) {
-      if (name.endsWith('.wasm')) binary = contents;
+    writeFile(name: string, contents: string | Uint8Array) {
+      if (name.endsWith('.wasm') && typeof contents !== 'string') binary = contents;
     },
   });
   if (error || !binary) throw new Error(`the OWC reference did not compile: ${error?.message ?? 'no output'}\n${stderr?.toString?.() ?? ''}`);
