@@ -36,7 +36,7 @@ export type { RuntimeName } from './core/runtime.js';
 // --- Whole models: read, calibrate, quantize block by block, write, evaluate.
 export { quantizeModel, calibrationWindows } from './model/pipeline.js';
 export type { QuantizedLinear, QuantizedModel, ModelQuantizeOptions, ModelRunOptions, LayerProgress } from './model/pipeline.js';
-export { modelFromFiles, textTokens, tokenFile, planJob, runJob, memoryStore } from './model/job.js';
+export { modelFromFiles, textTokens, tokenFile, planJob, runJob, memoryStore, ggufVocabFor } from './model/job.js';
 export type { ModelFile, CalibrationOptions, JobPlan, JobOptions, JobResult, JobReport, LayerReport, QuantizedStore } from './model/job.js';
 export { openHfModel, memoryModel, f32Embedding, rawEmbedding } from './model/source.js';
 export type { LazyModel, ModelKind, EmbeddingTable, NamedSource } from './model/source.js';
