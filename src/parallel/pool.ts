@@ -12,6 +12,7 @@ import type { LayerPlan } from '../core/options.js';
 import { hardwareConcurrency, nodeModule, runtimeName, sharedMemoryAvailable, workersAvailable } from '../core/runtime.js';
 import { LocalBandSolver, bandRanges, bandRowsFor, checkBandInputs, type BandSolver, type SolveOptions } from './bands.js';
 import { SerialQueue } from './serial.js';
+import { checkGgufBandSpec, type GgufBandResult, type GgufBandSpec } from './gguf-band.js';
 import type { FaultKind, Reply, WorkerApi } from './worker.js';
 
 export interface PoolOptions {
@@ -276,17 +277,36 @@ export class WorkerPool implements BandSolver {
     const bandRows = options.bandRows ?? bandRowsFor(weights.rows, await this.threads());
     if (!workersAvailable()) return new LocalBandSolver().solveBands(prepared, weights, { ...options, bandRows });
     const queue = bandRanges(weights.rows, bandRows);
+    const baseline = options.baseline ?? false;
     return this.queue.run(async () => {
       if (options.signal?.aborted) throw new AbortError();
-      return this.solveQueue(prepared, weights, queue, options);
+      return this.solveQueue(prepared, weights, queue, options, prepared.plan.spec.method,
+        (w, layer, r0, r1, band, fault) => w.api.solve(layer, r0, r1, band, fault, baseline) as Promise<Reply<BandResult>>);
     });
   }
 
-  private async solveQueue(prepared: PreparedLayer, weights: WeightMatrix, queue: Array<[number, number]>, options: SolveOptions): Promise<BandResult[]> {
+  /** solveBands for GGUF bands (gguf-band.ts): the same queue, workers and failure handling. */
+  async solveGgufBands(prepared: PreparedLayer, weights: WeightMatrix, spec: GgufBandSpec, options: SolveOptions = {}): Promise<GgufBandResult[]> {
+    checkBandInputs(prepared, weights);
+    const checked = checkGgufBandSpec(spec, weights.cols);
+    if (options.signal?.aborted) throw new AbortError();
+    const bandRows = options.bandRows ?? bandRowsFor(weights.rows, await this.threads());
+    if (!workersAvailable()) return new LocalBandSolver().solveGgufBands(prepared, weights, checked, { ...options, bandRows });
+    const queue = bandRanges(weights.rows, bandRows);
+    return this.queue.run(async () => {
+      if (options.signal?.aborted) throw new AbortError();
+      return this.solveQueue(prepared, weights, queue, options, checked.solver,
+        (w, layer, r0, r1, band, fault) => w.api.solveGguf(layer, r0, r1, band, checked, fault) as Promise<Reply<GgufBandResult>>);
+    });
+  }
+
+  private async solveQueue<T>(
+    prepared: PreparedLayer, weights: WeightMatrix, queue: Array<[number, number]>, options: SolveOptions, stage: string,
+    call: (w: PoolWorker, layer: number, r0: number, r1: number, band: Float32Array | null, fault: FaultKind | null) => Promise<Reply<T>>,
+  ): Promise<T[]> {
     const { rows, cols } = weights;
     const { signal, onProgress } = options;
     const threads = await this.threads();
-    const stage = prepared.plan.spec.method;
     const fault = this.options.testFault;
 
     let failed = false;
@@ -303,7 +323,7 @@ export class WorkerPool implements BandSolver {
     };
     signal?.addEventListener('abort', onAbort, { once: true });
 
-    const results: BandResult[] = new Array(queue.length);
+    const results: T[] = new Array(queue.length);
     let rowsDone = 0;
     let nextBand = 0;
     const layer = ++this.layerSerial;
@@ -327,8 +347,8 @@ export class WorkerPool implements BandSolver {
               }
               // Copy path: the band's rows only, moved (not cloned again) to the worker.
               const band = sentWeights ? null : weights.data.slice(r0 * cols, r1 * cols);
-              const call = w.api.solve(layer, r0, r1, band && transfer(band, [band.buffer]), fault && fault.band === index ? fault.kind : null, options.baseline ?? false);
-              return unwrap(await Promise.race([call, w.dead, abort]));
+              const reply = call(w, layer, r0, r1, band && transfer(band, [band.buffer]), fault && fault.band === index ? fault.kind : null);
+              return unwrap(await Promise.race([reply, w.dead, abort]));
             };
             // One deadline for the band, loading the layer included; past it the catch below
             // terminates the workers, which ends the abandoned call too.
