@@ -112,10 +112,28 @@ function layerWeights(rows, cols, seed) {
   return W;
 }
 
+/** Wraps the kernel's exports to time each call (as bench/layer.mjs does): `kernelTime` holds
+ * seconds per export since the last clear. */
+const kernelTime = new Map();
+function instrument(k) {
+  const raw = k.exports;
+  const wrapped = { memory: raw.memory };
+  for (const [name, fn] of Object.entries(raw)) {
+    if (typeof fn !== 'function') { wrapped[name] = fn; continue; }
+    wrapped[name] = (...a) => {
+      const t = performance.now();
+      try { return fn(...a); } finally { kernelTime.set(name, (kernelTime.get(name) ?? 0) + (performance.now() - t) / 1000); }
+    };
+  }
+  Object.defineProperty(k, 'exports', { value: wrapped });
+  return k;
+}
+const spent = (...names) => names.reduce((s, n) => s + (kernelTime.get(n) ?? 0), 0);
+
 async function layerPart() {
   const cols = Number(values.cols ?? (quick ? 1024 : 4096));
   const rows = Number(values.rows ?? cols);
-  const k = await Kernel.create();
+  const k = instrument(await Kernel.create());
   const t0 = performance.now();
   const H = hessian(k, cols, 7 + cols);
   const W = { data: layerWeights(rows, cols, 11 + cols), rows, cols };
@@ -125,31 +143,39 @@ async function layerPart() {
     if (!(type in GGUF_BLOCK_TYPES)) throw new Error(`--types: ${type} is not a block type`);
     const row = { type, rows, cols };
     for (const solver of solvers) {
-      const seconds = [];
+      const seconds = [], search = [], descent = [], losses = [];
       let result = null;
       for (let i = 0; i < repeat; i++) {
         const session = prepareResident(k, k.put(H), cols, { method: 'rtn' });
         try {
+          kernelTime.clear();
           const t = performance.now();
           result = quantizeLayerGguf(session, W, type, solver);
           seconds.push((performance.now() - t) / 1000);
+          search.push(spent('ggufOwc', 'ggufKeepBetter'));
+          descent.push(spent('gradientBand', 'cdBand'));
+          losses.push(spent('rowLosses'));
         } finally {
           session.free();
         }
       }
-      row[solver] = { seconds: median(seconds), min: Math.min(...seconds), max: Math.max(...seconds), loss: result.loss, refLoss: result.refLoss };
+      row[solver] = {
+        seconds: median(seconds), min: Math.min(...seconds), max: Math.max(...seconds), loss: result.loss, refLoss: result.refLoss,
+        search: median(search), descent: median(descent), lossProducts: median(losses),
+      };
       log(`${type} ${solver}: ${fmtS(median(seconds))}s, loss ${result.loss.toExponential(4)}`);
     }
     out.layer.push(row);
   }
   console.log(`\n### GGUF layer solvers: ${rows} x ${cols}, one thread (seconds: median of ${repeat} [min-max]; loss relative to llama.cpp's ref / imatrix rounding)\n`);
-  console.log('| type | ref s | imatrix s | owc s | cd s | owc / imatrix time | owc loss / ref | owc loss / imatrix | cd loss / ref | cd loss / imatrix |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| type | ref s | imatrix s | owc s | cd s | owc / imatrix time | owc: grid search s | cd: descent s | loss products s (each solver) | owc loss / ref | owc loss / imatrix | cd loss / ref | cd loss / imatrix |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   const t = (r) => `${fmtS(r.seconds)} [${fmtS(r.min)}-${fmtS(r.max)}]`;
   for (const r of out.layer) {
     const ref = r.ref.loss, im = r.imatrix.loss;
-    console.log(`| ${r.type} | ${t(r.ref)} | ${t(r.imatrix)} | ${t(r.owc)} | ${t(r.cd)} | ${(r.owc.seconds / r.imatrix.seconds).toFixed(1)}x | ${(r.owc.loss / ref).toFixed(3)} | ${(r.owc.loss / im).toFixed(3)} | ${(r.cd.loss / ref).toFixed(3)} | ${(r.cd.loss / im).toFixed(3)} |`);
+    console.log(`| ${r.type} | ${t(r.ref)} | ${t(r.imatrix)} | ${t(r.owc)} | ${t(r.cd)} | ${(r.owc.seconds / r.imatrix.seconds).toFixed(1)}x | ${fmtS(r.owc.search)} | ${fmtS(r.cd.descent)} | ${fmtS(r.imatrix.lossProducts)} | ${(r.owc.loss / ref).toFixed(3)} | ${(r.owc.loss / im).toFixed(3)} | ${(r.cd.loss / ref).toFixed(3)} | ${(r.cd.loss / im).toFixed(3)} |`);
   }
+  console.log('\n(loss products: the rowLosses calls every solver makes for its own loss and the ref baseline\'s, O(rows cols^2); grid search: ggufOwc + ggufKeepBetter.)');
 }
 
 // ---- (b) models ---------------------------------------------------------------------------------

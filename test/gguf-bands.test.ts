@@ -64,14 +64,14 @@ test('on this thread, bands of 1, 7 and 300 rows give the same bits', () => {
   }
 });
 
-test('on 1, 2 and 3 workers (and bands of 13 and 64 rows) the same bits as on this thread; the workers do run', async () => {
+test('on 1, 2 and 3 workers (bands of 13, 64 and the pool\'s default) the same bits as on this thread; the workers do run', async () => {
   const s = session();
   try {
     for (const threads of [1, 2, 3]) {
       const pool = new lib.WorkerPool({ threads });
       try {
         for (const [type, solver] of CASES) {
-          for (const bandRows of [undefined, 13, 64]) {
+          for (const bandRows of threads === 1 ? [64] : [undefined, 13]) {
             const r = await lib.quantizeLayerGgufOn(pool, s, weights, type, solver, { iters: 256, ...(bandRows ? { bandRows } : {}) });
             same(reference.get(`${type}/${solver}`)!, r, `${type}/${solver} on ${threads} workers, bands of ${bandRows ?? 'default'}`);
           }
