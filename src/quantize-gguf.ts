@@ -12,7 +12,7 @@
 //             its loss is never above the importance-weighted rounding's)
 // Rows are solved in bands (src/parallel/gguf-band.ts): in the layer session's kernel, which
 // holds H, or on a band solver (a worker pool) with the same bits for any thread count and band.
-import { AbortError, OptionError, ShapeError } from './core/errors.js';
+import { AbortError, NonFiniteError, OptionError, ShapeError } from './core/errors.js';
 import type { Kernel } from './core/kernel.js';
 import type { LayerSession } from './core/session.js';
 import type { PreparedLayer, WeightMatrix } from './core/types.js';
@@ -79,8 +79,8 @@ export function quantizeLayerGguf(session: LayerSession, weights: WeightMatrix, 
   return mergeGgufBands(session.resident.kernel, spec, weights.rows, weights.cols, bands);
 }
 
-/** quantizeLayerGguf with the bands solved by `pool` (a WorkerPool: one band per worker at a
- * time); the same bits as on this thread. */
+/** quantizeLayerGguf with the bands solved by `pool` (a WorkerPool, or HTTP band workers: a
+ * FanoutPool); the same bits as on this thread. */
 export async function quantizeLayerGgufOn(
   pool: GgufBandSolver, session: LayerSession, weights: WeightMatrix, type: GgufBlockTypeName, solver: GgufSolver, options: GgufLayerOptions = {},
 ): Promise<GgufLayerResult> {
@@ -94,17 +94,17 @@ export async function quantizeLayerGgufOn(
   return mergeGgufBands(session.resident.kernel, spec, weights.rows, weights.cols, bands);
 }
 
-/** Whether `pool` takes GGUF bands (WorkerPool and LocalBandSolver do; the fan-out pool's
- * band protocol does not carry GGUF requests yet). */
+/** Whether `pool` takes GGUF bands (WorkerPool, FanoutPool and LocalBandSolver do; a
+ * BandSolver of the caller's own may not). */
 export function takesGgufBands(pool: BandSolver | GgufBandSolver | undefined): pool is BandSolver & GgufBandSolver {
   return !!pool && typeof (pool as Partial<GgufBandSolver>).solveGgufBands === 'function';
 }
 
 /**
  * quantizeLayerGguf as the pipeline runs it, like quantizePrepared for the integer grids: on
- * `pool` when given (one that does not take GGUF bands, the fan-out pool, leaves the layer to
- * this thread), else on `threads` workers (default: autoThreads) started for this layer, else
- * here. The same bits every way.
+ * `pool` when given (one that does not take GGUF bands leaves the layer to this thread), else
+ * on `threads` workers (default: autoThreads) started for this layer, else here. The same bits
+ * every way.
  */
 export async function runLayerGguf(
   session: LayerSession, weights: WeightMatrix, type: GgufBlockTypeName, solver: GgufSolver,
@@ -155,5 +155,9 @@ export function mergeGgufBands(kernel: Kernel, spec: GgufBandSpec, rows: number,
     kernel.exports.ggufDequantize(info.id, put(bytes), rows, cols, q);
     return kernel.f32(q, rows * cols).slice();
   });
+  // Bands from elsewhere are bytes: a block whose fp16 scale is not finite decodes to values
+  // no solver made.
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new NonFiniteError(`GGUF band bytes of ${type} decode to ${values[bad]} at row ${Math.floor(bad / cols)} column ${bad % cols}`);
   return { type, rows, cols, bytes, values, loss, refLoss, movesPerRow: solver === 'cd' ? moves / rows : null };
 }

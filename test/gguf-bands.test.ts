@@ -10,6 +10,9 @@ import { createHash } from 'node:crypto';
 import { randomProblem } from './reference.js';
 import { checkpoint, randomTensors } from './helpers/family-models.js';
 import { readData, readDataText } from './helpers/util.js';
+import { decodeGgufBand, encodeGgufBand } from '../src/parallel/frame.js';
+import { decodeBandRequest, encodeBandRequest, FanoutProtocolError } from '../src/parallel/fanout.js';
+import { FormatError } from '../src/core/errors.js';
 
 const lib = await import('cdquant');
 type Layer = ReturnType<typeof lib.quantizeLayerGguf>;
@@ -138,6 +141,77 @@ test('bad GGUF band requests get typed errors, from the pool as from this thread
   } finally {
     pool.terminate();
     s.free();
+  }
+});
+
+test('HTTP band workers (the fan-out protocol, in-process) give the same bits; a reply whose GGUF band does not fit is refused and the band solved elsewhere', async () => {
+  const workers = new Map(['a', 'b'].map((n) => [`http://${n}.test`, lib.createFanoutWorker()]));
+  let tampered = 0;
+  const fetch = async (url: string, init: RequestInit) => {
+    const origin = new URL(url).origin;
+    const res = await workers.get(origin)!.fetch(new Request(url, init));
+    if (origin !== 'http://b.test' || !url.endsWith('/band') || !res.ok) return res;
+    // Worker b answers with one byte fewer per band, under a hash that matches its body: only
+    // the GGUF band decoder can tell.
+    const band = decodeGgufBand(new Uint8Array(await res.arrayBuffer()));
+    const body = encodeGgufBand({ ...band, bytes: band.bytes.subarray(1) });
+    tampered++;
+    const headers = new Headers(res.headers);
+    headers.set('x-cdquant-band-sha256', sha(body));
+    return new Response(body as Uint8Array<ArrayBuffer>, { status: 200, headers });
+  };
+  const s = session();
+  try {
+    const events: string[] = [];
+    const pool = new lib.FanoutPool({ urls: [...workers.keys()], fetch, bandRows: 50, retries: 8, onEvent: (e) => events.push(e.type) });
+    for (const [type, solver] of [['Q4_K', 'cd'], ['Q3_K', 'owc']] as Array<[BlockType, Solver]>) {
+      same(reference.get(`${type}/${solver}`)!, await lib.quantizeLayerGgufOn(pool, s, weights, type, solver, { iters: 256 }), `${type}/${solver} on band workers`);
+    }
+    assert.ok(tampered > 0 && events.includes('retry'), `tampered ${tampered}, events ${[...new Set(events)]}`);
+  } finally {
+    s.free();
+  }
+});
+
+test('the GGUF band codec and band requests refuse what does not fit (FormatError, BAD_REQUEST)', () => {
+  const spec = { type: 'Q4_K' as BlockType, solver: 'cd' as Solver, iters: 8 };
+  const ok = { r0: 10, r1: 12, bytes: new Uint8Array(2 * 2 * 144), rowLoss: new Float64Array([1, 2]), refRowLoss: new Float64Array([3, 4]), moves: new Int32Array([0, 5]) };
+  const back = decodeGgufBand(encodeGgufBand(ok), { spec, cols: 512 });
+  assert.equal([back.r0, back.r1, [...back.moves!]], [10, 12, [0, 5]]);
+  const refused: Array<[string, Parameters<typeof encodeGgufBand>[0], typeof spec]> = [
+    ['array bytes has 575 values, expected 576', { ...ok, bytes: new Uint8Array(575) }, spec],
+    ['rowLoss has a non-finite value', { ...ok, rowLoss: new Float64Array([1, NaN]) }, spec],
+    ['a negative move count', { ...ok, moves: new Int32Array([0, -1]) }, spec],
+    ['moves missing for solver cd', { ...ok, moves: null }, spec],
+    ['moves given for solver owc', ok, { ...spec, solver: 'owc' }],
+    ['GGUF type must be one of', ok, { ...spec, type: 'Q7_K' as BlockType }],
+  ];
+  for (const [words, band, sp] of refused) {
+    try {
+      decodeGgufBand(encodeGgufBand(band), { spec: sp, cols: 512 });
+      assert.unreachable(`accepted: ${words}`);
+    } catch (e) {
+      assert.instance(e, FormatError, (e as Error).message);
+      assert.ok((e as Error).message.includes(words), `${(e as Error).message} (expected: ${words})`);
+    }
+  }
+  const hash = 'a'.repeat(64);
+  const request = (gguf: unknown, cols = 256, baseline = false) => encodeBandRequest({ r0: 0, r1: 1, cols, prepared: hash, weights: hash, baseline, gguf: gguf as any }, new Float32Array(cols), null);
+  assert.equal(decodeBandRequest(request(spec)).header.gguf, spec);
+  for (const [gguf, cols, baseline, words] of [
+    [{ ...spec, solver: 'rtn' }, 256, false, 'GGUF solver'],
+    [spec, 96, false, 'multiple of 256'],
+    [{ ...spec, iters: -2 }, 256, false, 'GGUF iters'],
+    [spec, 256, true, 'baseline'],
+  ] as Array<[unknown, number, boolean, string]>) {
+    try {
+      decodeBandRequest(request(gguf, cols, baseline));
+      assert.unreachable(`accepted ${JSON.stringify(gguf)} at ${cols} columns`);
+    } catch (e) {
+      assert.instance(e, FanoutProtocolError);
+      assert.is((e as FanoutProtocolError).code, 'BAD_REQUEST');
+      assert.ok((e as Error).message.includes(words), (e as Error).message);
+    }
   }
 });
 
