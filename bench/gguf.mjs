@@ -314,11 +314,9 @@ async function modelPart() {
     out.model.push({ model: name, mix: 'F32', solver: '-', ppl: base.ppl, bytes: f32.bytes.length, seconds: null, loss: 0, count: base.count });
     for (const mix of values.mixes.split(',')) {
       for (const solver of solvers) {
-        const runs = [];
-        for (let i = 0; i < (name === 'synthetic' ? repeat : 1); i++) runs.push(await quantize(mix, solver));
-        const q = runs[0];
+        const q = await quantize(mix, solver);
         const p = await llamaPerplexity(q.bytes, evalText, ctx, maxChunks);
-        const seconds = median(runs.map((r) => r.seconds));
+        const { seconds } = q;
         log(`${name} ${mix}/${solver}: perplexity ${p.ppl.toFixed(4)}, ${q.bytes.length} bytes, ${fmtS(seconds)}s, summed layer loss ${q.loss.toExponential(4)}`);
         out.model.push({ model: name, mix, solver, ppl: p.ppl, bytes: q.bytes.length, seconds, loss: q.loss, count: p.count });
       }
