@@ -2,7 +2,7 @@
 //   node bench/gguf.mjs [--quick] [--part layer|model|all] [--repeat 3] [--threads N] [--json FILE]
 //     layer: [--cols 4096] [--rows R] [--types Q4_0,...,Q6_K]
 //     model: [--models example,synthetic] [--mixes Q4_0,Q4_K_M,Q3_K_M,Q2_K] [--solvers ref,imatrix,cd]
-//            [--ctx 128] [--chunks 16] [--data DIR]
+//            [--ctx 128] [--chunks 48 quick / 200] [--data DIR]
 // (a) Layers: per block type, one cols x cols layer (rows: --rows, default cols) with a
 //     real-shaped H = 2/n X^T X from a synthetic X [2 cols x cols] whose columns have uneven
 //     scales (exp of a normal), W normal with a few outliers; each GGUF solver through
@@ -286,7 +286,7 @@ async function modelPart() {
   const paragraphs = splitParagraphs(text);
   const evalText = paragraphs.slice(1600).join('\n\n');
   const ctx = Number(values.ctx);
-  const maxChunks = Number(values.chunks ?? (quick ? 16 : 64));
+  const maxChunks = Number(values.chunks ?? (quick ? 48 : 200));
   const exampleFiles = ['config.json', 'model.safetensors'].map((n) => ({ name: n, bytes: new Uint8Array(readFileSync(join(data, 'stories260K-hf', n))) }));
   const models = {
     example: { files: exampleFiles, calibration: quick ? { nsamples: 32, seqlen: 256, seed: 1 } : { nsamples: 128, seqlen: 256, seed: 1 } },
