@@ -9,6 +9,7 @@
 // Times are medians over --repeat runs (default 1; the machine is shared and noisy).
 import { performance } from 'node:perf_hooks';
 import { Kernel, prepareLayer, LocalBandSolver, mergeBands } from '../build/index.js';
+import { normals } from './data.mjs';
 
 const args = process.argv.slice(2);
 const arg = (name, dflt) => {
@@ -22,41 +23,8 @@ const only = arg('only', null)?.split(',') ?? null;
 const BAND = 128;
 const GROUP = 128;
 
-// ---- deterministic data: xorshift128+ uniforms, Box-Muller normals (bench inputs only) ----
-function rng(seed) {
-  // xorshift128 seeded by splitmix32.
-  let x = seed >>> 0;
-  const mix = () => {
-    x = (x + 0x9e3779b9) | 0;
-    let z = x;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) | 0;
-  };
-  let a = mix(), b = mix(), c = mix(), d = mix() | 1;
-  const next = () => {
-    const t = a ^ (a << 11);
-    a = b; b = c; c = d;
-    d = (d ^ (d >>> 19) ^ t ^ (t >>> 8)) | 0;
-    return (d >>> 0) / 4294967296;
-  };
-  let spare = null;
-  return () => {
-    if (spare !== null) { const v = spare; spare = null; return v; }
-    let u = next();
-    while (u === 0) u = next();
-    const v = next();
-    const r = Math.sqrt(-2 * Math.log(u));
-    spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
-  };
-}
-
 function fill(n, seed) {
-  const g = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = g();
-  return out;
+  return normals(seed)(new Float32Array(n));
 }
 
 /** H = 2/n X^T X, X [2*cols x cols], streamed through the kernel in chunks of 512 rows. */
@@ -68,13 +36,12 @@ function makeHessian(k, cols) {
   k.f32(h, cols * cols).fill(0);
   const xp = k.alloc(chunk * cols * 4);
   const scratch = k.alloc((cols * chunk + cols * cols) * 4);
-  const g = rng(1000 + cols);
+  const fillX = normals(1000 + cols);
   let seen = 0;
   let gemmSeconds = 0;
   for (let r0 = 0; r0 < n; r0 += chunk) {
     const m = Math.min(chunk, n - r0);
-    const view = k.f32(xp, m * cols);
-    for (let i = 0; i < m * cols; i++) view[i] = g();
+    fillX(k.f32(xp, m * cols));
     const t = performance.now();
     x.hessianUpdate(h, xp, m, cols, seen / (seen + m), 2 / (seen + m), scratch);
     gemmSeconds += (performance.now() - t) / 1000;

@@ -21,6 +21,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Kernel, WorkerPool, quantizeLayer } from '../build/index.js';
+import { normals } from './data.mjs';
 
 const args = process.argv.slice(2);
 const arg = (name, dflt) => {
@@ -34,33 +35,6 @@ const workerCounts = arg('workers', '1,2').split(',').map(Number);
 const only = arg('only', 'gptq,cd,owc,bcd,torch').split(',');
 const here = dirname(fileURLToPath(import.meta.url));
 const torchScript = join(here, '..', '..', 'shared', 'bench', 'torch_gptq.py');
-
-// ---- data: xorshift128 uniforms (seeded by splitmix32), Box-Muller normals ----
-function normals(seed) {
-  let x = seed >>> 0;
-  const mix = () => {
-    x = (x + 0x9e3779b9) | 0;
-    let z = x;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) | 0;
-  };
-  let a = mix(), b = mix(), c = mix(), d = mix() | 1;
-  const next = () => {
-    const t = a ^ (a << 11);
-    a = b; b = c; c = d;
-    d = (d ^ (d >>> 19) ^ t ^ (t >>> 8)) | 0;
-    return ((d >>> 0) + 0.5) / 4294967296;
-  };
-  return (out) => {
-    for (let i = 0; i < out.length; i += 2) {
-      const r = Math.sqrt(-2 * Math.log(next())), phi = 2 * Math.PI * next();
-      out[i] = r * Math.cos(phi);
-      if (i + 1 < out.length) out[i + 1] = r * Math.sin(phi);
-    }
-    return out;
-  };
-}
 
 const t0 = performance.now();
 const weights = { data: normals(42)(new Float32Array(n * n)), rows: n, cols: n };

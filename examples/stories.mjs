@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const data = process.argv[2] ?? join(root, '..', 'shared', 'data');
@@ -19,6 +20,8 @@ function cdquant(args) {
   if (run.status !== 0) process.exit(run.status ?? 1);
 }
 
+// cdquant creates OUT itself but not its parent (a typo in a path should not grow folders).
+mkdirSync(join(root, 'out'), { recursive: true });
 cdquant(['quantize', join(data, 'stories260K.bin'), '--calib', text, '--calib-paragraphs', '0:1600', '--nsamples', '128', '--seqlen', '256',
   // --force: this example's own output folder is replaced whole on each run.
   '--method', 'cd', '--bits', '3', '--out', out, '--force', ...common, ...extra]);

@@ -78,3 +78,7 @@ export { prepareResident } from './core/prepare.js';
 export { LayerSession } from './core/session.js';
 export { quantizeRows as ggufQuantizeRows, dequantizeRows as ggufDequantizeRows, GGUF_BLOCK_TYPES } from './formats/gguf-blocks.js';
 export type { GgufBlockTypeName } from './formats/gguf-blocks.js';
+// --- GGUF: a whole model to one of llama.cpp's mixes (planJob's gguf, runJob's ggufVocab), and
+// the file read back with llama.cpp's block decoders.
+export { readLlamaGguf } from './model/gguf.js';
+export { blockDecoders } from './formats/gguf-blocks.js';

@@ -1,5 +1,5 @@
-// The per-layer loss chart: grouped bars (RTN, GPTQ, the chosen method) per layer on a log
-// scale, as plain SVG (no charting dependency). Redrawn whole on each finished layer.
+// The per-layer loss chart: grouped bars (the baseline: RTN, or llama.cpp's reference rounding
+// for GGUF output; GPTQ; the chosen method) per layer on a log scale, as plain SVG (no charting dependency). Redrawn whole on each finished layer.
 
 export interface ChartRow {
   block: number;
@@ -18,11 +18,12 @@ function el<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, 
   return e;
 }
 
-const SHORT: Record<string, string> = { q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down' };
+const SHORT: Record<string, string> = { q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down', classifier: 'cls' };
 
-/** Draws `rows` (finished layers, in order) out of `total` layers into `host`. */
-export function renderChart(host: HTMLElement, rows: ChartRow[], total: number, methodLabel: string): void {
-  const series: { key: 'rtn' | 'gptq' | 'method'; label: string }[] = [{ key: 'rtn', label: 'RTN' }];
+/** Draws `rows` (finished layers, in order) out of `total` layers into `host`; `baseLabel`
+ * names the baseline series (the rows' `rtn`). */
+export function renderChart(host: HTMLElement, rows: ChartRow[], total: number, methodLabel: string, baseLabel = 'RTN'): void {
+  const series: { key: 'rtn' | 'gptq' | 'method'; label: string }[] = [{ key: 'rtn', label: baseLabel }];
   if (rows.some((r) => r.gptq !== undefined)) series.push({ key: 'gptq', label: 'GPTQ' });
   series.push({ key: 'method', label: methodLabel });
   const width = 860, height = 300;
@@ -33,7 +34,7 @@ export function renderChart(host: HTMLElement, rows: ChartRow[], total: number, 
   const values = rows.flatMap((r) => series.map((s) => r[s.key]).filter((v): v is number => v !== undefined && v > 0));
   const ratio = rows.length ? rows.reduce((a, r) => a + r.method, 0) / Math.max(1e-300, rows.reduce((a, r) => a + r.rtn, 0)) : NaN;
   svg.append(el('desc', { id: 'chart-desc' }, rows.length
-    ? `${rows.length} of ${total} layers done; total ${methodLabel} loss is ${(ratio * 100).toFixed(1)}% of RTN's. The table below lists every value.`
+    ? `${rows.length} of ${total} layers done; total ${methodLabel} loss is ${(ratio * 100).toFixed(1)}% of ${baseLabel}'s. The table below lists every value.`
     : 'No layers yet.'));
   let lo = 0, hi = 1;
   if (values.length) {
@@ -69,12 +70,13 @@ export function renderChart(host: HTMLElement, rows: ChartRow[], total: number, 
     if (slot < 26) label.setAttribute('transform', `rotate(-60 ${m.left + (i + 0.5) * slot} ${m.top + ph + 12})`), label.setAttribute('text-anchor', 'end');
     svg.append(label);
   });
-  // Block separators and labels (7 layers per block).
+  // Block separators and labels (7 layers per block; GGUF runs end with the classifier).
   const perBlock = 7;
   for (let b = 0; b * perBlock < n; b++) {
     const x = m.left + b * perBlock * slot;
+    const span = Math.min(perBlock, n - b * perBlock) * slot;
     if (b > 0) svg.append(el('line', { class: 'grid-line', x1: x, x2: x, y1: m.top, y2: m.top + ph + 40 }));
-    svg.append(el('text', { x: x + (perBlock * slot) / 2, y: height - 4, 'text-anchor': 'middle' }, `block ${b}`));
+    svg.append(el('text', { x: x + span / 2, y: height - 4, 'text-anchor': 'middle' }, rows[b * perBlock]?.name === 'classifier' ? 'head' : `block ${b}`));
   }
   // Legend.
   let lx = m.left;

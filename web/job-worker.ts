@@ -1,9 +1,10 @@
 // The page's job worker: runs a whole quantization job off the main thread, so the page never
 // freezes. It is the same job as `cdquant quantize` (src/model/job.ts), so the same options give
-// the same checkpoint bytes. Threads: when the page is cross-origin isolated, layers are solved
+// the same checkpoint bytes (or, for GGUF output, the same model.gguf). Threads: when the page is cross-origin isolated, layers are solved
 // on a WorkerPool (build/web/worker.js, SharedArrayBuffer); otherwise on this thread.
 import {
-  CdquantError, FormatError, OptionError, Kernel, blobSource, linearNames, linearShape, loadTextTokenizer, modelFromFiles, modelPerplexity, planJob, readGptqCheckpoint, readTokenizer, runJob, textTokens,
+  CdquantError, FormatError, OptionError, Kernel, blobSource, blockDecoders, bytesSource, ggufVocabFor, linearNames, linearShape, loadTextTokenizer, modelFromFiles, modelPerplexity, planJob,
+  readGptqCheckpoint, readLlamaGguf, readTokenizer, runJob, textTokens,
   type LlamaModel, type LazyModel, type TextTokenizer,
 } from '../src/index.js';
 import type { JobMessage, JobRequest, PplStage } from './protocol.js';
@@ -41,15 +42,19 @@ async function run(req: JobRequest): Promise<void> {
   const { threads: requested, ...solverOptions } = req.options;
   // Without cross-origin isolation there is no SharedArrayBuffer: solve on this thread.
   const threads = isolated ? requested : 1;
-  const plan = await planJob(source, calibTokens, solverOptions, req.calibration);
+  const plan = await planJob(source, calibTokens, solverOptions, req.calibration, req.gguf);
+  // A GGUF file carries the vocabulary (tokenizer.ggml.*): from the page's tokenizer, as the CLI.
+  const ggufVocab = plan.gguf ? await ggufVocabFor(tokenizer, config) : undefined;
   post({
     type: 'model',
     info: {
       kind: source.kind, dtype: source.dtype, blocks: config.nLayers, dim: config.dim, hiddenDim: config.hiddenDim, vocab: config.vocabSize,
       calibrationTokens: calibTokens.length, evalTokens: evalTokens.length, nsamples: plan.provenance.nsamples, seqlen: plan.seqlen,
       calibrationSha256: plan.provenance.calibrationSha256,
+      layers: config.nLayers * linearNames(config).length + (plan.gguf ? (config.tiedEmbeddings ? 1 : 2) : 0),
       shapes: Object.fromEntries(linearNames(config).map((n) => [n, linearShape(config, n)])),
       threads: !isolated ? '1 (page not cross-origin isolated)' : threads === undefined ? 'automatic' : String(threads),
+      gguf: plan.gguf,
     },
   });
 
@@ -69,8 +74,14 @@ async function run(req: JobRequest): Promise<void> {
     threads,
     modelName: req.modelName,
     // The page always shows the RTN baseline beside the method (cheap at the page's model sizes).
-    compareMethods: req.compareGptq ? ['rtn', 'gptq'] : ['rtn'],
+    // GGUF runs always report theirs, llama.cpp's reference rounding, and compare with nothing else.
+    ...(plan.gguf ? { ggufVocab } : { compareMethods: req.compareGptq ? ['rtn', 'gptq'] : ['rtn'] }),
     onProgress: (progress) => post({ type: 'progress', progress }),
+    // The classifier (and an untied embedding) of a GGUF run are solved after the blocks, with
+    // no progress of their own: shown when their pseudo-block is done.
+    onBlockDone: (block, layers) => {
+      if (block >= config.nLayers) post({ type: 'head', layers: layers.map((l) => ({ block: l.block, name: l.name, rows: l.rows, cols: l.cols, loss: l.loss, baseLoss: l.rtnLoss, seconds: l.seconds })) });
+    },
   });
 
   post({ type: 'status', text: 'Perplexity of the quantized model…' });
@@ -79,6 +90,13 @@ async function run(req: JobRequest): Promise<void> {
     post({ type: 'status', text: 'Perplexity of the GPTQ checkpoint, read back…' });
     const gptqFile = (path: string) => job.files.find((f) => f.path === `gptq/${path}`)!.data as Uint8Array;
     await evaluate('gptq', readGptqCheckpoint(kernel, { config: job.gptq.config, safetensors: gptqFile('model.safetensors') }));
+  }
+  if (job.gguf) {
+    // The file as llama.cpp would get it, decoded by our reader (llama.cpp's dequantizers).
+    post({ type: 'status', text: 'Perplexity of model.gguf, read back…' });
+    const file = job.files.find((f) => f.path === 'model.gguf');
+    if (!file || typeof file.data === 'string') throw new FormatError('the job wrote no model.gguf');
+    await evaluate('gguf', await readLlamaGguf(bytesSource(file.data), { decoders: blockDecoders(kernel), kernel }));
   }
 
   // Hand over the files' buffers rather than copying them (only buffers a file owns whole).

@@ -1,6 +1,10 @@
 // The page: reads the form, loads the model/tokenizer/text (the examples served under data/, or
 // the user's files), runs the job in a Web Worker (job-worker.ts) and shows progress, the
-// per-layer table and chart, perplexity before and after, and the downloads.
+// per-layer table and chart, perplexity before and after, and the downloads: the GPTQ
+// checkpoint (+ the dequantized model), or a GGUF file for llama.cpp.
+// The mix names straight from their module: through src/index.js the bundle would pull in
+// modules with top-level code (the kernel's among them) that the page script never runs.
+import { GGUF_MIXES } from '../src/model/gguf-mix.js';
 import type { JobReport, LayerProgress, OutputFile, QuantizeOptions } from '../src/index.js';
 import { renderChart, type ChartRow } from './chart.js';
 import type { JobMessage, JobRequest, PplStage } from './protocol.js';
@@ -15,6 +19,9 @@ const input = (id: string) => $<HTMLInputElement>(id);
 const select = (id: string) => $<HTMLSelectElement>(id);
 
 const METHOD_LABEL: Record<string, string> = { rtn: 'RTN', gptq: 'GPTQ', cd: 'CD', bcd: 'BCD' };
+const GGUF_SOLVER_LABEL: Record<string, string> = { cd: 'CD', owc: 'OWC', imatrix: 'llama.cpp imatrix', ref: 'llama.cpp reference' };
+/** GGUF runs' baseline: llama.cpp's own rounding of each tensor (llama-quantize, no imatrix). */
+const GGUF_BASE_LABEL = 'llama.cpp reference';
 const isolated = (globalThis as any).crossOriginIsolated === true;
 
 // ---------------------------------------------------------------------------------------
@@ -92,7 +99,10 @@ async function readInputs(): Promise<Pick<JobRequest, 'model' | 'modelName' | 't
     // The files themselves go to the worker, which reads them a tensor at a time (Blob.slice):
     // a model of several GB is never in the page's memory.
     model = files.map((f) => ({ name: f.webkitRelativePath || f.name, blob: f }));
-    modelName = files.length === 1 ? files[0].name : files.map((f) => f.name).join('+');
+    // A folder's files are named by the folder, as the CLI names them (the report, the download
+    // names, a GGUF file's general.name); files picked one by one do not tell it: "model".
+    const folder = files[0].webkitRelativePath.slice(0, Math.max(0, files[0].webkitRelativePath.lastIndexOf('/')));
+    modelName = files.length === 1 ? files[0].name : folder && files.every((f) => f.webkitRelativePath.startsWith(`${folder}/`)) ? folder : 'model';
   }
   const folderHasTokenizer = model.some((f) => f.name.endsWith('tokenizer.json'));
   let tokenizer: JobRequest['tokenizer'] = [];
@@ -115,6 +125,36 @@ async function readInputs(): Promise<Pick<JobRequest, 'model' | 'modelName' | 't
 }
 
 // ---------------------------------------------------------------------------------------
+// Output: the GPTQ checkpoint (+ dequantized model), or GGUF for llama.cpp.
+
+select('gguf-mix').replaceChildren(...Object.keys(GGUF_MIXES).map((name) =>
+  Object.assign(document.createElement('option'), { textContent: name, value: name, selected: name === 'Q4_K_M' })));
+
+/** The integer-grid options: a GGUF mix sets each tensor's grid itself (CD moves per row and
+ * threads still apply). */
+const INTEGER_GRID_FIELDS = ['method', 'bits', 'group', 'clip', 'init', 'refit', 'block', 'damp', 'gptq-block', 'owc', 'sym', 'act-order', 'static-groups', 'compare'];
+const ggufOutput = () => input('out-gguf').checked;
+
+function applyOutputChoice() {
+  const gguf = ggufOutput();
+  for (const id of INTEGER_GRID_FIELDS) ($(id) as HTMLInputElement | HTMLSelectElement).disabled = gguf;
+  select('gguf-mix').disabled = !gguf;
+  select('gguf-solver').disabled = !gguf;
+  $('gguf-fields').hidden = !gguf;
+  $('gguf-note').hidden = !gguf;
+  document.body.dataset.output = gguf ? 'gguf' : 'gptq';
+}
+for (const id of ['out-gptq', 'out-gguf']) input(id).addEventListener('change', applyOutputChoice);
+
+/** The chosen solver's one-line explanation (each option's data-hint). */
+function showSolverHint() {
+  const sel = select('gguf-solver');
+  $('gguf-solver-hint').textContent = sel.selectedOptions[0]?.dataset.hint ?? '';
+}
+select('gguf-solver').addEventListener('change', showSolverHint);
+showSolverHint();
+
+// ---------------------------------------------------------------------------------------
 // Options, the same flags and defaults as `cdquant quantize` (empty fields: the default).
 
 function intField(id: string, label: string, min: number): number | undefined {
@@ -125,7 +165,28 @@ function intField(id: string, label: string, min: number): number | undefined {
   return n;
 }
 
-function readOptions(): Pick<JobRequest, 'options' | 'calibration' | 'calibParagraphs' | 'evalParagraphs' | 'evalSeqlen' | 'maxWindows' | 'compareGptq'> {
+function readOptions(): Pick<JobRequest, 'options' | 'calibration' | 'calibParagraphs' | 'evalParagraphs' | 'evalSeqlen' | 'maxWindows' | 'compareGptq' | 'gguf'> {
+  const range = (id: string, label: string) => {
+    const v = input(id).value.trim();
+    if (!/^\d*:\d*$/.test(v)) throw new Error(`${label} must look like A:B, A: or :B, got "${v}"`);
+    return v;
+  };
+  const common = {
+    calibration: { nsamples: intField('nsamples', 'Samples', 0) ?? 128, seqlen: intField('seqlen', 'Sequence length', 2) ?? 256, seed: intField('seed', 'Seed', 0) ?? 0 },
+    calibParagraphs: range('calib-paragraphs', 'Calibration paragraphs'),
+    evalParagraphs: range('eval-paragraphs', 'Evaluation paragraphs'),
+    evalSeqlen: intField('eval-seqlen', 'Evaluation window', 2) ?? 256,
+    maxWindows: intField('max-windows', 'Max. evaluation windows', 1),
+  };
+  if (ggufOutput()) {
+    // As `cdquant quantize --gguf MIX --gguf-solver SOLVER [--iters N] [--threads N]`.
+    const o: QuantizeOptions = {};
+    const iters = intField('iters', 'CD moves per row', 0);
+    if (iters !== undefined) o.iters = iters;
+    const threads = intField('threads', 'Threads', 1);
+    if (threads !== undefined) o.threads = threads;
+    return { options: o, ...common, compareGptq: false, gguf: { mix: select('gguf-mix').value, solver: select('gguf-solver').value } };
+  }
   const o: QuantizeOptions = { method: select('method').value as QuantizeOptions['method'], bits: Number(select('bits').value) };
   const set = (key: keyof QuantizeOptions, value: unknown) => value !== undefined && value !== '' && ((o as Record<string, unknown>)[key] = value);
   set('groupSize', intField('group', 'Group size', -1));
@@ -148,20 +209,7 @@ function readOptions(): Pick<JobRequest, 'options' | 'calibration' | 'calibParag
   if (input('sym').checked) o.sym = true;
   if (input('act-order').checked) o.actOrder = true;
   if (input('static-groups').checked) o.staticGroups = true;
-  const range = (id: string, label: string) => {
-    const v = input(id).value.trim();
-    if (!/^\d*:\d*$/.test(v)) throw new Error(`${label} must look like A:B, A: or :B, got "${v}"`);
-    return v;
-  };
-  return {
-    options: o,
-    calibration: { nsamples: intField('nsamples', 'Samples', 0) ?? 128, seqlen: intField('seqlen', 'Sequence length', 2) ?? 256, seed: intField('seed', 'Seed', 0) ?? 0 },
-    calibParagraphs: range('calib-paragraphs', 'Calibration paragraphs'),
-    evalParagraphs: range('eval-paragraphs', 'Evaluation paragraphs'),
-    evalSeqlen: intField('eval-seqlen', 'Evaluation window', 2) ?? 256,
-    maxWindows: intField('max-windows', 'Max. evaluation windows', 1),
-    compareGptq: input('compare').checked && o.method !== 'gptq',
-  };
+  return { options: o, ...common, compareGptq: input('compare').checked && o.method !== 'gptq', gguf: null };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -188,21 +236,40 @@ function fail(message: string) {
   setState('error');
 }
 
-function resetResults(methodLabel: string) {
+/** What a run's results are called: its method (or GGUF solver), its baseline, its output. */
+interface RunLabels { method: string; base: string; gguf: boolean }
+
+function resetResults(labels: RunLabels) {
   $('error').hidden = true;
   $('info').textContent = '';
-  for (const s of ['before', 'after', 'gptq']) {
+  for (const s of ['before', 'after', 'gptq', 'gguf']) {
     const dd = $(`ppl-${s}`);
     dd.textContent = '–';
     delete dd.dataset.value;
   }
+  $('ppl-gptq-box').hidden = labels.gguf;
+  $('ppl-gguf-box').hidden = !labels.gguf;
+  $('ppl-hint').textContent = labels.gguf
+    ? 'Quantized: the quantized weights in float32. model.gguf: the file offered below, read back and decoded as llama.cpp decodes its blocks.'
+    : 'Quantized: the quantized weights in float32. GPTQ checkpoint: the checkpoint offered below, read back (float16 scales).';
+  $('chart-caption').textContent = labels.gguf
+    ? 'Layer output error ‖(W − Q)X‖² on the calibration set, log scale: llama.cpp\'s reference rounding (llama-quantize without an importance matrix) on each tensor\'s type, and the chosen solver, layer by layer.'
+    : 'Layer output error ‖(W − Q)X‖² on the calibration set, log scale: RTN on the run\'s grid, GPTQ, and the chosen method, layer by layer.';
   $('layers').querySelector('tbody')!.replaceChildren();
-  $('method-col').textContent = `${methodLabel} loss`;
+  $('base-col').textContent = `${labels.base} loss`;
+  $('gptq-col').hidden = labels.gguf; // no GPTQ comparison on a GGUF type's grid
+  $('method-col').textContent = `${labels.method} loss`;
+  $('ratio-col').textContent = `vs ${labels.gguf ? 'llama.cpp' : 'RTN'}`;
   $<HTMLProgressElement>('bar').value = 0;
   for (const u of objectUrls) URL.revokeObjectURL(u);
   objectUrls = [];
-  $('downloads').replaceChildren('The GPTQ checkpoint appears here when the job is done.');
+  $('downloads').replaceChildren(labels.gguf ? 'The GGUF file appears here when the job is done.' : 'The GPTQ checkpoint appears here when the job is done.');
 }
+
+const PPL_STAGE_LABEL: Record<PplStage, string> = {
+  before: 'Perplexity of the original model', after: 'Perplexity of the quantized model',
+  gptq: 'Perplexity of the GPTQ checkpoint', gguf: 'Perplexity of model.gguf',
+};
 
 const fmt = (x: number | undefined) => (x === undefined ? '–' : x.toExponential(3));
 
@@ -210,8 +277,12 @@ async function start(ev: SubmitEvent) {
   ev.preventDefault();
   if (worker) return;
   let request: JobRequest;
-  const methodLabel = METHOD_LABEL[select('method').value];
-  resetResults(methodLabel);
+  const gguf = ggufOutput();
+  const labels: RunLabels = gguf
+    ? { method: GGUF_SOLVER_LABEL[select('gguf-solver').value], base: GGUF_BASE_LABEL, gguf }
+    : { method: METHOD_LABEL[select('method').value], base: 'RTN', gguf };
+  const methodLabel = labels.method;
+  resetResults(labels);
   setState('running');
   try {
     const opts = readOptions();
@@ -248,13 +319,14 @@ async function start(ev: SubmitEvent) {
         const i = m.info;
         $('info').textContent = `${i.kind === 'llama2c' ? 'llama2.c' : `Hugging Face ${i.dtype}`} model: ${i.blocks} blocks, dim ${i.dim}, hidden ${i.hiddenDim}, vocab ${i.vocab}. `
           + `Calibration: ${i.nsamples} × ${i.seqlen} tokens from ${i.calibrationTokens} (sha256 ${i.calibrationSha256.slice(0, 12)}); evaluation: ${i.evalTokens} tokens. Threads: ${i.threads}.`;
-        totalLayers = i.blocks * 7;
+        if (i.gguf) $('info').textContent += ` Output: GGUF ${i.gguf.mix}, codes by ${i.gguf.solver}.`;
+        totalLayers = i.layers;
         shapes = i.shapes;
-        renderChart(chart, rows, totalLayers, methodLabel);
+        renderChart(chart, rows, totalLayers, methodLabel, labels.base);
         break;
       }
       case 'eval':
-        status(`${m.stage === 'before' ? 'Perplexity of the original model' : m.stage === 'after' ? 'Perplexity of the quantized model' : 'Perplexity of the GPTQ checkpoint'}: window ${m.done} of ${m.total}`);
+        status(`${PPL_STAGE_LABEL[m.stage]}: window ${m.done} of ${m.total}`);
         break;
       case 'ppl': {
         const dd = $(`ppl-${m.stage}`);
@@ -266,11 +338,16 @@ async function start(ev: SubmitEvent) {
       case 'progress':
         onProgress(m.progress);
         break;
+      case 'head':
+        for (const l of m.layers) addRow({ block: l.block, name: l.name, rows: l.rows, cols: l.cols, base: l.baseLoss ?? undefined, loss: l.loss, seconds: l.seconds });
+        renderChart(chart, rows, Math.max(totalLayers, rows.length), methodLabel, labels.base);
+        break;
       case 'done':
         finish();
         $<HTMLProgressElement>('bar').value = 1;
-        status(`Done in ${m.seconds.toFixed(1)} s: ${methodLabel} loss is ${((m.report.totals.loss / m.report.totals.loss_rtn!) * 100).toFixed(1)}% of RTN's over all layers.`);
-        offerDownloads(m.files, m.report);
+        status(`Done in ${m.seconds.toFixed(1)} s: ${methodLabel} loss is ${((m.report.totals.loss / m.report.totals.loss_rtn!) * 100).toFixed(1)}% of ${gguf ? 'llama.cpp\'s reference rounding' : 'RTN\'s'} over all layers.`);
+        if (gguf) offerGguf(m.files, m.report);
+        else offerDownloads(m.files, m.report);
         setState('done');
         break;
       case 'error':
@@ -285,16 +362,24 @@ async function start(ev: SubmitEvent) {
       status(`Quantizing block ${p.block} ${p.name}: rows ${p.rowsDone} of ${p.rows} (layer ${p.layersDone + 1} of ${p.layers}, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
       return;
     }
-    const gptq = p.compare?.gptq;
-    rows.push({ block: p.block, name: p.name, rtn: p.rtnLoss!, gptq, method: p.loss! });
-    const tr = document.createElement('tr');
     const shape = shapes[p.name];
-    const cells = [String(p.block), p.name, shape ? `${shape[0]}×${shape[1]}` : `${p.rows} rows`, fmt(p.rtnLoss ?? undefined), fmt(gptq ?? (request.options.method === 'gptq' ? p.loss : undefined)), fmt(p.loss), `${((p.loss! / p.rtnLoss!) * 100).toFixed(1)}%`, (p.seconds ?? 0).toFixed(3)];
+    addRow({
+      block: p.block, name: p.name, rows: shape?.[0] ?? p.rows, cols: shape?.[1], base: p.rtnLoss ?? undefined, loss: p.loss!, seconds: p.seconds ?? 0,
+      // The chart's GPTQ bars are the comparison solves; a GPTQ run's own loss fills the column.
+      gptq: p.compare?.gptq, gptqCell: p.compare?.gptq ?? (request.options.method === 'gptq' ? p.loss : undefined),
+    });
+    renderChart(chart, rows, Math.max(totalLayers, p.layers), methodLabel, labels.base);
+  };
+  /** A finished layer: a table row (the GPTQ column only for GPTQ-checkpoint runs) and a chart entry. */
+  const addRow = (l: { block: number; name: string; rows: number; cols?: number; base?: number; gptq?: number; gptqCell?: number; loss: number; seconds: number }) => {
+    rows.push({ block: l.block, name: l.name, rtn: l.base!, ...(l.gptq !== undefined ? { gptq: l.gptq } : {}), method: l.loss });
+    const tr = document.createElement('tr');
+    const cells = [String(l.block), l.name, l.cols !== undefined ? `${l.rows}×${l.cols}` : `${l.rows} rows`, fmt(l.base), ...(gguf ? [] : [fmt(l.gptqCell)]), fmt(l.loss),
+      l.base ? `${((l.loss / l.base) * 100).toFixed(1)}%` : '–', l.seconds.toFixed(3)];
     tr.replaceChildren(...cells.map((c, i) => Object.assign(document.createElement(i === 1 ? 'th' : 'td'), i === 1 ? { textContent: c, scope: 'row' } : { textContent: c })));
     tbody.append(tr);
     const wrap = tbody.closest('.table-wrap')!;
     wrap.scrollTop = wrap.scrollHeight; // follow the newest layer (without scrolling the page)
-    renderChart(chart, rows, p.layers, methodLabel);
   };
   // Fetched bytes are moved, not copied; Files (Blobs) go by reference.
   const buffers = [...request.model.flatMap((f) => (f.bytes ? [f.bytes.buffer as ArrayBuffer] : [])), ...request.tokenizer.map((f) => f.bytes.buffer as ArrayBuffer)];
@@ -331,6 +416,28 @@ function offerDownloads(files: OutputFile[], report: JobReport) {
   box.replaceChildren(p1, p2, p3, note);
 }
 
+/** GGUF output: NAME-MIX.gguf (as llama.cpp's own files are named) and the report. */
+function offerGguf(files: OutputFile[], report: JobReport) {
+  const file = files.find((f) => f.path === 'model.gguf');
+  const mix = report.gguf?.split('/')[0] ?? 'gguf';
+  const stem = `${(report.model.split('/').pop() ?? 'model').replace(/\.bin$/, '')}-${mix}`;
+  const box = $('downloads');
+  if (!file) {
+    box.replaceChildren('The job wrote no model.gguf.');
+    return;
+  }
+  const p1 = document.createElement('p');
+  const a = link(`GGUF for llama.cpp (${stem}.gguf, ${(file.data.length / 1024).toFixed(0)} KiB)`, `${stem}.gguf`, file.data, 'application/octet-stream', true);
+  a.id = 'download-gguf';
+  p1.append(a, link('report.json', `${stem}-report.json`, JSON.stringify(report, null, 2), 'application/json'));
+  const types = Object.entries(report.gguf_types ?? {}).map(([t, c]) => `${c.tensors} ${t} (${(c.bytes / 1024).toFixed(1)} KiB)`).join(', ');
+  const note = Object.assign(document.createElement('p'), {
+    className: 'hint', id: 'gguf-types',
+    textContent: `${report.gguf_bytes ?? file.data.length} bytes; tensors by type: ${types}. Codes by ${report.gguf?.split('/')[1]}. The bytes equal what cdquant quantize --gguf ${mix} writes for the same options; llama.cpp (llama-cli, llama-server, and what builds on it) loads the file.`,
+  });
+  box.replaceChildren(p1, note);
+}
+
 function cancel() {
   if (!worker) return;
   worker.terminate();
@@ -349,6 +456,7 @@ threads.disabled = !isolated;
 $('threads-hint').textContent = isolated
   ? `Empty: automatic (${navigator.hardwareConcurrency} cores, for layers large enough to gain). Any number of threads gives the same bits.`
   : 'One thread: threads need a cross-origin isolated page.';
+applyOutputChoice();
 $('job').addEventListener('submit', (e) => void start(e as SubmitEvent));
 $('cancel').addEventListener('click', cancel);
 setState('idle');

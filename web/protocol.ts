@@ -18,8 +18,11 @@ export interface JobRequest {
   maxWindows?: number;
   calibration: CalibrationOptions;
   options: QuantizeOptions;
-  /** Also solve each layer with GPTQ, for the chart (reporting only). */
+  /** Also solve each layer with GPTQ, for the chart (reporting only; GPTQ-checkpoint runs). */
   compareGptq: boolean;
+  /** GGUF output (`cdquant quantize --gguf MIX --gguf-solver SOLVER`): model.gguf and
+   * report.json in place of the GPTQ checkpoint and the dequantized model. */
+  gguf: { mix: string; solver: string } | null;
 }
 
 export interface ModelInfo {
@@ -35,16 +38,36 @@ export interface ModelInfo {
   seqlen: number;
   calibrationSha256: string;
   threads: string;
+  /** Layers the job solves: every block's linears, and for GGUF output the classifier (and an
+   * untied embedding). */
+  layers: number;
   /** [rows, cols] of each linear layer. */
   shapes: Record<string, [number, number]>;
+  /** GGUF runs: the mix and the solver of the codes. */
+  gguf: { mix: string; solver: string } | null;
 }
 
-export type PplStage = 'before' | 'after' | 'gptq';
+/** The original model, the job's quantized view, and the output read back: the GPTQ
+ * checkpoint, or model.gguf. */
+export type PplStage = 'before' | 'after' | 'gptq' | 'gguf';
+
+/** A finished layer the job reports outside its per-layer progress: a GGUF run's classifier
+ * (and an untied embedding), solved after the blocks. */
+export interface HeadLayer {
+  block: number;
+  name: string;
+  rows: number;
+  cols: number;
+  loss: number;
+  baseLoss: number | null;
+  seconds: number;
+}
 
 export type JobMessage =
   | { type: 'status'; text: string }
   | { type: 'model'; info: ModelInfo }
   | { type: 'progress'; progress: LayerProgress }
+  | { type: 'head'; layers: HeadLayer[] }
   | { type: 'eval'; stage: PplStage; done: number; total: number }
   | { type: 'ppl'; stage: PplStage; result: PerplexityResult; seqlen: number }
   | { type: 'done'; report: JobReport; files: OutputFile[]; seconds: number }
