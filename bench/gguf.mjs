@@ -33,6 +33,7 @@ import {
   Kernel, prepareResident, quantizeLayerGguf, GGUF_BLOCK_TYPES, modelFromFiles, planJob, runJob, ggufVocabFor,
   readTokenizer, textTokens, writeSafetensors, splitParagraphs,
 } from '../build/index.js';
+import { randomStream } from './data.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -61,32 +62,12 @@ const median = (v) => { const s = [...v].sort((a, b) => a - b); const m = s.leng
 const fmtS = (s) => (s < 10 ? s.toFixed(3) : s.toFixed(1));
 const out = { layer: [], model: [] };
 
-// ---- deterministic inputs: splitmix32-seeded xorshift uniforms, Box-Muller normals ----------
-function normals(seed) {
-  let x = seed >>> 0;
-  const mix = () => {
-    x = (x + 0x9e3779b9) | 0;
-    let z = x;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-  let a = mix(), b = mix(), c = mix(), d = mix() | 1;
-  const uniform = () => {
-    const t = a ^ (a << 11);
-    a = b; b = c; c = d;
-    d = (d ^ (d >>> 19) ^ t ^ (t >>> 8)) | 0;
-    return ((d >>> 0) + 0.5) / 4294967296;
-  };
-  return { uniform, normal: () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()) };
-}
-
 // ---- (a) layers --------------------------------------------------------------------------------
 
 /** H = 2/n X^T X for X [2 cols x cols] with column scales exp(N(0, 1)), by the kernel's own
  * streaming hessianUpdate (as the pipeline accumulates it). */
 function hessian(k, cols, seed) {
-  const g = normals(seed);
+  const g = randomStream(seed);
   const scale = Float64Array.from({ length: cols }, () => Math.exp(g.normal()));
   const n = 2 * cols, chunk = 256;
   const h = k.alloc(cols * cols * 4);
@@ -106,7 +87,7 @@ function hessian(k, cols, seed) {
 
 /** W [rows x cols]: N(0, 0.02^2), one weight in 200 times 10 (the outliers real layers have). */
 function layerWeights(rows, cols, seed) {
-  const g = normals(seed);
+  const g = randomStream(seed);
   const W = new Float32Array(rows * cols);
   for (let i = 0; i < W.length; i++) W[i] = 0.02 * g.normal() * (g.uniform() < 0.005 ? 10 : 1);
   return W;
@@ -263,7 +244,7 @@ function syntheticModelFiles() {
       [`${p}mlp.gate_proj.weight`, [f, d]], [`${p}mlp.up_proj.weight`, [f, d]], [`${p}mlp.down_proj.weight`, [d, f]]);
   }
   shapes.push(['model.norm.weight', [d]], ['lm_head.weight', [v, d]]);
-  const g = normals(5);
+  const g = randomStream(5);
   const u = () => 2 * g.uniform() - 1;
   const tensors = shapes.map(([name, shape]) => {
     const n = shape.reduce((a, b) => a * b, 1);
