@@ -2,11 +2,11 @@
 // --runs runs (default 3) with its min and max, and the speed targets printed as ratios.
 //   node bench/run.mjs [--quick] [--size N] [--runs N] [--workers 1,2] [--only gptq,cd,owc,bcd,torch]
 // --quick: 1024 x 1024 (a minute or two); default 4096 x 4096 (about 10-15 minutes here).
-// Methods (each the whole quantizeLayer call: RTN baseline, the method, its loss products):
+// Methods (each the whole quantizeLayer call as a user makes it: the method and its loss, no RTN baseline):
 //   GPTQ; CD from OWC (OWC g128 grid, RTN on it, CD to convergence); per-channel OWC (the fast
 //   search, RTN on it); BCD from OWC (blocks of 2, to convergence). With 1 worker the layer is
 //   solved on this thread through an instrumented kernel, which also gives each algorithm's own
-//   time (its kernels, without the RTN baseline and the loss products); with 2 workers through
+//   time (its kernels, without validation, preparation and the loss); with 2 workers through
 //   one WorkerPool kept across runs (as a model's layers share it).
 // The PyTorch reference (../shared/bench/torch_gptq.py, gptq_fast) runs on 1 and 2 threads when
 // `python3 -c 'import torch'` works; otherwise a note says why it was skipped.
@@ -175,7 +175,7 @@ for (const m of methods) {
   const parts = names.map((name) => [name, median(runsK.map((k) => k.get(name) ?? 0))]).filter(([, t]) => t >= 0.01).sort((a, b) => b[1] - a[1]);
   console.log(`  ${m.name}, 1 worker, kernels: ${parts.map(([name, t]) => `${name} ${fmt(t)}`).join(', ')}`);
 }
-console.log('seconds: the whole quantizeLayer call (RTN baseline, the method, the loss products); own s: the method\'s kernels alone, on this thread (GPTQ: chol(H^-1) + sweep; CD/BCD: OWC grid + gradient + descent; OWC: the grid search).');
+console.log('seconds: the whole quantizeLayer call (validation, preparation, the method, its loss); own s: the method\'s kernels alone, on this thread (GPTQ: chol(H^-1) + sweep; CD/BCD: OWC grid + gradient + descent; OWC: the grid search).');
 if (torchNote) console.log(torchNote);
 
 const ratio = (a, b) => (a == null || b == null ? null : a / b);

@@ -72,8 +72,8 @@ export { packGptq, unpackGptq, quantizeConfig } from './formats/gptq.js';
 export type { GptqFormat, GptqLayer, PackedGptq } from './formats/gptq.js';
 
 // --- GGUF: one layer on a GGML block type's own grid.
-export { quantizeLayerGguf, GGUF_SOLVERS } from './quantize-gguf.js';
-export type { GgufSolver, GgufLayerResult, GgufLayerOptions } from './quantize-gguf.js';
+export { quantizeLayerGguf, quantizeLayerGgufOn, mergeGgufBands, GGUF_SOLVERS } from './quantize-gguf.js';
+export type { GgufSolver, GgufLayerResult, GgufLayerOptions, GgufBandSpec, GgufBandResult, GgufBandSolver } from './quantize-gguf.js';
 export { prepareResident } from './core/prepare.js';
 export { LayerSession } from './core/session.js';
 export { quantizeRows as ggufQuantizeRows, dequantizeRows as ggufDequantizeRows, GGUF_BLOCK_TYPES } from './formats/gguf-blocks.js';

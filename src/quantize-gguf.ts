@@ -10,16 +10,20 @@
 //             stores them, and llama.cpp's importance-weighted grid; round to nearest on it
 //   'cd'      that grid, then CDQuant's coordinate descent with the full H on exactly it (so
 //             its loss is never above the importance-weighted rounding's)
-// Rows are solved in bands in the layer session's kernel, which holds H.
-import { AbortError, OptionError } from './core/errors.js';
+// Rows are solved in bands (src/parallel/gguf-band.ts): in the layer session's kernel, which
+// holds H, or on a band solver (a worker pool) with the same bits for any thread count and band.
+import { AbortError, NonFiniteError, OptionError, ShapeError } from './core/errors.js';
+import type { Kernel } from './core/kernel.js';
 import type { LayerSession } from './core/session.js';
-import type { WeightMatrix } from './core/types.js';
+import type { PreparedLayer, WeightMatrix } from './core/types.js';
 import { validateWeights } from './core/validate.js';
 import { ggufTypeInfo, type GgufBlockTypeName } from './formats/gguf-blocks.js';
-import { MAX_BAND_ROWS } from './parallel/bands.js';
+import { MAX_BAND_ROWS, bandRanges, type BandSolver, type SolveOptions } from './parallel/bands.js';
+import { WorkerPool, autoThreads, checkThreads } from './parallel/pool.js';
+import { workersAvailable } from './core/runtime.js';
+import { GGUF_SOLVERS, checkGgufBandSpec, ggufRowBytesOf, solveGgufBand, type GgufBandResult, type GgufBandSpec, type GgufSolver } from './parallel/gguf-band.js';
 
-export type GgufSolver = 'cd' | 'owc' | 'imatrix' | 'ref';
-export const GGUF_SOLVERS: readonly GgufSolver[] = ['cd', 'owc', 'imatrix', 'ref'];
+export { GGUF_SOLVERS, type GgufSolver, type GgufBandSpec, type GgufBandResult };
 
 export interface GgufLayerResult {
   type: GgufBlockTypeName;
@@ -42,95 +46,118 @@ export interface GgufLayerOptions {
   /** CD moves per row (default: as many as columns). */
   iters?: number;
   signal?: AbortSignal;
+  /** Rows per band (default: MAX_BAND_ROWS here; the band solver's own choice on a pool). */
+  bandRows?: number;
+  onProgress?: SolveOptions['onProgress'];
 }
 
-/** Quantizes W to `type` with `solver`, on the H of `session` (prepareResident). Float types
- * (F32, F16, BF16) are the weights rounded to that type. */
-export function quantizeLayerGguf(session: LayerSession, weights: WeightMatrix, type: GgufBlockTypeName, solver: GgufSolver, options: GgufLayerOptions = {}): GgufLayerResult {
+/** A band solver that takes GGUF bands (LocalBandSolver, WorkerPool). */
+export interface GgufBandSolver {
+  solveGgufBands(prepared: PreparedLayer, weights: WeightMatrix, spec: GgufBandSpec, options?: SolveOptions): Promise<GgufBandResult[]>;
+}
+
+function layerSpec(session: LayerSession, weights: WeightMatrix, type: GgufBlockTypeName, solver: GgufSolver, options: GgufLayerOptions): GgufBandSpec {
   validateWeights(weights);
   if (!GGUF_SOLVERS.includes(solver)) throw new OptionError(`GGUF solver must be one of ${GGUF_SOLVERS.join(', ')}, got ${String(solver)}`);
   const info = ggufTypeInfo(type);
-  const { rows, cols } = weights;
+  const { cols } = weights;
   if (cols !== session.facts.plan.cols) throw new OptionError(`weights have ${cols} columns but H was prepared for ${session.facts.plan.cols}`);
   if (cols % info.blockElems !== 0) throw new OptionError(`${type} needs rows whose length is a multiple of ${info.blockElems}; got ${cols}`);
-  const iters = options.iters ?? cols;
-  const { kernel: k, hFix, hLoss, hdiag } = session.resident;
-  const x = k.exports;
-  const rowBytes = (cols / info.blockElems) * info.blockBytes;
-  const bytes = new Uint8Array(rows * rowBytes);
-  const values = new Float32Array(rows * cols);
-  let loss = 0, refLoss = 0;
-  let moves = 0;
-  const gs = info.groupSize;
-  const groups = gs ? cols / gs : 0;
-  const blocks = cols / info.blockElems;
-  k.scoped((alloc, put) => {
-    const band = Math.min(rows, MAX_BAND_ROWS);
-    const n = band * cols;
-    const w = alloc(n * 4), w0 = alloc(n * 4), q = alloc(n * 4), codes = alloc(n);
-    const out = alloc(band * rowBytes);
-    const rowLoss = alloc(band * 8);
-    const halves = gs ? alloc(band * blocks * 4) : 0;
-    const subScales = gs ? alloc(band * groups) : 0, subMins = gs ? alloc(band * groups) : 0;
-    const ga = gs ? alloc(band * groups * 4) : 0, gb = gs ? alloc(band * groups * 4) : 0;
-    const zs = gs ? put(new Float32Array(band * groups).fill(info.zero)) : 0;
-    const colGroup = gs ? put(Int32Array.from({ length: cols }, (_, j) => Math.floor(j / gs))) : 0;
-    const g = solver === 'cd' ? alloc(n * 4) : 0;
-    const movesPtr = solver === 'cd' ? alloc(band * 4) : 0;
-    const imatrix = solver !== 'ref' ? alloc(cols * 4) : 0;
-    // llama.cpp's importance-weighted grid, a candidate of the H-weighted search
-    const other = gs && (solver === 'owc' || solver === 'cd')
-      ? { bytes: alloc(band * rowBytes), codes: alloc(n), halves: alloc(band * blocks * 4), sc: alloc(band * groups), mn: alloc(band * groups), ga: alloc(band * groups * 4), gb: alloc(band * groups * 4) }
-      : null;
-    if (imatrix) {
-      const h = k.f32(hLoss, cols * cols);
-      k.f32(imatrix, cols).set(Float32Array.from({ length: cols }, (_, j) => h[j * cols + j]));
-    }
-    const scratch = alloc(Math.max(
-      x.rowLossesScratch(band, cols),
-      x.ggufOwcScratch(),
-      solver === 'cd' ? Math.max(x.gradientScratch(band, cols), x.cdBandScratch(cols)) : 0,
-    ));
-    for (let r0 = 0; r0 < rows; r0 += band) {
-      if (options.signal?.aborted) throw new AbortError();
-      const m = Math.min(band, rows - r0);
-      const src = weights.data.subarray(r0 * cols, (r0 + m) * cols);
-      k.f32(w, m * cols).set(src);
-      k.f32(w0, m * cols).set(src);
-      session.zeroDead(w0, m);
-      if (!gs || solver === 'ref' || solver === 'imatrix') {
-        // llama.cpp's own quantizers (and the float types) on the weights as given
-        x.ggufQuantize(info.id, w, m, cols, imatrix, out);
-        x.ggufDequantize(info.id, out, m, cols, q);
-      } else {
-        x.ggufOwc(info.id, w0, m, cols, hFix, halves, subScales, subMins, scratch);
-        const o = other!;
-        x.ggufQuantize(info.id, w0, m, cols, imatrix, o.bytes);
-        x.ggufDecodeGrid(info.id, o.bytes, m, cols, o.codes, o.halves, o.sc, o.mn, o.ga, o.gb);
-        x.ggufKeepBetter(info.id, w0, m, cols, hFix, halves, subScales, subMins, o.halves, o.sc, o.mn, scratch);
-        x.ggufGroupAffine(info.id, halves, subScales, subMins, m, cols, ga, gb);
-        x.ggufRtnCodes(info.id, w0, ga, gb, m, cols, codes);
-        x.ggufGridValues(info.id, codes, ga, gb, m, cols, q);
-        if (solver === 'cd') {
-          x.gradientBand(g, w0, q, m, cols, hFix, scratch);
-          x.cdBand(q, codes, g, m, cols, hFix, hdiag, info.maxq, groups, colGroup, ga, zs, gb, iters, movesPtr, scratch);
-          for (const v of k.i32(movesPtr, m)) moves += v;
-        }
-        x.ggufEncodeGrid(info.id, codes, halves, subScales, subMins, m, cols, out);
-      }
-      x.rowLosses(w, q, m, cols, hLoss, rowLoss, scratch);
-      for (const l of k.f64(rowLoss, m)) loss += l;
-      bytes.set(k.u8(out, m * rowBytes), r0 * rowBytes);
-      values.set(k.f32(q, m * cols), r0 * cols);
-      if (solver === 'ref') refLoss = loss;
-      else {
-        // The baseline, in the same buffers (this band's result is copied out above).
-        x.ggufQuantize(info.id, w, m, cols, 0, out);
-        x.ggufDequantize(info.id, out, m, cols, q);
-        x.rowLosses(w, q, m, cols, hLoss, rowLoss, scratch);
-        for (const l of k.f64(rowLoss, m)) refLoss += l;
-      }
-    }
+  return checkGgufBandSpec({ type, solver, iters: options.iters ?? cols }, cols);
+}
+
+/** Quantizes W to `type` with `solver`, on the H of `session` (prepareResident), in bands on
+ * this thread. Float types (F32, F16, BF16) are the weights rounded to that type. */
+export function quantizeLayerGguf(session: LayerSession, weights: WeightMatrix, type: GgufBlockTypeName, solver: GgufSolver, options: GgufLayerOptions = {}): GgufLayerResult {
+  const spec = layerSpec(session, weights, type, solver, options);
+  const bands: GgufBandResult[] = [];
+  for (const [r0, r1] of bandRanges(weights.rows, options.bandRows ?? MAX_BAND_ROWS)) {
+    if (options.signal?.aborted) throw new AbortError();
+    bands.push(solveGgufBand(session, weights, r0, r1, spec));
+    options.onProgress?.({ rowsDone: r1, rows: weights.rows, stage: solver });
+  }
+  return mergeGgufBands(session.resident.kernel, spec, weights.rows, weights.cols, bands);
+}
+
+/** quantizeLayerGguf with the bands solved by `pool` (a WorkerPool, or HTTP band workers: a
+ * FanoutPool); the same bits as on this thread. */
+export async function quantizeLayerGgufOn(
+  pool: GgufBandSolver, session: LayerSession, weights: WeightMatrix, type: GgufBlockTypeName, solver: GgufSolver, options: GgufLayerOptions = {},
+): Promise<GgufLayerResult> {
+  const spec = layerSpec(session, weights, type, solver, options);
+  if (options.signal?.aborted) throw new AbortError();
+  const bands = await pool.solveGgufBands(session.portable(), weights, spec, {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.bandRows !== undefined ? { bandRows: options.bandRows } : {}),
   });
+  return mergeGgufBands(session.resident.kernel, spec, weights.rows, weights.cols, bands);
+}
+
+/** Whether `pool` takes GGUF bands (WorkerPool, FanoutPool and LocalBandSolver do; a
+ * BandSolver of the caller's own may not). */
+export function takesGgufBands(pool: BandSolver | GgufBandSolver | undefined): pool is BandSolver & GgufBandSolver {
+  return !!pool && typeof (pool as Partial<GgufBandSolver>).solveGgufBands === 'function';
+}
+
+/**
+ * quantizeLayerGguf as the pipeline runs it, like quantizePrepared for the integer grids: on
+ * `pool` when given (one that does not take GGUF bands leaves the layer to this thread), else
+ * on `threads` workers (default: autoThreads) started for this layer, else here. The same bits
+ * every way.
+ */
+export async function runLayerGguf(
+  session: LayerSession, weights: WeightMatrix, type: GgufBlockTypeName, solver: GgufSolver,
+  options: GgufLayerOptions & { pool?: BandSolver; threads?: number } = {},
+): Promise<GgufLayerResult> {
+  const { pool, threads: requested, ...layer } = options;
+  if (pool) return takesGgufBands(pool) ? quantizeLayerGgufOn(pool, session, weights, type, solver, layer) : quantizeLayerGguf(session, weights, type, solver, layer);
+  const threads = checkThreads(requested) ?? (await autoThreads(weights.rows, weights.cols));
+  if (threads > 1 && workersAvailable()) {
+    const own = new WorkerPool({ threads });
+    try {
+      return await quantizeLayerGgufOn(own, session, weights, type, solver, layer);
+    } finally {
+      own.terminate();
+    }
+  }
+  return quantizeLayerGguf(session, weights, type, solver, layer);
+}
+
+/** One layer from its bands (in any order; together every row once): the bytes in row order,
+ * the values they decode to (ggml's dequantization in `kernel`), the losses summed row by row
+ * in row order (so the same bits for any cut). */
+export function mergeGgufBands(kernel: Kernel, spec: GgufBandSpec, rows: number, cols: number, bands: GgufBandResult[]): GgufLayerResult {
+  const { type, solver } = spec;
+  const info = ggufTypeInfo(type);
+  const rowBytes = ggufRowBytesOf(type, cols);
+  const sorted = [...bands].sort((a, b) => a.r0 - b.r0);
+  const bytes = new Uint8Array(rows * rowBytes);
+  let next = 0;
+  let loss = 0, refLoss = 0, moves = 0;
+  for (const b of sorted) {
+    const m = b.r1 - b.r0;
+    if (b.r0 !== next || m < 1 || b.r1 > rows) throw new ShapeError(`GGUF bands do not cover rows 0..${rows} once each (band [${b.r0}, ${b.r1}) after row ${next})`);
+    if (b.bytes.length !== m * rowBytes || b.rowLoss.length !== m || b.refRowLoss.length !== m || (solver === 'cd') !== (b.moves !== null) || (b.moves && b.moves.length !== m)) {
+      throw new ShapeError(`GGUF band [${b.r0}, ${b.r1}): arrays do not fit ${m} rows of ${type}/${solver}`);
+    }
+    bytes.set(b.bytes, b.r0 * rowBytes);
+    for (let i = 0; i < m; i++) {
+      loss += b.rowLoss[i];
+      refLoss += b.refRowLoss[i];
+      if (b.moves) moves += b.moves[i];
+    }
+    next = b.r1;
+  }
+  if (next !== rows) throw new ShapeError(`GGUF bands cover rows 0..${next} of ${rows}`);
+  const values = kernel.scoped((alloc, put) => {
+    const q = alloc(rows * cols * 4);
+    kernel.exports.ggufDequantize(info.id, put(bytes), rows, cols, q);
+    return kernel.f32(q, rows * cols).slice();
+  });
+  // Bands from elsewhere are bytes: a block whose fp16 scale is not finite decodes to values
+  // no solver made.
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new NonFiniteError(`GGUF band bytes of ${type} decode to ${values[bad]} at row ${Math.floor(bad / cols)} column ${bad % cols}`);
   return { type, rows, cols, bytes, values, loss, refLoss, movesPerRow: solver === 'cd' ? moves / rows : null };
 }

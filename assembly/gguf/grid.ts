@@ -107,7 +107,7 @@ function blockBytes(type: i32): i32 {
  * (a, b) of every group of one block from its stored parameters: halves h[0] = d,
  * h[1] = m/dmin (fp16 bits at hp), sub-block codes at sc and mn (k-quants).
  */
-function blockAffine(type: i32, hp: usize, sc: usize, mn: usize, ga: usize, gb: usize): void {
+export function blockAffine(type: i32, hp: usize, sc: usize, mn: usize, ga: usize, gb: usize): void {
   const d = fp16ToFp32(<u32>load<u16>(hp));
   const second = fp16ToFp32(<u32>load<u16>(hp + 2));
   if (!isK(type)) {
@@ -340,43 +340,92 @@ export function ggufRtnCodes(type: i32, x: usize, ga: usize, gb: usize, rows: i3
 
 // ---- storable grids from ranges ----------------------------------------------------------
 
-// Per-group range inputs of one block (16 groups at most), filled by the two callers below:
-// asymmetric types read (lo, hi), symmetric ones the signed extreme `ext`.
-const gLo = memory.data(64);
-const gHi = memory.data(64);
-const gExt = memory.data(64);
-const gScale = memory.data(64);
-const gMin = memory.data(64);
+/** Bytes of the per-block range scratch storeBlockGrid reads and writes: lo, hi, ext (the
+ * groups' ranges, filled by the caller), scale and min (its own), 16 f32 each. */
+export const RANGE_SCRATCH: usize = 5 * 64;
+
+// @ts-ignore: decorator
+@inline function rangeLo(r: usize): usize { return r; }
+// @ts-ignore: decorator
+@inline function rangeHi(r: usize): usize { return r + 64; }
+// @ts-ignore: decorator
+@inline function rangeExt(r: usize): usize { return r + 128; }
+// @ts-ignore: decorator
+@inline function rangeScale(r: usize): usize { return r + 192; }
+// @ts-ignore: decorator
+@inline function rangeMin(r: usize): usize { return r + 256; }
+
+/** Q2_K / Q4_K / Q5_K: a sub-block's min-max scale from its range, as make_qkx2_quants
+ * computes it before its search: min = min(lo, 0), scale = 1 / (nmax / (hi - min)), 0 for an
+ * empty range. Never NaN for finite lo <= hi (an overflowing hi - min gives 0). */
+// @ts-ignore: decorator
+@inline export function asymUnitScale(nmax: i32, lo: f32, hi: f32): f32 {
+  if (lo > 0) lo = 0;
+  return hi != lo ? <f32>1 / (<f32>nmax / (hi - lo)) : <f32>0;
+}
+/** The same sub-block's stored min, -min(lo, 0) (-0 when lo > 0). */
+// @ts-ignore: decorator
+@inline export function asymUnitMin(lo: f32): f32 {
+  return -(lo > 0 ? <f32>0 : lo);
+}
+/** Q3_K / Q6_K: a sub-block's signed scale from its signed extreme, as make_q3_quants /
+ * make_qx_quants start: 1 / (-nmax / ext), 0 below GROUP_MAX_EPS. */
+// @ts-ignore: decorator
+@inline export function symUnitScale(nmax: i32, ext: f32): f32 {
+  return Mathf.abs(ext) < GROUP_MAX_EPS ? <f32>0 : <f32>1 / (<f32>(-nmax) / ext);
+}
+/** Q3_K's 6-bit code of sub-scale s under iscale = -32 / (the signed largest sub-scale). */
+// @ts-ignore: decorator
+@inline export function q3SubCode(iscale: f32, s: f32): i32 {
+  return imax(-32, imin(31, toI8(nearestInt(iscale * s)))) + 32;
+}
+/** Q6_K's int8 sub-scale of s under iscale = -128 / (the signed largest sub-scale). */
+// @ts-ignore: decorator
+@inline export function q6SubCode(iscale: f32, s: f32): i32 {
+  return imax(-128, imin(127, nearestInt(iscale * s)));
+}
+/** Q2_K / Q4_K / Q5_K: the integer code (at most `top`) of scale or min v under its
+ * super-scale's reciprocal is (top / the largest; 0 when that is 0), stored as ggml's uint8_t. */
+// @ts-ignore: decorator
+@inline export function kSubCode(top: i32, is: f32, v: f32): i32 {
+  return imin(top, nearestInt(is * v) & 0xff);
+}
+
+/** Q4_0..Q8_0: the stored halves (d | m << 16) of a block whose range is lo, hi (signed
+ * extreme ext), by storeBlockGrid's rule. */
+export function legacyHalves(type: i32, lo: f32, hi: f32, ext: f32): u32 {
+  let d: f32, m: f32 = 0;
+  if (type == 2) d = ext / <f32>-8;
+  else if (type == 6) d = ext / <f32>-16;
+  else if (type == 8) {
+    const l = Mathf.abs(lo), h = Mathf.abs(hi);
+    d = (l > h ? l : h) / <f32>127;
+  } else {
+    d = (hi - lo) / <f32>(type == 3 ? 15 : 31);
+    m = lo;
+  }
+  return fp32ToFp16(d) | ((type == 3 || type == 7 ? fp32ToFp16(m) : 0) << 16);
+}
 
 /**
- * The stored parameters of one block from its groups' ranges (gLo/gHi/gExt), by the format's
- * min-max rule:
+ * The stored parameters of one block from its groups' ranges (lo/hi/ext at `ranges`, see
+ * RANGE_SCRATCH), by the format's min-max rule:
  *   Q4_0 / Q5_0: d = ext / -8 (-16): the extreme lands on code 0 (ggml's quantize_row_*_ref)
  *   Q8_0:        d = max(|lo|, |hi|) / 127
  *   Q4_1 / Q5_1: d = (hi - lo) / 15 (31), m = lo
  * each stored as fp16. k-quants: each sub-block's min-max scale first, as make_qkx2_quants
- * computes it without its search (Q2_K, Q4_K, Q5_K: min = min(lo, 0), scale = 1 / (nmax /
- * (hi - min)), stored min -min) or make_q3_quants / make_qx_quants without theirs (Q3_K,
- * Q6_K: scale = 1 / (-nmax / ext), 0 below GROUP_MAX_EPS); then the super-block step of
- * ggml's reference quantizer: the largest sub-scale (and sub-min) sets the fp16 super-scale
- * so every integer sub-code fits (Q4_K/Q5_K: d = max/63, code = min(63, nearest(63/max * s));
- * Q2_K: /15; Q3_K: d = 1/(-32/ext), code = clamp(nearest(-32/ext * s), -32, 31) + 32;
- * Q6_K: d = 1/(-128/ext), code = min(127, nearest(-128/ext * s)), ext the signed largest).
+ * computes it without its search (Q2_K, Q4_K, Q5_K: asymUnitScale / asymUnitMin) or
+ * make_q3_quants / make_qx_quants without theirs (Q3_K, Q6_K: symUnitScale); then the
+ * super-block step of ggml's reference quantizer: the largest sub-scale (and sub-min) sets the
+ * fp16 super-scale so every integer sub-code fits (Q4_K/Q5_K: d = max/63, code = kSubCode;
+ * Q2_K: /15; Q3_K: d = 1/(-32/ext), code = q3SubCode; Q6_K: d = 1/(-128/ext), code =
+ * q6SubCode, ext the signed largest: the first of the largest magnitude).
  */
-function storeBlockGrid(type: i32, hp: usize, sc: usize, mn: usize): void {
+export function storeBlockGrid(type: i32, ranges: usize, hp: usize, sc: usize, mn: usize): void {
+  const gLo = rangeLo(ranges), gHi = rangeHi(ranges), gExt = rangeExt(ranges);
+  const gScale = rangeScale(ranges), gMin = rangeMin(ranges);
   if (!isK(type)) {
-    let d: f32, m: f32 = 0;
-    if (type == 2) d = loadF(gExt, 0) / <f32>-8;
-    else if (type == 6) d = loadF(gExt, 0) / <f32>-16;
-    else if (type == 8) {
-      const l = Mathf.abs(loadF(gLo, 0)), h = Mathf.abs(loadF(gHi, 0));
-      d = (l > h ? l : h) / <f32>127;
-    } else {
-      d = (loadF(gHi, 0) - loadF(gLo, 0)) / <f32>(type == 3 ? 15 : 31);
-      m = loadF(gLo, 0);
-    }
-    storeH(hp, 0, fp32ToFp16(d));
-    storeH(hp, 2, type == 3 || type == 7 ? fp32ToFp16(m) : 0);
+    store<u32>(hp, legacyHalves(type, loadF(gLo, 0), loadF(gHi, 0), loadF(gExt, 0)));
     return;
   }
   const groups = 256 / ggufGroupSize(type);
@@ -384,8 +433,7 @@ function storeBlockGrid(type: i32, hp: usize, sc: usize, mn: usize): void {
     const nmax = type == 11 ? 4 : 32;
     let maxScale: f32 = 0, amax: f32 = 0;
     for (let j = 0; j < groups; j++) {
-      const ext = loadF(gExt, j);
-      const s: f32 = Mathf.abs(ext) < GROUP_MAX_EPS ? <f32>0 : <f32>1 / (<f32>(-nmax) / ext);
+      const s = symUnitScale(nmax, loadF(gExt, j));
       storeF(gScale, j, s);
       if (Mathf.abs(s) > amax) { amax = Mathf.abs(s); maxScale = s; }
     }
@@ -393,7 +441,7 @@ function storeBlockGrid(type: i32, hp: usize, sc: usize, mn: usize): void {
     if (type == 11) {
       if (maxScale != 0) {
         const iscale: f32 = <f32>-32 / maxScale;
-        for (let j = 0; j < 16; j++) storeB(sc, j, imax(-32, imin(31, toI8(nearestInt(iscale * loadF(gScale, j))))) + 32);
+        for (let j = 0; j < 16; j++) storeB(sc, j, q3SubCode(iscale, loadF(gScale, j)));
         storeH(hp, 0, fp32ToFp16(<f32>1 / iscale));
       } else {
         for (let j = 0; j < 16; j++) storeB(sc, j, 0);
@@ -406,7 +454,7 @@ function storeBlockGrid(type: i32, hp: usize, sc: usize, mn: usize): void {
       } else {
         const iscale: f32 = <f32>-128 / maxScale;
         storeH(hp, 0, fp32ToFp16(<f32>1 / iscale));
-        for (let j = 0; j < 16; j++) storeB(sc, j, imax(-128, imin(127, nearestInt(iscale * loadF(gScale, j)))));
+        for (let j = 0; j < 16; j++) storeB(sc, j, q6SubCode(iscale, loadF(gScale, j)));
       }
     }
     for (let j = 0; j < groups; j++) storeB(mn, j, 0);
@@ -415,25 +463,37 @@ function storeBlockGrid(type: i32, hp: usize, sc: usize, mn: usize): void {
   const nmax = type == 10 ? 3 : type == 12 ? 15 : 31;
   let maxScale: f32 = 0, maxMin: f32 = 0;
   for (let j = 0; j < groups; j++) {
-    let lo = loadF(gLo, j);
-    const hi = loadF(gHi, j);
-    if (lo > 0) lo = 0;
-    let s: f32 = 0;
-    if (hi != lo) s = <f32>1 / (<f32>nmax / (hi - lo));
+    const s = asymUnitScale(nmax, loadF(gLo, j), loadF(gHi, j));
+    const m = asymUnitMin(loadF(gLo, j));
     storeF(gScale, j, s);
-    storeF(gMin, j, -lo);
+    storeF(gMin, j, m);
     if (s > maxScale) maxScale = s;
-    if (-lo > maxMin) maxMin = -lo;
+    if (m > maxMin) maxMin = m;
   }
   const top = type == 10 ? 15 : 63; // largest sub-code: 4 bits (Q2_K) or 6 bits
   const iS: f32 = maxScale > 0 ? <f32>top / maxScale : <f32>0;
   const iM: f32 = maxMin > 0 ? <f32>top / maxMin : <f32>0;
   for (let j = 0; j < groups; j++) {
-    storeB(sc, j, imin(top, nearestInt(iS * loadF(gScale, j)) & 0xff));
-    storeB(mn, j, imin(top, nearestInt(iM * loadF(gMin, j)) & 0xff));
+    storeB(sc, j, kSubCode(top, iS, loadF(gScale, j)));
+    storeB(mn, j, kSubCode(top, iM, loadF(gMin, j)));
   }
   storeH(hp, 0, fp32ToFp16(maxScale > 0 ? maxScale / <f32>top : <f32>0));
   storeH(hp, 2, fp32ToFp16(maxMin > 0 ? maxMin / <f32>top : <f32>0));
+}
+
+/** The range of group g (gs values at x): min, max and signed extreme (the first value of the
+ * largest magnitude, as ggml picks it), each times the shrink factor p, into slot j of
+ * `ranges`. p = 1 leaves them as they are. */
+export function groupRange(x: usize, gs: i32, p: f32, ranges: usize, j: i32): void {
+  let lo = loadF(x, 0), hi = lo;
+  for (let k = 1; k < gs; k++) {
+    const v = loadF(x, k);
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  storeF(rangeLo(ranges), j, p * lo);
+  storeF(rangeHi(ranges), j, p * hi);
+  storeF(rangeExt(ranges), j, p * signedExtreme(x, gs));
 }
 
 /**
@@ -445,15 +505,17 @@ export function ggufGridFromRanges(
 ): void {
   const be = blockElems(type), gpb = be / ggufGroupSize(type);
   const blocks = rows * (cols / be);
+  const ranges = heap.alloc(RANGE_SCRATCH);
   for (let i = 0; i < blocks; i++) {
     for (let j = 0; j < gpb; j++) {
       const l = loadF(lo, i * gpb + j), h = loadF(hi, i * gpb + j);
-      storeF(gLo, j, l);
-      storeF(gHi, j, h);
-      storeF(gExt, j, Mathf.abs(h) > Mathf.abs(l) ? h : l);
+      storeF(rangeLo(ranges), j, l);
+      storeF(rangeHi(ranges), j, h);
+      storeF(rangeExt(ranges), j, Mathf.abs(h) > Mathf.abs(l) ? h : l);
     }
-    storeBlockGrid(type, halves + (<usize>i << 2), subScales + <usize>(i * gpb), subMins + <usize>(i * gpb));
+    storeBlockGrid(type, ranges, halves + (<usize>i << 2), subScales + <usize>(i * gpb), subMins + <usize>(i * gpb));
   }
+  heap.free(ranges);
 }
 
 /**
@@ -468,21 +530,13 @@ export function ggufCandidateGrid(
 ): void {
   const be = blockElems(type), gs = ggufGroupSize(type), gpb = be / gs;
   const blocks = rows * (cols / be);
+  const ranges = heap.alloc(RANGE_SCRATCH);
   for (let i = 0; i < blocks; i++) {
     for (let j = 0; j < gpb; j++) {
       const g = i * gpb + j;
-      const xg = x + (<usize>(g * gs) << 2);
-      let lo = loadF(xg, 0), hi = lo;
-      for (let k = 1; k < gs; k++) {
-        const v = loadF(xg, k);
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
-      }
-      const pg = loadF(p, g);
-      storeF(gLo, j, pg * lo);
-      storeF(gHi, j, pg * hi);
-      storeF(gExt, j, pg * signedExtreme(xg, gs));
+      groupRange(x + (<usize>(g * gs) << 2), gs, loadF(p, g), ranges, j);
     }
-    storeBlockGrid(type, halves + (<usize>i << 2), subScales + <usize>(i * gpb), subMins + <usize>(i * gpb));
+    storeBlockGrid(type, ranges, halves + (<usize>i << 2), subScales + <usize>(i * gpb), subMins + <usize>(i * gpb));
   }
+  heap.free(ranges);
 }

@@ -17,7 +17,7 @@ export {
   ggufGroupSize, ggufMaxq, ggufZero, ggufGroupAffine, ggufGridValues, ggufDecodeGrid, ggufEncodeGrid, ggufRtnCodes,
   ggufGridFromRanges, ggufCandidateGrid,
 } from './grid';
-export { ggufOwc, ggufOwcScratch, ggufKeepBetter } from './owc';
+export { ggufOwc, ggufOwcScratch, ggufKeepBetter, ggufRtnGroup, ggufOwcProbe } from './owc';
 
 /**
  * ggml_quantize_chunk(type, src, dst, 0, rows, cols, imatrix): rows x cols f32 at src ->

@@ -13,6 +13,7 @@ import type { ParallelRunner } from '../core/runner.js';
 import { solverOptionsOf, type Method, type SolverOptions, type SolverSpec } from '../core/options.js';
 import type { LayerResult, QuantizedWeights } from '../core/types.js';
 import { WorkerPool } from '../parallel/pool.js';
+import type { BandSolver } from '../parallel/bands.js';
 import { workersAvailable } from '../core/runtime.js';
 import { quantizeLayer, quantizePrepared, splitOptions, type RunOptions } from '../quantize.js';
 import { LlamaRunner, type RunBlockOptions } from './forward.js';
@@ -21,7 +22,7 @@ import { f32Embedding, memoryModel, type EmbeddingTable, type LazyModel } from '
 import { GGUF_LINEAR, ggufBlockName } from './gguf.js';
 import { mixTypes, type GgufMix, type MixTensor } from './gguf-mix.js';
 import { dequantizeRows, quantizeRows, type GgufBlockTypeName } from '../formats/gguf-blocks.js';
-import { quantizeLayerGguf, type GgufLayerResult, type GgufSolver } from '../quantize-gguf.js';
+import { runLayerGguf, type GgufLayerResult, type GgufSolver } from '../quantize-gguf.js';
 import { linearShape, quantStages, resolveArch } from './arch.js';
 
 /** A quantized layer of a model, as the exporters and the report need it. Layers quantized to
@@ -278,7 +279,11 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
               onProgress?.({ ...base, rowsDone: 0, stage: 'quantize' });
               const t0 = performance.now();
               if (types) {
-                const summary = ggufSummary(block, name, quantizeLayerGguf(session, w, types.get(ggufBlockName(block, GGUF_LINEAR[name]))!, gguf!.solver, { signal, ...(solver.iters !== null ? { iters: solver.iters } : {}) }), t0);
+                const result = await runLayerGguf(session, w, types.get(ggufBlockName(block, GGUF_LINEAR[name]))!, gguf!.solver, {
+                  signal, pool, threads: run.threads, ...(solver.iters !== null ? { iters: solver.iters } : {}),
+                  onProgress: (p) => onProgress?.({ ...base, rowsDone: p.rowsDone, stage: 'quantize' }),
+                });
+                const summary = ggufSummary(block, name, result, t0);
                 runner.setLinear(block, name, layerValues(kernel, summary));
                 blockLayers.push(summary);
                 layers.push(keepLayers ? summary : withoutArrays(summary));
@@ -325,7 +330,7 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
       const done = await resumed(head);
       if (done) layers.push(...(keepLayers ? done : done.map(withoutArrays)));
       else {
-        const headLayers = await quantizeHead(kernel, runner, states, source, types, gguf!.solver);
+        const headLayers = await quantizeHead(kernel, runner, states, source, types, gguf!.solver, { pool, threads: run.threads, signal });
         await onBlockDone?.(head, headLayers);
         layers.push(...(keepLayers ? headLayers : headLayers.map(withoutArrays)));
       }
@@ -373,7 +378,10 @@ function ggufSummary(block: number, name: QuantizedLinear['name'], r: GgufLayerR
 
 /** GGUF runs: the classifier quantized with the H of the final normed hidden states (the
  * classifier's inputs), and an untied embedding by llama.cpp's reference rounding. */
-async function quantizeHead(kernel: Kernel, runner: LlamaRunner, states: Float32Array[], source: LazyModel, types: Map<string, GgufBlockTypeName>, solver: GgufSolver): Promise<QuantizedLinear[]> {
+async function quantizeHead(
+  kernel: Kernel, runner: LlamaRunner, states: Float32Array[], source: LazyModel, types: Map<string, GgufBlockTypeName>, solver: GgufSolver,
+  run: { pool?: BandSolver; threads?: number; signal?: AbortSignal },
+): Promise<QuantizedLinear[]> {
   const { config } = source;
   const head = HEAD_BLOCK(config);
   const out: QuantizedLinear[] = [];
@@ -392,7 +400,7 @@ async function quantizeHead(kernel: Kernel, runner: LlamaRunner, states: Float32
     session = prepareResident(kernel, acc.take().h, config.dim, { method: 'rtn' });
     const t0 = performance.now();
     const w = { data: await source.classifier(), rows: config.vocabSize, cols: config.dim };
-    out.push(ggufSummary(head, 'classifier', quantizeLayerGguf(session, w, types.get(classifierName)!, solver), t0));
+    out.push(ggufSummary(head, 'classifier', await runLayerGguf(session, w, types.get(classifierName)!, solver, run), t0));
   } finally {
     session?.free();
     acc.free();

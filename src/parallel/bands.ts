@@ -6,6 +6,7 @@ import { AbortError, OptionError, ShapeError } from '../core/errors.js';
 import { defaultKernel, type Kernel } from '../core/kernel.js';
 import { LayerSession } from '../core/session.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
+import { checkGgufBandSpec, solveGgufBand, type GgufBandResult, type GgufBandSpec } from './gguf-band.js';
 
 export interface SolveOptions {
   signal?: AbortSignal;
@@ -56,6 +57,24 @@ export class LocalBandSolver implements BandSolver {
     const session = LayerSession.fromPrepared(this.kernel ?? (await defaultKernel()), prepared);
     try {
       return solveOnSession(session, weights, options);
+    } finally {
+      session.free();
+    }
+  }
+
+  /** Every GGUF band (gguf-band.ts) on this thread's kernel, one after another. */
+  async solveGgufBands(prepared: PreparedLayer, weights: WeightMatrix, spec: GgufBandSpec, options: SolveOptions = {}): Promise<GgufBandResult[]> {
+    checkBandInputs(prepared, weights);
+    checkGgufBandSpec(spec, weights.cols);
+    const session = LayerSession.fromPrepared(this.kernel ?? (await defaultKernel()), prepared);
+    try {
+      const bands: GgufBandResult[] = [];
+      for (const [r0, r1] of bandRanges(weights.rows, options.bandRows ?? MAX_BAND_ROWS)) {
+        if (options.signal?.aborted) throw new AbortError();
+        bands.push(solveGgufBand(session, weights, r0, r1, spec));
+        options.onProgress?.({ rowsDone: r1, rows: weights.rows, stage: spec.solver });
+      }
+      return bands;
     } finally {
       session.free();
     }

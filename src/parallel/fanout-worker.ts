@@ -6,7 +6,8 @@
 import { CdquantError } from '../core/errors.js';
 import { FANOUT_HEADERS, FANOUT_PROTOCOL, FanoutProtocolError, decodeBandRequest, type FanoutErrorCode } from './fanout.js';
 import { sha256Hex } from '../formats/digest.js';
-import { decodePrepared, encodeBand } from './frame.js';
+import { decodePrepared, encodeBand, encodeGgufBand } from './frame.js';
+import { solveGgufBand } from './gguf-band.js';
 import { defaultKernel } from '../core/kernel.js';
 import { LayerSession } from '../core/session.js';
 import type { PreparedLayer } from '../core/types.js';
@@ -134,10 +135,19 @@ export function createFanoutWorker(options: FanoutWorkerOptions = {}): FanoutWor
     }
     const rows = header.r1 - header.r0;
     // Rows are independent: the band's rows alone give the same bits as the whole matrix.
-    const band = session.session.solveBand({ data: weights, rows, cols: header.cols }, 0, rows, header.baseline ?? false);
-    band.r0 = header.r0;
-    band.r1 = header.r1;
-    const out = encodeBand(band);
+    const data = { data: weights, rows, cols: header.cols };
+    let out: Uint8Array;
+    if (header.gguf) {
+      const band = solveGgufBand(session.session, data, 0, rows, header.gguf);
+      band.r0 = header.r0;
+      band.r1 = header.r1;
+      out = encodeGgufBand(band);
+    } else {
+      const band = session.session.solveBand(data, 0, rows, header.baseline ?? false);
+      band.r0 = header.r0;
+      band.r1 = header.r1;
+      out = encodeBand(band);
+    }
     return new Response(out as Uint8Array<ArrayBuffer>, {
       status: 200,
       headers: {

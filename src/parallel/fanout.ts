@@ -2,18 +2,20 @@
 // Workers, or anything serving createFanoutWorker()), merged with mergeBands() into the same
 // bits as a local run. Runtime-neutral: only fetch, crypto.subtle and timers are used.
 //
-// Protocol (version 3). Every body is bytes; every hash is lower-case hex SHA-256.
+// Protocol (version 4). Every body is bytes; every hash is lower-case hex SHA-256.
 //   PUT  /prepared/<H>   body: encodePrepared() bytes whose SHA-256 is H. The worker verifies the
 //                        hash (400 HASH_MISMATCH otherwise), decodes it and keeps it in a small
 //                        in-memory LRU cache: content-addressed, so any band job may refer to it.
 //   POST /band           body: a band request (encodeBandRequest, a frame of src/parallel/frame.ts,
-//                        magic 'CDQJ'): meta { v, r0, r1, cols, prepared: H, weights: W, baseline }, arrays
+//                        magic 'CDQJ'): meta { v, r0, r1, cols, prepared: H, weights: W, baseline, gguf? }, arrays
 //                        `weights` (the band's rows, f32; W = the SHA-256 of their bytes) and,
 //                        when sent inline, `prepared` (u8, the encodePrepared bytes). Request header
 //                        x-cdquant-job-sha256 = SHA-256 of the whole body. The worker checks all
 //                        three (400 HASH_MISMATCH), answers 409 PREPARED_MISSING when it does not
 //                        hold H (the coordinator then PUTs it, or sends it inline), and replies
-//                        200 with encodeBand() bytes (rows [r0, r1)) and the headers
+//                        200 with encodeBand() bytes (rows [r0, r1)) and the headers (with meta.gguf =
+//                        { type, solver, iters }: the rows quantized to that GGUF block type, as
+//                        gguf-band.ts does, and encodeGgufBand() bytes)
 //                        x-cdquant-band-sha256 (of the reply body) and the echoed
 //                        x-cdquant-job-sha256, x-cdquant-prepared-sha256, x-cdquant-weights-sha256,
 //                        x-cdquant-rows: "r0-r1".
@@ -28,11 +30,14 @@ import { sha256Hex } from '../formats/digest.js';
 import type { LayerPlan } from '../core/options.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
 import { bandRanges, bandRowsFor, checkBandInputs, type BandSolver, type SolveOptions } from './bands.js';
-import { decodeBand, decodeFrame, encodeFrame, encodePrepared } from './frame.js';
+import { decodeBand, decodeFrame, decodeGgufBand, encodeFrame, encodePrepared } from './frame.js';
+import { checkGgufBandSpec, type GgufBandResult, type GgufBandSpec } from './gguf-band.js';
 import { SerialQueue } from './serial.js';
 
 // 3: the solver spec carries the scale format; a band request says whether to add the baseline.
-export const FANOUT_PROTOCOL = 3;
+// 4: a band request may ask for GGUF bands (meta.gguf); a version-3 worker would have solved
+// integer grids for it.
+export const FANOUT_PROTOCOL = 4;
 
 /** Codes of the fan-out protocol's own refusals (besides the solver's CdquantError codes). */
 export type FanoutErrorCode = 'HASH_MISMATCH' | 'PREPARED_MISSING' | 'BAD_REQUEST' | 'UNAUTHORIZED' | 'NOT_FOUND' | 'BAD_METHOD' | 'TOO_LARGE' | 'INTERNAL';
@@ -63,6 +68,8 @@ export interface BandRequestHeader {
   baseline?: boolean;
   /** SHA-256 of the band's weights (f32 little-endian bytes). */
   weights: string;
+  /** A GGUF band (gguf-band.ts) instead of the prepared layer's integer grids. */
+  gguf?: GgufBandSpec;
 }
 
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -88,6 +95,14 @@ export function decodeBandRequest(bytes: Uint8Array): { header: BandRequestHeade
   if (!int(h.r0) || !int(h.r1) || h.r1 <= h.r0 || !int(h.cols) || h.cols < 1) throw bad('r0, r1 and cols must be integers with r0 < r1 and cols >= 1');
   if (h.baseline !== undefined && typeof h.baseline !== 'boolean') throw bad('baseline must be true or false');
   if (typeof h.prepared !== 'string' || !HASH.test(h.prepared) || typeof h.weights !== 'string' || !HASH.test(h.weights)) throw bad('hashes must be hex SHA-256');
+  if (h.gguf !== undefined) {
+    try {
+      checkGgufBandSpec(h.gguf, h.cols);
+    } catch (e) {
+      throw bad((e as Error).message);
+    }
+    if (h.baseline) throw bad('the RTN baseline does not apply to GGUF bands (their reference loss is always given)');
+  }
   const { weights, prepared } = frame.arrays;
   if (!(weights instanceof Float32Array) || weights.length !== (h.r1 - h.r0) * h.cols) throw bad(`weights must be (r1 - r0) * cols = ${(h.r1 - h.r0) * h.cols} f32 values`);
   if (prepared !== undefined && !(prepared instanceof Uint8Array)) throw bad('inline prepared bytes must be u8');
@@ -177,6 +192,7 @@ interface BandTask {
   weights: Float32Array;
   weightsHash: string;
   baseline: boolean;
+  gguf: GgufBandSpec | null;
   tried: Set<Target>;
   failures: string[];
 }
@@ -270,11 +286,27 @@ export class FanoutPool implements BandSolver {
     const ranges = bandRanges(weights.rows, bandRows);
     return this.queue.run(async () => {
       if (options.signal?.aborted) throw new AbortError();
-      return this.run(prepared, weights, ranges, options);
+      return this.run<BandResult>(prepared, weights, ranges, options, null);
     });
   }
 
-  private async run(prepared: PreparedLayer, weights: WeightMatrix, ranges: Array<[number, number]>, options: SolveOptions): Promise<BandResult[]> {
+  /** solveBands for GGUF bands (gguf-band.ts), solved by the band workers the same way. */
+  async solveGgufBands(prepared: PreparedLayer, weights: WeightMatrix, spec: GgufBandSpec, options: SolveOptions = {}): Promise<GgufBandResult[]> {
+    checkBandInputs(prepared, weights);
+    const gguf = checkGgufBandSpec(spec, weights.cols);
+    if (options.signal?.aborted) throw new AbortError();
+    const slots = this.targets.length * this.options.concurrency;
+    const bandRows = options.bandRows ?? this.options.bandRows ?? bandRowsFor(weights.rows, slots);
+    const ranges = bandRanges(weights.rows, bandRows);
+    return this.queue.run(async () => {
+      if (options.signal?.aborted) throw new AbortError();
+      return this.run<GgufBandResult>(prepared, weights, ranges, options, gguf);
+    });
+  }
+
+  private async run<T extends BandResult | GgufBandResult>(
+    prepared: PreparedLayer, weights: WeightMatrix, ranges: Array<[number, number]>, options: SolveOptions, gguf: GgufBandSpec | null,
+  ): Promise<T[]> {
     const { rows, cols } = weights;
     const bytes = encodePrepared(prepared);
     const layer: Layer = { bytes, hash: await sha256Hex(bytes), plan: prepared.plan };
@@ -282,9 +314,9 @@ export class FanoutPool implements BandSolver {
     for (const [index, [r0, r1]] of ranges.entries()) {
       // A copy: the caller may reuse weights.data after the call; hashing wants an ArrayBuffer.
       const band = weights.data.slice(r0 * cols, r1 * cols);
-      pending.push({ index, r0, r1, weights: band, weightsHash: await sha256Hex(bytesOf(band)), baseline: options.baseline ?? false, tried: new Set(), failures: [] });
+      pending.push({ index, r0, r1, weights: band, weightsHash: await sha256Hex(bytesOf(band)), baseline: gguf ? false : options.baseline ?? false, gguf, tried: new Set(), failures: [] });
     }
-    const results: BandResult[] = new Array(pending.length);
+    const results: T[] = new Array(pending.length);
     let remaining = pending.length;
     let rowsDone = 0;
     let inflight = 0;
@@ -351,13 +383,13 @@ export class FanoutPool implements BandSolver {
           const t0 = Date.now();
           const band = await Promise.race([this.attempt(t, layer, job, controller), failedPromise]);
           if (failure) break;
-          results[job.index] = band;
+          results[job.index] = band as T;
           remaining--;
           rowsDone += job.r1 - job.r0;
           t.stats.bands++;
           this.counters.bands++;
           this.options.onEvent?.({ type: 'done', url: t.url, r0: job.r0, r1: job.r1, ms: Date.now() - t0 });
-          options.onProgress?.({ rowsDone, rows, stage: prepared.plan.spec.method });
+          options.onProgress?.({ rowsDone, rows, stage: gguf ? gguf.solver : prepared.plan.spec.method });
         } catch (e) {
           if (failure) break;
           if (controller.signal.aborted && !(e instanceof AttemptError && e.code === 'TIMEOUT')) {
@@ -403,7 +435,7 @@ export class FanoutPool implements BandSolver {
   }
 
   /** One band on one target: upload the prepared layer if needed, send, verify. */
-  private async attempt(t: Target, layer: Layer, job: BandTask, controller: AbortController): Promise<BandResult> {
+  private async attempt(t: Target, layer: Layer, job: BandTask, controller: AbortController): Promise<BandResult | GgufBandResult> {
     const timer = setTimeout(() => controller.abort(new AttemptError('TIMEOUT', `no reply within ${this.options.timeoutMs} ms`, true)), this.options.timeoutMs);
     controller.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
     try {
@@ -463,7 +495,8 @@ export class FanoutPool implements BandSolver {
       this.counters.uploads++;
       this.options.onEvent?.({ type: 'upload', url: t.url, hash: layer.hash, bytes: layer.bytes.length });
     }
-    const body = encodeBandRequest({ r0: job.r0, r1: job.r1, cols: layer.plan.cols, prepared: layer.hash, weights: job.weightsHash, baseline: job.baseline }, job.weights, inline ? layer.bytes : null);
+    const header = { r0: job.r0, r1: job.r1, cols: layer.plan.cols, prepared: layer.hash, weights: job.weightsHash, baseline: job.baseline, ...(job.gguf ? { gguf: job.gguf } : {}) };
+    const body = encodeBandRequest(header, job.weights, inline ? layer.bytes : null);
     return this.fetchImpl(`${t.url}/band`, {
       method: 'POST',
       body: body as Uint8Array<ArrayBuffer>,
@@ -505,7 +538,7 @@ function attemptError(e: unknown, signal: AbortSignal): AttemptError {
 }
 
 /** Checks a band reply against what was sent: body hash, echoed input hashes, rows, shapes. */
-async function verify(res: Response, body: Uint8Array, layer: Layer, job: BandTask): Promise<BandResult> {
+async function verify(res: Response, body: Uint8Array, layer: Layer, job: BandTask): Promise<BandResult | GgufBandResult> {
   const h = (name: keyof typeof FANOUT_HEADERS) => res.headers.get(FANOUT_HEADERS[name]);
   const bad = (why: string) => new AttemptError('CORRUPT_RESPONSE', `reply for band [${job.r0}, ${job.r1}) rejected: ${why}`);
   const claimed = h('band');
@@ -515,9 +548,9 @@ async function verify(res: Response, body: Uint8Array, layer: Layer, job: BandTa
   if (h('prepared') !== layer.hash) throw bad(`prepared hash echoed as ${h('prepared')}, sent ${layer.hash}`);
   if (h('weights') !== job.weightsHash) throw bad(`weights hash echoed as ${h('weights')}, sent ${job.weightsHash}`);
   if (h('rows') !== `${job.r0}-${job.r1}`) throw bad(`rows echoed as ${h('rows')}`);
-  let band: BandResult;
+  let band: BandResult | GgufBandResult;
   try {
-    band = decodeBand(body, layer.plan);
+    band = job.gguf ? decodeGgufBand(body, { spec: job.gguf, cols: layer.plan.cols }) : decodeBand(body, layer.plan);
   } catch (e) {
     throw bad(`undecodable band bytes (${(e as Error).message})`);
   }

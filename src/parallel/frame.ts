@@ -12,6 +12,7 @@ import { planLayer, resolveSolver, type LayerPlan } from '../core/options.js';
 import { checkBandGrids } from '../core/validate.js';
 import { actOrder, groupIndex } from '../core/gptq.js';
 import type { BandResult, PreparedLayer } from '../core/types.js';
+import { checkGgufBandSpec, ggufRowBytesOf, type GgufBandResult, type GgufBandSpec } from './gguf-band.js';
 
 type ArrayType = 'u8' | 'i32' | 'f32' | 'f64';
 type Typed = Uint8Array | Int32Array | Float32Array | Float64Array;
@@ -217,5 +218,45 @@ export function decodeBand(bytes: Uint8Array, plan?: LayerPlan): BandResult {
       throw new FormatError(`${what}: ${(e as Error).message}`);
     }
   }
+  return band;
+}
+
+const GGUF_BAND = 'CDQG';
+
+/** A GGUF band result (gguf-band.ts) as bytes: its rows' GGUF bytes, losses and moves. */
+export function encodeGgufBand(band: GgufBandResult): Uint8Array {
+  const { r0, r1, bytes, rowLoss, refRowLoss, moves } = band;
+  return encodeFrame(GGUF_BAND, { version: VERSION, r0, r1 }, { bytes, rowLoss, refRowLoss, moves });
+}
+
+/** The inverse of encodeGgufBand(). With `expect` (the spec and the layer's columns the band
+ * was asked for), every array's length is checked against the rows and the block type, and
+ * moves against the solver. */
+export function decodeGgufBand(bytes: Uint8Array, expect?: { spec: GgufBandSpec; cols: number }): GgufBandResult {
+  const what = 'GGUF band result';
+  const frame = decodeFrame(GGUF_BAND, bytes);
+  const { meta } = frame;
+  if (meta.version !== VERSION) throw new FormatError(`${what}: version ${String(meta.version)}, this build reads ${VERSION}`);
+  const { r0, r1 } = meta;
+  if (!isCount(r0) || !isCount(r1) || r1 <= r0) throw new FormatError(`${what}: rows [${String(r0)}, ${String(r1)}) are not a row range`);
+  const n = r1 - r0;
+  let rowBytes: number | null = null;
+  if (expect) {
+    const spec = checkGgufBandSpec(expect.spec, expect.cols, FormatError);
+    rowBytes = ggufRowBytesOf(spec.type, expect.cols);
+  }
+  const band: GgufBandResult = {
+    r0,
+    r1,
+    bytes: want(frame, 'bytes', Uint8Array, rowBytes === null ? null : n * rowBytes, what),
+    rowLoss: want(frame, 'rowLoss', Float64Array, n, what),
+    refRowLoss: want(frame, 'refRowLoss', Float64Array, n, what),
+    moves: frame.arrays.moves === undefined ? null : want(frame, 'moves', Int32Array, n, what),
+  };
+  for (const name of ['rowLoss', 'refRowLoss'] as const) {
+    if (!band[name].every(Number.isFinite)) throw new FormatError(`${what}: ${name} has a non-finite value`);
+  }
+  if (band.moves && band.moves.some((m) => m < 0)) throw new FormatError(`${what}: a negative move count`);
+  if (expect && (expect.spec.solver === 'cd') !== (band.moves !== null)) throw new FormatError(`${what}: moves ${band.moves ? 'given' : 'missing'} for solver ${expect.spec.solver}`);
   return band;
 }

@@ -23,6 +23,7 @@ import type { LayerPlan } from '../core/options.js';
 import { hardwareConcurrency, nodeModule, runtimeName, sharedMemoryAvailable, workersAvailable } from '../core/runtime.js';
 import { LocalBandSolver, bandRanges, bandRowsFor, checkBandInputs, type BandSolver, type SolveOptions } from './bands.js';
 import { SerialQueue } from './serial.js';
+import { checkGgufBandSpec, type GgufBandResult, type GgufBandSpec } from './gguf-band.js';
 import type { FaultKind, Reply, WorkerApi } from './worker.js';
 
 export interface PoolOptions {
@@ -346,9 +347,29 @@ export class WorkerPool implements BandSolver {
     const portable = () => (layer instanceof LayerSession ? layer.portable() : layer);
     if (!workersAvailable()) return new LocalBandSolver().solveBands(portable(), weights, { ...options, bandRows });
     const queue = bandRanges(weights.rows, bandRows);
+    const baseline = options.baseline ?? false;
     return this.queue.run(async () => {
       if (options.signal?.aborted) throw new AbortError();
-      return this.solveQueue(layer, weights, queue, options);
+      const facts = layer instanceof LayerSession ? layer.facts : layer;
+      return this.solveQueue(layer, weights, queue, options, facts.plan.spec.method, true,
+        (w, serial, r0, r1, band, fault) => w.api.solve(serial, r0, r1, band, fault, baseline) as Promise<Reply<BandResult>>);
+    });
+  }
+
+  /** solveBands for GGUF bands (gguf-band.ts): the same queue, workers and failure handling.
+   * Always on the workers' own memories: the GGUF kernels keep scratch in static memory and
+   * allocate, which threads sharing one memory must not. */
+  async solveGgufBands(prepared: PreparedLayer, weights: WeightMatrix, spec: GgufBandSpec, options: SolveOptions = {}): Promise<GgufBandResult[]> {
+    checkBandInputs(prepared, weights);
+    const checked = checkGgufBandSpec(spec, weights.cols);
+    if (options.signal?.aborted) throw new AbortError();
+    const bandRows = options.bandRows ?? bandRowsFor(weights.rows, await this.threads());
+    if (!workersAvailable()) return new LocalBandSolver().solveGgufBands(prepared, weights, checked, { ...options, bandRows });
+    const queue = bandRanges(weights.rows, bandRows);
+    return this.queue.run(async () => {
+      if (options.signal?.aborted) throw new AbortError();
+      return this.solveQueue(prepared, weights, queue, options, checked.solver, false,
+        (w, serial, r0, r1, band, fault) => w.api.solveGguf(serial, r0, r1, band, checked, fault) as Promise<Reply<GgufBandResult>>);
     });
   }
 
@@ -438,12 +459,15 @@ export class WorkerPool implements BandSolver {
     }
   }
 
-  private async solveQueue(source: PreparedLayer | LayerSession, weights: WeightMatrix, queue: Array<[number, number]>, options: SolveOptions): Promise<BandResult[]> {
+  private async solveQueue<T>(
+    source: PreparedLayer | LayerSession, weights: WeightMatrix, queue: Array<[number, number]>, options: SolveOptions, stage: string,
+    mayShare: boolean,
+    call: (w: PoolWorker, layer: number, r0: number, r1: number, band: Float32Array | null, fault: FaultKind | null) => Promise<Reply<T>>,
+  ): Promise<T[]> {
     const prepared = source instanceof LayerSession ? source.facts : source;
     const { rows, cols } = weights;
     const { signal, onProgress } = options;
     const threads = await this.threads();
-    const stage = prepared.plan.spec.method;
     const fault = this.options.testFault;
 
     let failed = false;
@@ -460,7 +484,7 @@ export class WorkerPool implements BandSolver {
     };
     signal?.addEventListener('abort', onAbort, { once: true });
 
-    const results: BandResult[] = new Array(queue.length);
+    const results: T[] = new Array(queue.length);
     let rowsDone = 0;
     let nextBand = 0;
     const layer = ++this.layerSerial;
@@ -473,7 +497,7 @@ export class WorkerPool implements BandSolver {
     let runs: Promise<void>[] = [];
     try {
       const workers = await Promise.race([this.ensureWorkers(Math.min(threads, queue.length)), abort]);
-      const sharedKernel = await Promise.race([this.shareWith(workers, abort), abort]);
+      const sharedKernel = mayShare ? await Promise.race([this.shareWith(workers, abort), abort]) : undefined;
       if (sharedKernel) {
         // A session already in the shared memory is read in place; else the arrays go there once.
         if (source instanceof LayerSession && source.resident.kernel === sharedKernel) {
@@ -508,8 +532,8 @@ export class WorkerPool implements BandSolver {
               }
               // Copy path: the band's rows only, moved (not cloned again) to the worker.
               const band = sentWeights ? null : weights.data.slice(r0 * cols, r1 * cols);
-              const call = w.api.solve(layer, r0, r1, band && transfer(band, [band.buffer]), fault && fault.band === index ? fault.kind : null, options.baseline ?? false);
-              return unwrap(await Promise.race([call, w.dead, abort]));
+              const reply = call(w, layer, r0, r1, band && transfer(band, [band.buffer]), fault && fault.band === index ? fault.kind : null);
+              return unwrap(await Promise.race([reply, w.dead, abort]));
             };
             // One deadline for the band, loading the layer included; past it the catch below
             // terminates the workers, which ends the abandoned call too.

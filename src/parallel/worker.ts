@@ -11,6 +11,7 @@ import { LayerSession, type BandBuffers, type SessionLayout } from '../core/sess
 import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
 import { nodeModule } from '../core/runtime.js';
 import { serveRegion } from './threads.js';
+import { checkGgufBandSpec, solveGgufBand, type GgufBandResult, type GgufBandSpec } from './gguf-band.js';
 
 /** Test-only fault injection (see WorkerPool's `testFault`). */
 export type FaultKind = 'throw' | 'exit' | 'uncaught' | 'hang';
@@ -40,6 +41,8 @@ export interface WorkerApi {
   serve(control: number, slot: number, fault: FaultKind | null): Reply<number>;
   /** Solves rows [r0, r1): from the shared weights, or from `band` (rows r0..r1 only). */
   solve(layer: number, r0: number, r1: number, band: Float32Array | null, fault: FaultKind | null, baseline: boolean): Promise<Reply<BandResult>>;
+  /** The same for a GGUF band (gguf-band.ts): rows [r0, r1) quantized as `spec` says. */
+  solveGguf(layer: number, r0: number, r1: number, band: Float32Array | null, spec: GgufBandSpec, fault: FaultKind | null): Promise<Reply<GgufBandResult>>;
 }
 
 /** This worker's own wasm instance (the copying path), made on first use: a worker of a
@@ -171,6 +174,30 @@ const api: WorkerApi = {
         .filter((a) => a !== null)
         .map((a) => a!.buffer as ArrayBuffer);
       return transfer({ ok: true, value: result }, buffers);
+    } catch (e) {
+      return failure(e);
+    }
+  },
+
+  async solveGguf(layer, r0, r1, band, spec, fault) {
+    try {
+      if (!session || layer !== current) throw new KernelError(`worker has layer ${current} loaded, not ${layer}`);
+      if (fault) await injectFault(fault, r0, r1);
+      let result: GgufBandResult;
+      if (band) {
+        const cols = band.length / (r1 - r0);
+        result = solveGgufBand(session, { data: band, rows: r1 - r0, cols }, 0, r1 - r0, checkGgufBandSpec(spec, cols));
+        result.r0 = r0;
+        result.r1 = r1;
+      } else {
+        if (!sharedWeights) throw new KernelError('no shared weights loaded');
+        result = solveGgufBand(session, sharedWeights, r0, r1, checkGgufBandSpec(spec, sharedWeights.cols));
+      }
+      const buffers = [result.bytes, result.rowLoss, result.refRowLoss, result.moves]
+        .filter((a) => a !== null)
+        .map((a) => a!.buffer as ArrayBuffer);
+      // The 'ref' solver's two loss arrays are one: transfer its buffer once.
+      return transfer({ ok: true, value: result }, [...new Set(buffers)]);
     } catch (e) {
       return failure(e);
     }

@@ -1,0 +1,317 @@
+// GGUF benchmark: `npm run bench:gguf` (= build, then this file).
+//   node bench/gguf.mjs [--quick] [--part layer|model|all] [--repeat 3] [--threads N] [--json FILE]
+//     layer: [--cols 4096] [--rows R] [--types Q4_0,...,Q6_K]
+//     model: [--models example,synthetic] [--mixes Q4_0,Q4_K_M,Q3_K_M,Q2_K] [--solvers ref,imatrix,cd]
+//            [--ctx 128] [--chunks 48 quick / 200] [--data DIR]
+// (a) Layers: per block type, one cols x cols layer (rows: --rows, default cols) with a
+//     real-shaped H = 2/n X^T X from a synthetic X [2 cols x cols] whose columns have uneven
+//     scales (exp of a normal), W normal with a few outliers; each GGUF solver through
+//     quantizeLayerGguf on one thread: seconds (median of --repeat, min and max) and the
+//     loss sum_r e_r^T H e_r relative to llama.cpp's reference rounding ('ref') and to its
+//     importance-weighted rounding ('imatrix'). Seconds are quantizeLayerGguf's whole call,
+//     which also computes the 'ref' baseline loss for the report (a few per cent).
+// (b) Models: the example model (stories260K, tok512) and a synthetic Llama whose rows are
+//     multiples of 256 (so every k-quant applies; its random weights make its perplexity a
+//     poor quality measure: it is there for speed), quantized with runJob to llama.cpp's mixes
+//     by each solver (calibration: paragraphs 0:1600 of the example text), written as GGUF and
+//     run by llama.cpp itself (node-llama-cpp, CPU, one thread, F32 KV cache, flash attention
+//     off). Perplexity is computed as llama.cpp's llama-perplexity does (tools/perplexity):
+//     the held-out text (paragraphs 1600:) tokenized by llama.cpp with BOS, cut into chunks of
+//     --ctx tokens whose first token is replaced by BOS, and the negative log-likelihood of
+//     the second half of each chunk (positions ctx/2 .. ctx-2 predicting the next token) from
+//     llama.cpp's logits, log-softmax in float64 as its log_softmax. Also: file size and
+//     quantization seconds (calibration forward passes included).
+// Prints markdown tables. Default sizes are for a dedicated machine; --quick (1024 columns,
+// small calibration) keeps the whole run to a few minutes on a shared 2-core box.
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import {
+  Kernel, prepareResident, quantizeLayerGguf, GGUF_BLOCK_TYPES, modelFromFiles, planJob, runJob, ggufVocabFor,
+  readTokenizer, textTokens, writeSafetensors, splitParagraphs,
+} from '../build/index.js';
+import { randomStream } from './data.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    part: { type: 'string', default: 'all' },
+    repeat: { type: 'string', default: '3' },
+    threads: { type: 'string' },
+    json: { type: 'string' },
+    cols: { type: 'string' },
+    rows: { type: 'string' },
+    types: { type: 'string', default: 'Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K,Q4_K,Q5_K,Q6_K' },
+    models: { type: 'string', default: 'example,synthetic' },
+    mixes: { type: 'string', default: 'Q4_0,Q4_K_M,Q3_K_M,Q2_K' },
+    solvers: { type: 'string', default: 'ref,imatrix,cd' },
+    ctx: { type: 'string', default: '128' },
+    chunks: { type: 'string' },
+    data: { type: 'string', default: join(root, '..', 'shared', 'data') },
+  },
+});
+const quick = values.quick;
+const repeat = Number(values.repeat);
+const threads = values.threads !== undefined ? Number(values.threads) : undefined;
+const log = (s) => console.error(`[bench:gguf] ${s}`);
+const median = (v) => { const s = [...v].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const fmtS = (s) => (s < 10 ? s.toFixed(3) : s.toFixed(1));
+const out = { layer: [], model: [] };
+
+// ---- (a) layers --------------------------------------------------------------------------------
+
+/** H = 2/n X^T X for X [2 cols x cols] with column scales exp(N(0, 1)), by the kernel's own
+ * streaming hessianUpdate (as the pipeline accumulates it). */
+function hessian(k, cols, seed) {
+  const g = randomStream(seed);
+  const scale = Float64Array.from({ length: cols }, () => Math.exp(g.normal()));
+  const n = 2 * cols, chunk = 256;
+  const h = k.alloc(cols * cols * 4);
+  k.f32(h, cols * cols).fill(0);
+  const xp = k.alloc(chunk * cols * 4), scratch = k.alloc((cols * chunk + cols * cols) * 4);
+  for (let r0 = 0, seen = 0; r0 < n; r0 += chunk) {
+    const m = Math.min(chunk, n - r0);
+    const view = k.f32(xp, m * cols);
+    for (let i = 0; i < m; i++) for (let j = 0; j < cols; j++) view[i * cols + j] = g.normal() * scale[j];
+    k.exports.hessianUpdate(h, xp, m, cols, seen / (seen + m), 2 / (seen + m), scratch);
+    seen += m;
+  }
+  const H = k.f32(h, cols * cols).slice();
+  k.free(h); k.free(xp); k.free(scratch);
+  return H;
+}
+
+/** W [rows x cols]: N(0, 0.02^2), one weight in 200 times 10 (the outliers real layers have). */
+function layerWeights(rows, cols, seed) {
+  const g = randomStream(seed);
+  const W = new Float32Array(rows * cols);
+  for (let i = 0; i < W.length; i++) W[i] = 0.02 * g.normal() * (g.uniform() < 0.005 ? 10 : 1);
+  return W;
+}
+
+/** Wraps the kernel's exports to time each call (as bench/layer.mjs does): `kernelTime` holds
+ * seconds per export since the last clear. */
+const kernelTime = new Map();
+function instrument(k) {
+  const raw = k.exports;
+  const wrapped = { memory: raw.memory };
+  for (const [name, fn] of Object.entries(raw)) {
+    if (typeof fn !== 'function') { wrapped[name] = fn; continue; }
+    wrapped[name] = (...a) => {
+      const t = performance.now();
+      try { return fn(...a); } finally { kernelTime.set(name, (kernelTime.get(name) ?? 0) + (performance.now() - t) / 1000); }
+    };
+  }
+  Object.defineProperty(k, 'exports', { value: wrapped });
+  return k;
+}
+const spent = (...names) => names.reduce((s, n) => s + (kernelTime.get(n) ?? 0), 0);
+
+async function layerPart() {
+  const cols = Number(values.cols ?? (quick ? 1024 : 4096));
+  const rows = Number(values.rows ?? cols);
+  const k = instrument(await Kernel.create());
+  const t0 = performance.now();
+  const H = hessian(k, cols, 7 + cols);
+  const W = { data: layerWeights(rows, cols, 11 + cols), rows, cols };
+  log(`layer ${rows} x ${cols}: H in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  const solvers = ['ref', 'imatrix', 'owc', 'cd'];
+  for (const type of values.types.split(',')) {
+    if (!(type in GGUF_BLOCK_TYPES)) throw new Error(`--types: ${type} is not a block type`);
+    const row = { type, rows, cols };
+    for (const solver of solvers) {
+      const seconds = [], search = [], descent = [], losses = [];
+      let result = null;
+      for (let i = 0; i < repeat; i++) {
+        const session = prepareResident(k, k.put(H), cols, { method: 'rtn' });
+        try {
+          kernelTime.clear();
+          const t = performance.now();
+          result = quantizeLayerGguf(session, W, type, solver);
+          seconds.push((performance.now() - t) / 1000);
+          search.push(spent('ggufOwc', 'ggufKeepBetter'));
+          descent.push(spent('gradientBand', 'cdBand'));
+          losses.push(spent('rowLosses'));
+        } finally {
+          session.free();
+        }
+      }
+      row[solver] = {
+        seconds: median(seconds), min: Math.min(...seconds), max: Math.max(...seconds), loss: result.loss, refLoss: result.refLoss,
+        search: median(search), descent: median(descent), lossProducts: median(losses),
+      };
+      log(`${type} ${solver}: ${fmtS(median(seconds))}s, loss ${result.loss.toExponential(4)}`);
+    }
+    out.layer.push(row);
+  }
+  console.log(`\n### GGUF layer solvers: ${rows} x ${cols}, one thread (seconds: median of ${repeat} [min-max]; loss relative to llama.cpp's ref / imatrix rounding)\n`);
+  console.log('| type | ref s | imatrix s | owc s | cd s | owc / imatrix time | owc: grid search s | cd: descent s | loss products s (each solver) | owc loss / ref | owc loss / imatrix | cd loss / ref | cd loss / imatrix |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const t = (r) => `${fmtS(r.seconds)} [${fmtS(r.min)}-${fmtS(r.max)}]`;
+  for (const r of out.layer) {
+    const ref = r.ref.loss, im = r.imatrix.loss;
+    console.log(`| ${r.type} | ${t(r.ref)} | ${t(r.imatrix)} | ${t(r.owc)} | ${t(r.cd)} | ${(r.owc.seconds / r.imatrix.seconds).toFixed(1)}x | ${fmtS(r.owc.search)} | ${fmtS(r.cd.descent)} | ${fmtS(r.imatrix.lossProducts)} | ${(r.owc.loss / ref).toFixed(3)} | ${(r.owc.loss / im).toFixed(3)} | ${(r.cd.loss / ref).toFixed(3)} | ${(r.cd.loss / im).toFixed(3)} |`);
+  }
+  console.log('\n(loss products: the rowLosses calls every solver makes for its own loss and the ref baseline\'s, O(rows cols^2); grid search: ggufOwc + ggufKeepBetter.)');
+}
+
+// ---- (b) models ---------------------------------------------------------------------------------
+
+/** llama.cpp (node-llama-cpp's prebuilt CPU binary), set up as test/helpers/llamacpp.ts does. */
+let llamaPromise = null;
+async function llamaCpp() {
+  const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
+  llamaPromise ??= getLlama({ gpu: false, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error, maxThreads: 1 });
+  return llamaPromise;
+}
+
+/** log softmax(logits)[tok] in float64, as llama-perplexity's log_softmax (max subtracted). */
+function logSoftmax(logits, tok) {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  return logits[tok] - max - Math.log(sum);
+}
+
+/** llama-perplexity's perplexity of the GGUF file `bytes` on `text`: see the header. */
+async function llamaPerplexity(bytes, text, ctx, maxChunks) {
+  const llama = await llamaCpp();
+  const dir = mkdtempSync(join(tmpdir(), 'cdquant-bench-gguf-'));
+  const path = join(dir, 'model.gguf');
+  let model;
+  try {
+    writeFileSync(path, bytes);
+    model = await llama.loadModel({ modelPath: path, gpuLayers: 0, useMmap: false, defaultContextFlashAttention: false });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  try {
+    const bos = model.tokens.bos;
+    const tokens = [bos, ...model.tokenize(text, false)];
+    const chunks = Math.min(maxChunks, Math.floor(tokens.length / ctx));
+    const first = ctx >> 1;
+    let nll = 0, count = 0;
+    const context = await model.createContext({
+      contextSize: ctx + 32, batchSize: ctx + 32, sequences: 1, threads: 1, flashAttention: false,
+      experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
+    });
+    const sequence = context.getSequence();
+    try {
+      for (let c = 0; c < chunks; c++) {
+        const chunk = tokens.slice(c * ctx, (c + 1) * ctx);
+        chunk[0] = bos;
+        await sequence.clearHistory(); // each chunk on its own, as llama-perplexity clears the KV cache
+        {
+          const results = await sequence.controlledEvaluate(chunk.map((t, i) => (i >= first ? [t, { generateNext: { logits: true } }] : t)));
+          for (let i = first; i < ctx - 1; i++) {
+            const row = results[i]?.next?.logits;
+            if (!row) throw new Error(`llama.cpp returned no logits at position ${i}`);
+            const logits = new Float64Array(row.size);
+            for (const [t, v] of row) logits[t] = v;
+            nll -= logSoftmax(logits, chunk[i + 1]);
+            count++;
+          }
+        }
+      }
+    } finally {
+      await context.dispose();
+    }
+    return { ppl: Math.exp(nll / count), count };
+  } finally {
+    await model.dispose();
+  }
+}
+
+/** A Llama with the example vocabulary whose rows are multiples of 256: random weights
+ * (U(-1, 1) * 1.5 / sqrt(in), norms near 1), HF layout. */
+function syntheticModelFiles() {
+  const cfg = {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 512, intermediate_size: 1024, num_hidden_layers: 2,
+    num_attention_heads: 8, num_key_value_heads: 4, vocab_size: 512, max_position_embeddings: 512, rope_theta: 10000,
+    rms_norm_eps: 1e-5, tie_word_embeddings: false,
+  };
+  const d = cfg.hidden_size, f = cfg.intermediate_size, v = cfg.vocab_size, kv = (d / cfg.num_attention_heads) * cfg.num_key_value_heads;
+  const shapes = [['model.embed_tokens.weight', [v, d]]];
+  for (let l = 0; l < cfg.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.`;
+    shapes.push([`${p}input_layernorm.weight`, [d]], [`${p}self_attn.q_proj.weight`, [d, d]], [`${p}self_attn.k_proj.weight`, [kv, d]],
+      [`${p}self_attn.v_proj.weight`, [kv, d]], [`${p}self_attn.o_proj.weight`, [d, d]], [`${p}post_attention_layernorm.weight`, [d]],
+      [`${p}mlp.gate_proj.weight`, [f, d]], [`${p}mlp.up_proj.weight`, [f, d]], [`${p}mlp.down_proj.weight`, [d, f]]);
+  }
+  shapes.push(['model.norm.weight', [d]], ['lm_head.weight', [v, d]]);
+  const g = randomStream(5);
+  const u = () => 2 * g.uniform() - 1;
+  const tensors = shapes.map(([name, shape]) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    if (shape.length === 1) for (let i = 0; i < n; i++) data[i] = 1 + 0.2 * u();
+    else if (name === 'model.embed_tokens.weight') for (let i = 0; i < n; i++) data[i] = u();
+    else for (let i = 0; i < n; i++) data[i] = (u() / Math.sqrt(shape[1])) * 1.5;
+    return { name, dtype: 'F32', shape, data };
+  });
+  return [
+    { name: 'config.json', bytes: new TextEncoder().encode(JSON.stringify(cfg)) },
+    { name: 'model.safetensors', bytes: writeSafetensors(tensors) },
+  ];
+}
+
+async function modelPart() {
+  const data = values.data;
+  const kernel = await Kernel.create();
+  const text = readFileSync(join(data, 'tinystories-valid-a.txt'), 'utf8');
+  const paragraphs = splitParagraphs(text);
+  const evalText = paragraphs.slice(1600).join('\n\n');
+  const ctx = Number(values.ctx);
+  const maxChunks = Number(values.chunks ?? (quick ? 48 : 200));
+  const exampleFiles = ['config.json', 'model.safetensors'].map((n) => ({ name: n, bytes: new Uint8Array(readFileSync(join(data, 'stories260K-hf', n))) }));
+  const models = {
+    example: { files: exampleFiles, calibration: quick ? { nsamples: 32, seqlen: 256, seed: 1 } : { nsamples: 128, seqlen: 256, seed: 1 } },
+    synthetic: { files: syntheticModelFiles(), calibration: quick ? { nsamples: 16, seqlen: 128, seed: 1 } : { nsamples: 64, seqlen: 256, seed: 1 } },
+  };
+  const solvers = values.solvers.split(',');
+  for (const name of values.models.split(',')) {
+    const spec = models[name];
+    if (!spec) throw new Error(`--models: ${name} is not example or synthetic`);
+    const source = await modelFromFiles(spec.files, kernel);
+    const tokenizer = readTokenizer(new Uint8Array(readFileSync(join(data, 'tok512.bin'))), source.config.vocabSize);
+    const ggufVocab = await ggufVocabFor(tokenizer, source.config);
+    const calibTokens = textTokens(tokenizer, text, '0:1600');
+    const quantize = async (mix, solver) => {
+      const t = performance.now();
+      const plan = await planJob(source, calibTokens, { method: 'cd' }, spec.calibration, { mix, solver });
+      const job = await runJob(source, plan, { kernel, modelName: name, ggufVocab, ...(threads !== undefined ? { threads } : {}) });
+      const seconds = (performance.now() - t) / 1000;
+      const bytes = job.files.find((f) => f.path === 'model.gguf').data;
+      return { bytes, seconds, loss: job.report.totals.loss };
+    };
+    const f32 = await quantize('F32', 'ref');
+    const base = await llamaPerplexity(f32.bytes, evalText, ctx, maxChunks);
+    log(`${name} F32: perplexity ${base.ppl.toFixed(4)} (${base.count} predictions), ${f32.bytes.length} bytes`);
+    out.model.push({ model: name, mix: 'F32', solver: '-', ppl: base.ppl, bytes: f32.bytes.length, seconds: null, loss: 0, count: base.count });
+    for (const mix of values.mixes.split(',')) {
+      for (const solver of solvers) {
+        const q = await quantize(mix, solver);
+        const p = await llamaPerplexity(q.bytes, evalText, ctx, maxChunks);
+        const { seconds } = q;
+        log(`${name} ${mix}/${solver}: perplexity ${p.ppl.toFixed(4)}, ${q.bytes.length} bytes, ${fmtS(seconds)}s, summed layer loss ${q.loss.toExponential(4)}`);
+        out.model.push({ model: name, mix, solver, ppl: p.ppl, bytes: q.bytes.length, seconds, loss: q.loss, count: p.count });
+      }
+    }
+  }
+  console.log(`\n### GGUF models: perplexity by llama.cpp (ctx ${ctx}, second half of each chunk scored, one thread, F32 KV cache), file size, quantization seconds${threads ? ` (--threads ${threads})` : ' (one thread)'}\n`);
+  console.log('| model | mix | solver | perplexity | file bytes | seconds | summed layer loss |');
+  console.log('|---|---|---|---:|---:|---:|---:|');
+  for (const r of out.model) {
+    console.log(`| ${r.model} | ${r.mix} | ${r.solver} | ${r.ppl.toFixed(4)} | ${r.bytes} | ${r.seconds === null ? '-' : fmtS(r.seconds)} | ${r.loss ? r.loss.toExponential(3) : '-'} |`);
+  }
+}
+
+if (values.part === 'layer' || values.part === 'all') await layerPart();
+if (values.part === 'model' || values.part === 'all') await modelPart();
+if (llamaPromise) await (await llamaPromise).dispose();
+if (values.json) writeFileSync(values.json, JSON.stringify(out, null, 2));
