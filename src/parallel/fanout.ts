@@ -279,28 +279,25 @@ export class FanoutPool implements BandSolver {
   /** Quantizes one layer's rows on the band workers; resolves to the bands for mergeBands().
    * Calls on one pool run one after another. */
   async solveBands(prepared: PreparedLayer, weights: WeightMatrix, options: SolveOptions = {}): Promise<BandResult[]> {
-    checkBandInputs(prepared, weights);
-    if (options.signal?.aborted) throw new AbortError();
-    const slots = this.targets.length * this.options.concurrency;
-    const bandRows = options.bandRows ?? this.options.bandRows ?? bandRowsFor(weights.rows, slots);
-    const ranges = bandRanges(weights.rows, bandRows);
-    return this.queue.run(async () => {
-      if (options.signal?.aborted) throw new AbortError();
-      return this.run<BandResult>(prepared, weights, ranges, options, null);
-    });
+    return this.solveAll<BandResult>(prepared, weights, options, null);
   }
 
   /** solveBands for GGUF bands (gguf-band.ts), solved by the band workers the same way. */
   async solveGgufBands(prepared: PreparedLayer, weights: WeightMatrix, spec: GgufBandSpec, options: SolveOptions = {}): Promise<GgufBandResult[]> {
     checkBandInputs(prepared, weights);
-    const gguf = checkGgufBandSpec(spec, weights.cols);
+    return this.solveAll<GgufBandResult>(prepared, weights, options, checkGgufBandSpec(spec, weights.cols));
+  }
+
+  /** Every band of the layer (integer grids, or GGUF with `gguf`), one call on this pool at a time. */
+  private async solveAll<T extends BandResult | GgufBandResult>(prepared: PreparedLayer, weights: WeightMatrix, options: SolveOptions, gguf: GgufBandSpec | null): Promise<T[]> {
+    checkBandInputs(prepared, weights);
     if (options.signal?.aborted) throw new AbortError();
     const slots = this.targets.length * this.options.concurrency;
     const bandRows = options.bandRows ?? this.options.bandRows ?? bandRowsFor(weights.rows, slots);
     const ranges = bandRanges(weights.rows, bandRows);
     return this.queue.run(async () => {
       if (options.signal?.aborted) throw new AbortError();
-      return this.run<GgufBandResult>(prepared, weights, ranges, options, gguf);
+      return this.run<T>(prepared, weights, ranges, options, gguf);
     });
   }
 
