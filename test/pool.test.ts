@@ -3,39 +3,12 @@
 // call instead of hanging it, an abort terminates the workers, the copy path (no
 // SharedArrayBuffer) gives the same bits, and band jobs round-trip through bytes.
 import { test } from 'uvu';
+import { rejects, sameResult, settles } from './helpers/settle.js';
 import * as assert from 'uvu/assert';
 import { PROBLEMS, makeProblem } from './cross/suite.js';
 
 const lib = await import('cdquant');
 type Result = Awaited<ReturnType<typeof lib.quantizeLayer>>;
-
-/** Fails instead of hanging: every pool call in this file must settle within `ms`. */
-function settles<T>(promise: Promise<T>, what: string, ms = 60_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} hung for ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, hang]).finally(() => clearTimeout(timer));
-}
-
-async function rejects(promise: Promise<unknown>, what: string): Promise<Error & { code?: string }> {
-  try {
-    await settles(promise, what);
-  } catch (e) {
-    if ((e as Error).message?.endsWith('ms') && (e as Error).message.includes('hung')) throw e;
-    return e as Error & { code?: string };
-  }
-  throw new Error(`${what}: expected a rejection`);
-}
-
-function same(a: Result, b: Result, what: string): void {
-  assert.equal(a.codes, b.codes, `${what}: codes`);
-  assert.equal(a.scales, b.scales, `${what}: scales`);
-  assert.equal(a.zeros, b.zeros, `${what}: zeros`);
-  assert.equal(a.dequantize(), b.dequantize(), `${what}: values`);
-  assert.equal(a.rowLoss, b.rowLoss, `${what}: rowLoss`);
-  assert.ok(Object.is(a.loss, b.loss), `${what}: loss ${a.loss} vs ${b.loss}`);
-}
 
 // A larger CD layer (8 bands on 2 workers) for abort and the copy path.
 const big = { name: 'cd-300x96', rows: 300, cols: 96, seed: 21, options: { method: 'cd' as const, bits: 3, groupSize: 32 } };
@@ -65,7 +38,7 @@ test('a typed error thrown in a worker reaches the caller as the same class, cod
   }
   const healthy = new lib.WorkerPool({ threads: 2 });
   try {
-    same(await settles(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool: healthy }), 'pool'), inlineCd, 'after error');
+    sameResult(await settles(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool: healthy }), 'pool'), inlineCd, 'after error');
   } finally {
     healthy.terminate();
   }
@@ -126,7 +99,7 @@ test('AbortSignal mid-layer: AbortError, workers terminated, no hang', async () 
     assert.ok(seen[1] < big.rows, 'aborted mid-layer');
     assert.is(pool.liveWorkers, 0, 'workers terminated');
     // The pool starts fresh workers afterwards.
-    same(await settles(lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, pool: pool }), 'pool after abort'), inlineBig, 'after abort');
+    sameResult(await settles(lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, pool: pool }), 'pool after abort'), inlineBig, 'after abort');
   } finally {
     pool.terminate();
   }
@@ -149,7 +122,7 @@ test('progress: rows done rise to the total; same bits with shared memory and wi
     const progress: Array<{ rowsDone: number; rows: number; stage: string }> = [];
     try {
       const r = await settles(lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { pool: pool,  ...big.options, onProgress: (p) => progress.push(p) }), 'pool');
-      same(r, inlineBig, `sharedMemory ${sharedMemory}`);
+      sameResult(r, inlineBig, `sharedMemory ${sharedMemory}`);
     } finally {
       pool.terminate();
     }
@@ -163,8 +136,8 @@ test('quantizeLayer({ pool }) reuses one pool across layers of different shapes'
   const pool = new lib.WorkerPool({ threads: 2 });
   try {
     for (let i = 0; i < 2; i++) {
-      same(await settles(lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, pool }), 'pool big'), inlineBig, `big ${i}`);
-      same(await settles(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool }), 'pool cd'), inlineCd, `cd ${i}`);
+      sameResult(await settles(lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, pool }), 'pool big'), inlineBig, `big ${i}`);
+      sameResult(await settles(lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool }), 'pool cd'), inlineCd, `cd ${i}`);
       assert.is(pool.liveWorkers, 2);
     }
   } finally {
@@ -181,9 +154,9 @@ test('concurrent calls on one pool wait their turn and give the same bits', asyn
       lib.quantizeLayer(cd.weights, cd.hessian, { ...cdProblem.options, pool }),
       lib.quantizeLayer(bigProblem.weights, bigProblem.hessian, { ...big.options, pool: pool }),
     ]), 'concurrent');
-    same(a, inlineBig, 'first');
-    same(b, inlineCd, 'second');
-    same(c, inlineBig, 'third');
+    sameResult(a, inlineBig, 'first');
+    sameResult(b, inlineCd, 'second');
+    sameResult(c, inlineBig, 'third');
   } finally {
     pool.terminate();
   }
@@ -195,7 +168,7 @@ test('threads option is validated; threads 1 uses no worker', async () => {
     assert.instance(e, lib.OptionError);
   }
   assert.throws(() => new lib.WorkerPool({ threads: 0 }), (e: Error) => e instanceof lib.OptionError);
-  same(await lib.quantizeLayer(cd.weights, cd.hessian, cdProblem.options), inlineCd, 'automatic threads');
+  sameResult(await lib.quantizeLayer(cd.weights, cd.hessian, cdProblem.options), inlineCd, 'automatic threads');
   assert.ok((await lib.hardwareConcurrency()) >= 1);
   assert.is(lib.runtimeName(), 'node');
 });
@@ -208,7 +181,7 @@ test('band jobs: bytes round-trip exactly, bad ranges and bad bytes are typed er
   const back = lib.decodeBand(lib.encodeBand(band));
   assert.equal(back, band);
   const bands = [back, await lib.solveBand(prepared, cd.weights, 0, 10), await lib.solveBand(prepared, cd.weights, 40, cd.weights.rows)];
-  same(await lib.mergeBands(prepared, cd.weights.rows, bands), inlineCd, 'merged bands');
+  sameResult(await lib.mergeBands(prepared, cd.weights.rows, bands), inlineCd, 'merged bands');
   await rejects(lib.solveBand(prepared, cd.weights, 5, 5), 'empty band').then((e) => assert.instance(e, lib.ShapeError));
   await rejects(lib.solveBand(prepared, cd.weights, 0, cd.weights.rows + 1), 'past the end').then((e) => assert.instance(e, lib.ShapeError));
   assert.throws(() => lib.decodeBand(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])), (e: Error) => e instanceof lib.FormatError);

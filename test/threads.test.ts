@@ -8,6 +8,7 @@
 // kernels the rest of the suite checks against float64 references; a worker's instance runs the
 // same kernels, so any difference is a fault of the sharing.
 import { test } from 'uvu';
+import { rejects, sameResult, settles } from './helpers/settle.js';
 import * as assert from 'uvu/assert';
 import { makeProblem, type Problem } from './cross/suite.js';
 // The drivers of the shared pieces, from the source (the package exports only their users).
@@ -15,33 +16,6 @@ import { cholesky, hessianUpdate, upperCholeskyOfInverse } from '../src/core/lin
 
 const lib = await import('cdquant');
 type Result = Awaited<ReturnType<typeof lib.quantizeLayer>>;
-
-function settles<T>(promise: Promise<T>, what: string, ms = 60_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} hung for ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, hang]).finally(() => clearTimeout(timer));
-}
-
-async function rejects(promise: Promise<unknown>, what: string): Promise<Error & { code?: string }> {
-  try {
-    await settles(promise, what);
-  } catch (e) {
-    if ((e as Error).message?.includes(' hung for ')) throw e;
-    return e as Error & { code?: string };
-  }
-  throw new Error(`${what}: expected a rejection`);
-}
-
-function same(a: Result, b: Result, what: string): void {
-  assert.equal(a.codes, b.codes, `${what}: codes`);
-  assert.equal(a.scales, b.scales, `${what}: scales`);
-  assert.equal(a.zeros, b.zeros, `${what}: zeros`);
-  assert.equal(a.rowLoss, b.rowLoss, `${what}: rowLoss`);
-  assert.equal(a.moves, b.moves, `${what}: moves`);
-  assert.ok(Object.is(a.loss, b.loss), `${what}: loss ${a.loss} vs ${b.loss}`);
-}
 
 // 4-bit g128 layers of 272 inputs (two full groups and a tail; 4 gemmSub column chunks and a
 // partial one; 3 k slices) in every solver family the pool runs, act-order and refits included.
@@ -78,7 +52,7 @@ test('same bits for 1-4 workers on shared memory, and on both copying paths', as
       for (const [i, { p, weights, hessian }] of solved.entries()) {
         // 70 rows: bands of 8-18 rows, every worker gets several, the last one short.
         const r = await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), `${name} ${p.name}`);
-        same(r, reference[i], `${name} ${p.name}`);
+        sameResult(r, reference[i], `${name} ${p.name}`);
       }
       if (name.startsWith('shared')) assert.ok(pool.sharedMemoryBytes > 0, `${name}: ran on the shared memory`);
       else assert.is(pool.sharedMemoryBytes, 0, `${name}: no shared memory`);
@@ -119,7 +93,7 @@ test('the shared memory does not grow across calls: freed and reused, layer afte
     const sizes: number[] = [];
     for (let round = 0; round < 4; round++) {
       for (const [i, { p, weights, hessian }] of solved.entries()) {
-        same(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), p.name), reference[i], `round ${round} ${p.name}`);
+        sameResult(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), p.name), reference[i], `round ${round} ${p.name}`);
       }
       sizes.push(pool.sharedMemoryBytes);
     }
@@ -161,7 +135,7 @@ for (const kind of ['exit', 'uncaught', 'hang'] as const) {
     }
     const healthy = new lib.WorkerPool({ threads: 2 });
     try {
-      same(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool: healthy }), 'after'), reference[0], `after ${kind}`);
+      sameResult(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool: healthy }), 'after'), reference[0], `after ${kind}`);
     } finally {
       healthy.terminate();
     }
@@ -181,7 +155,7 @@ test('shared path: AbortSignal mid-layer rejects with AbortError, terminates the
     assert.is(reports, 1, 'no progress after the abort');
     assert.is(pool.liveWorkers, 0);
     assert.is(pool.sharedMemoryBytes, 0);
-    same(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), 'after abort'), reference[2], 'after abort');
+    sameResult(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), 'after abort'), reference[2], 'after abort');
   } finally {
     pool.terminate();
   }
@@ -259,7 +233,7 @@ test('parallel regions: none without shared memory; a typed error in the body le
     assert.instance(e, lib.ShapeError);
     assert.is(pool.liveWorkers, 2);
     const { p, weights, hessian } = solved[0];
-    same(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), 'after'), reference[0], 'after a failed region');
+    sameResult(await settles(lib.quantizeLayer(weights, hessian, { ...p.options, pool }), 'after'), reference[0], 'after a failed region');
   } finally {
     pool.terminate();
   }
