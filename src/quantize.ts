@@ -62,7 +62,8 @@ export async function quantizeLayer(weights: WeightMatrix, hessian: Float32Array
           if (run.signal?.aborted) throw new AbortError();
           return await quantizePrepared(weights, session, { ...run, pool });
         } finally {
-          session.free();
+          // After a worker failure the pool has dropped its memory whole (see holdsMemory).
+          if (pool.holdsMemory(session.resident.kernel)) session.free();
         }
       }
     }

@@ -315,8 +315,11 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
               onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: res.loss, rtnLoss: res.rtnLoss, seconds: summary.seconds, compare: summary.compare });
             }
           } finally {
-            session?.free();
-            acc.free();
+            // A pool whose workers failed has dropped its memory whole (see holdsMemory).
+            if (!shared || (pool as WorkerPool).holdsMemory(kernel)) {
+              session?.free();
+              acc.free();
+            }
           }
         }
         await onBlockDone?.(block, blockLayers);
@@ -336,7 +339,7 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
       }
     }
   } finally {
-    runner.free();
+    if (!shared || (pool as WorkerPool).holdsMemory(kernel)) runner.free();
     ownPool?.terminate();
   }
   const byBlock = (block: number) => Promise.resolve(layers.filter((l) => l.block === block));

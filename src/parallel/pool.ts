@@ -433,6 +433,14 @@ export class WorkerPool implements BandSolver {
     });
   }
 
+  /** Whether `kernel` is still this pool's shared memory. False once the workers were
+   * terminated: the memory is then dropped whole, and nothing in it may be freed, because a
+   * terminated worker may still be writing its band buffers for a moment and a free writes the
+   * allocator's links into the freed block. */
+  holdsMemory(kernel: Kernel): boolean {
+    return this.sharedKernel === kernel;
+  }
+
   /** The pool's shared kernel (made now if need be), for callers that keep their own arrays in
    * it (the model pipeline: forward pass and H accumulation) and run parallel() regions on them;
    * null where parallel() would be. A kernel the pool drops (terminate) stays usable on this
@@ -454,7 +462,8 @@ export class WorkerPool implements BandSolver {
       const done = await this.parallel((kernel, runner) => (session = prepareResident(kernel, kernel.put(hessian), cols, spec, runner)), signal);
       return done?.value ?? null;
     } catch (e) {
-      (session as LayerSession | null)?.free();
+      const s = session as LayerSession | null;
+      if (s && this.holdsMemory(s.resident.kernel)) s.free();
       throw e;
     }
   }
