@@ -34,6 +34,7 @@ import {
   readTokenizer, textTokens, writeSafetensors, splitParagraphs,
 } from '../build/index.js';
 import { randomStream } from './data.mjs';
+import { timeKernelCalls } from './kernel-timing.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -97,17 +98,7 @@ function layerWeights(rows, cols, seed) {
  * seconds per export since the last clear. */
 const kernelTime = new Map();
 function instrument(k) {
-  const raw = k.exports;
-  const wrapped = { memory: raw.memory };
-  for (const [name, fn] of Object.entries(raw)) {
-    if (typeof fn !== 'function') { wrapped[name] = fn; continue; }
-    wrapped[name] = (...a) => {
-      const t = performance.now();
-      try { return fn(...a); } finally { kernelTime.set(name, (kernelTime.get(name) ?? 0) + (performance.now() - t) / 1000); }
-    };
-  }
-  Object.defineProperty(k, 'exports', { value: wrapped });
-  return k;
+  return timeKernelCalls(k, (name, ms) => kernelTime.set(name, (kernelTime.get(name) ?? 0) + ms / 1000));
 }
 const spent = (...names) => names.reduce((s, n) => s + (kernelTime.get(n) ?? 0), 0);
 

@@ -10,6 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { Kernel, prepareLayer, LocalBandSolver, mergeBands } from '../build/index.js';
 import { normals } from './data.mjs';
+import { timeKernelCalls } from './kernel-timing.mjs';
 
 const args = process.argv.slice(2);
 const arg = (name, dflt) => {
@@ -57,22 +58,11 @@ function makeHessian(k, cols) {
 const kernelTime = new Map();
 const kernelCalls = new Map();
 function instrument(k) {
-  const raw = k.exports;
-  const wrapped = { memory: raw.memory };
-  for (const [name, fn] of Object.entries(raw)) {
-    if (typeof fn !== 'function') { wrapped[name] = fn; continue; }
-    wrapped[name] = (...a) => {
-      const t = performance.now();
-      try { return fn(...a); } finally {
-        const ms = performance.now() - t;
-        kernelTime.set(name, (kernelTime.get(name) ?? 0) + ms);
-        if (!kernelCalls.has(name)) kernelCalls.set(name, []);
-        kernelCalls.get(name).push(ms);
-      }
-    };
-  }
-  Object.defineProperty(k, 'exports', { value: wrapped });
-  return k;
+  return timeKernelCalls(k, (name, ms) => {
+    kernelTime.set(name, (kernelTime.get(name) ?? 0) + ms);
+    if (!kernelCalls.has(name)) kernelCalls.set(name, []);
+    kernelCalls.get(name).push(ms);
+  });
 }
 
 let peakWasm = 0;

@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Kernel, WorkerPool, quantizeLayer } from '../build/index.js';
 import { normals } from './data.mjs';
+import { timeKernelCalls } from './kernel-timing.mjs';
 
 const args = process.argv.slice(2);
 const arg = (name, dflt) => {
@@ -66,19 +67,7 @@ const methods = [
 
 /** A kernel whose exports add their seconds to `kernelSeconds` (the 1-worker runs). */
 const kernelSeconds = new Map();
-const kernel = await Kernel.create();
-{
-  const raw = kernel.exports;
-  const wrapped = { memory: raw.memory };
-  for (const [name, fn] of Object.entries(raw)) {
-    if (typeof fn !== 'function') { wrapped[name] = fn; continue; }
-    wrapped[name] = (...a) => {
-      const t = performance.now();
-      try { return fn(...a); } finally { kernelSeconds.set(name, (kernelSeconds.get(name) ?? 0) + (performance.now() - t) / 1000); }
-    };
-  }
-  Object.defineProperty(kernel, 'exports', { value: wrapped });
-}
+const kernel = timeKernelCalls(await Kernel.create(), (name, ms) => kernelSeconds.set(name, (kernelSeconds.get(name) ?? 0) + ms / 1000));
 // Minimal grids (the RTN baseline's) are computed by gridParams too: time them apart.
 const MINMAX = 0;
 {
