@@ -188,7 +188,7 @@ export function solverOptionsOf(spec: SolverSpec): SolverOptions {
   return {
     method: spec.method,
     bits: spec.bits,
-    groupSize: spec.groupSize ?? -1,
+    groupSize: groupSizeLabel(spec),
     sym: spec.sym,
     actOrder: spec.actOrder,
     staticGroups: spec.staticGroups,

@@ -6,7 +6,7 @@
 import { OptionError } from '../core/errors.js';
 import type { Kernel } from '../core/kernel.js';
 import { dequantize } from '../core/merge.js';
-import type { SolverSpec } from '../core/options.js';
+import { groupSizeLabel, type SolverSpec } from '../core/options.js';
 import { packGptq, quantizeConfig, type GptqFormat } from '../formats/gptq.js';
 import { encodeTensor, planSafetensors, type TensorLayout, type TensorToWrite, type WritableDtype } from '../formats/safetensors.js';
 import { leBytes } from '../formats/bytes.js';
@@ -370,7 +370,7 @@ export function provenanceFields(spec: SolverSpec): Pick<Provenance, 'method' | 
   return {
     method: spec.method,
     bits: spec.bits,
-    groupSize: spec.groupSize ?? -1,
+    groupSize: groupSizeLabel(spec),
     sym: spec.sym,
     actOrder: spec.actOrder,
     staticGroups: spec.staticGroups,
