@@ -67,6 +67,8 @@ export { readTokenizer, loadTextTokenizer } from './formats/tokenizer.js';
 export type { Tokenizer, TextTokenizer, EncodeOptions, TokenizerFiles } from './formats/tokenizer.js';
 export { HfTokenizer, readHfTokenizer } from './formats/hf-tokenizer.js';
 export type { HfTokenizerFiles } from './formats/hf-tokenizer.js';
+export { readGgufTokenizer, ggufTokenizerMetadata } from './formats/gguf-tokenizer.js';
+export type { GgufTokenizer } from './formats/gguf-tokenizer.js';
 export { ggufVocabMetadata } from './formats/gguf-vocab.js';
 export { packGptq, unpackGptq, quantizeConfig } from './formats/gptq.js';
 export type { GptqFormat, GptqLayer, PackedGptq } from './formats/gptq.js';

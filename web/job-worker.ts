@@ -4,7 +4,7 @@
 // on a WorkerPool (build/web/worker.js, SharedArrayBuffer); otherwise on this thread.
 import {
   CdquantError, FormatError, OptionError, Kernel, blobSource, blockDecoders, bytesSource, ggufVocabFor, linearNames, linearShape, loadTextTokenizer, modelFromFiles, modelPerplexity, planJob,
-  readGptqCheckpoint, readLlamaGguf, readTokenizer, runJob, textTokens,
+  readGgufTokenizer, readGptqCheckpoint, readLlamaGguf, readTokenizer, runJob, textTokens,
   type LlamaModel, type LazyModel, type TextTokenizer,
 } from '../src/index.js';
 import type { JobMessage, JobRequest, PplStage } from './protocol.js';
@@ -12,12 +12,19 @@ import type { JobMessage, JobRequest, PplStage } from './protocol.js';
 const post = (m: JobMessage, transfer: Transferable[] = []) => (self as unknown as Worker).postMessage(m, transfer);
 
 /** The tokenizer chosen (tokenizer.json (+ tokenizer_config.json) or a llama2.c tokenizer.bin),
- * or the model folder's tokenizer.json, with its config.json (as cdquant's CLI finds it). */
-async function pageTokenizer(req: JobRequest, vocabSize: number): Promise<TextTokenizer> {
+ * else a GGUF model's own, else the model folder's tokenizer.json, with its config.json (as
+ * cdquant's CLI finds it). */
+async function pageTokenizer(req: JobRequest, source: LazyModel): Promise<TextTokenizer> {
+  const { vocabSize } = source.config;
   const base = (n: string) => n.slice(n.lastIndexOf('/') + 1);
   const text = async (f: JobRequest['model'][number] | undefined) => (f ? (f.bytes ? new TextDecoder().decode(f.bytes) : await f.blob!.text()) : undefined);
   const bin = req.tokenizer.find((f) => f.name.endsWith('.bin'));
   if (bin) return readTokenizer(bin.bytes, vocabSize);
+  if (!req.tokenizer.length && source.ggufVocabulary) {
+    const t = readGgufTokenizer(source.ggufVocabulary);
+    if (t.vocabSize > vocabSize) throw new FormatError(`the GGUF file's vocabulary has ${t.vocabSize} tokens, its embedding ${vocabSize} rows`);
+    return t;
+  }
   const files = req.tokenizer.length ? req.tokenizer : req.model;
   const pick = (name: string) => files.find((f) => base(f.name) === name);
   const tokenizerJson = await text(pick('tokenizer.json'));
@@ -35,7 +42,7 @@ async function run(req: JobRequest): Promise<void> {
   const kernel = await Kernel.create();
   const source = await modelFromFiles(req.model.map((f) => ({ name: f.name, ...(f.blob ? { source: blobSource(f.blob) } : { bytes: f.bytes }) })), kernel);
   const { config } = source;
-  const tokenizer = await pageTokenizer(req, config.vocabSize);
+  const tokenizer = await pageTokenizer(req, source);
   const calibTokens = textTokens(tokenizer, req.text, req.calibParagraphs);
   const evalTokens = textTokens(tokenizer, req.text, req.evalParagraphs);
   const isolated = (self as any).crossOriginIsolated === true;

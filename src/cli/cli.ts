@@ -287,8 +287,9 @@ async function quantizeCommand(argv: string[]) {
   const inputs = [...loaded.inputs, resolve(calibFile), ...(values.tokenizer ? [resolve(values.tokenizer)] : [])];
   if (values['gguf-solver'] !== undefined && values.gguf === undefined) throw new OptionError('--gguf-solver applies with --gguf TYPE');
   const gguf = values.gguf !== undefined ? { mix: values.gguf, solver: values['gguf-solver'] ?? 'cd' } : null;
-  // GGUF files carry the vocabulary: the tokenizer is needed even with --calib-tokens.
-  const tokenizer = values.calib || gguf ? await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer) : null;
+  // GGUF files carry the vocabulary: the tokenizer is needed even with --calib-tokens (a GGUF
+  // input's own vocabulary serves).
+  const tokenizer = values.calib || gguf ? await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer, model.ggufVocabulary) : null;
   const tokens = values['calib-tokens']
     ? tokenFile(await readBytes(values['calib-tokens']), model.config.vocabSize, values['calib-tokens'])
     : textTokens(tokenizer!, new TextDecoder().decode(await readBytes(values.calib!)), values['calib-paragraphs']);
@@ -402,7 +403,7 @@ async function evalCommand(argv: string[]) {
   const { model } = await loadModel(modelPath, kernel);
   const tokens = values.tokens
     ? tokenFile(await readBytes(values.tokens), model.config.vocabSize, values.tokens)
-    : textTokens(await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer), new TextDecoder().decode(await readBytes(values.text!)), values.paragraphs);
+    : textTokens(await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer, model.ggufVocabulary), new TextDecoder().decode(await readBytes(values.text!)), values.paragraphs);
   const t0 = performance.now();
   const r = await modelPerplexity(kernel, model, tokens, seqlen, maxWindows !== undefined ? { maxWindows } : {});
   const seconds = (performance.now() - t0) / 1000;
@@ -436,7 +437,7 @@ async function tokenizeCommand(argv: string[]) {
   const modelPath = one(positionals, 'MODEL');
   if (!values.text) throw new OptionError('cdquant tokenize needs --text FILE');
   const { model } = await loadModel(modelPath, await defaultKernel());
-  const tokenizer = await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer);
+  const tokenizer = await loadTokenizer(modelPath, model.config.vocabSize, values.tokenizer, model.ggufVocabulary);
   const text = new TextDecoder().decode(await readBytes(values.text));
   const tokens = values.paragraphs !== undefined ? textTokens(tokenizer, text, values.paragraphs) : tokenizer.encode(text);
   if (values.json) console.log(JSON.stringify({ tokens: Array.from(tokens) }));

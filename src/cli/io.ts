@@ -18,6 +18,8 @@ import { FormatError, OptionError } from '../core/errors.js';
 import type { Kernel } from '../core/kernel.js';
 import type { ByteSource } from '../formats/bytes.js';
 import { loadTextTokenizer, readTokenizer, type TextTokenizer } from '../formats/tokenizer.js';
+import { readGgufTokenizer } from '../formats/gguf-tokenizer.js';
+import type { GgufMetadata } from '../formats/gguf-types.js';
 import { parseSafetensors, readTensorF32, readTensorRaw, writeSafetensors } from '../formats/safetensors.js';
 import { modelFromFiles, type ModelFile, type QuantizedStore } from '../model/job.js';
 import type { OutputSink, OutputWriter } from '../model/outputs.js';
@@ -109,12 +111,12 @@ async function textOrUndefined(path: string): Promise<string | undefined> {
 }
 
 /**
- * The tokenizer given (`explicit`: a tokenizer.json, or a llama2.c tokenizer.bin), or the one
- * found next to the model: its folder's tokenizer.json (with tokenizer_config.json and
- * config.json, as transformers reads them), else tokenizer.bin or tok<vocab>.bin in the
- * model's folder or its parent.
+ * The tokenizer given (`explicit`: a tokenizer.json, or a llama2.c tokenizer.bin), else a GGUF
+ * model's own (`ggufVocabulary`), else the one found next to the model: its folder's
+ * tokenizer.json (with tokenizer_config.json and config.json, as transformers reads them),
+ * else tokenizer.bin or tok<vocab>.bin in the model's folder or its parent.
  */
-export async function loadTokenizer(modelPath: string, vocabSize: number, explicit?: string): Promise<TextTokenizer> {
+export async function loadTokenizer(modelPath: string, vocabSize: number, explicit?: string, ggufVocabulary?: GgufMetadata): Promise<TextTokenizer> {
   const folder = (await statOrNull(modelPath))?.isDirectory() ? modelPath : dirname(modelPath);
   const config = await textOrUndefined(join(folder, 'config.json'));
   const hf = async (json: string) => {
@@ -126,6 +128,7 @@ export async function loadTokenizer(modelPath: string, vocabSize: number, explic
     return t;
   };
   if (explicit) return checked(explicit.endsWith('.json') ? await hf(explicit) : readTokenizer(await readBytes(explicit), vocabSize), explicit);
+  if (ggufVocabulary) return checked(readGgufTokenizer(ggufVocabulary), modelPath);
   const json = join(folder, 'tokenizer.json');
   if ((await statOrNull(json))?.isFile()) return checked(await hf(json), json);
   const candidates = [folder, dirname(folder)].flatMap((d) => [join(d, 'tokenizer.bin'), join(d, `tok${vocabSize}.bin`)]);

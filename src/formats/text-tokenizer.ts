@@ -1,5 +1,6 @@
 // What the model code needs from a tokenizer, whichever file it came from: llama2.c's
-// tokenizer.bin (./tokenizer.ts) or Hugging Face's tokenizer.json (./hf-tokenizer.ts).
+// tokenizer.bin (./tokenizer.ts), Hugging Face's tokenizer.json (./hf-tokenizer.ts) or a GGUF
+// file's vocabulary (./gguf-tokenizer.ts).
 
 /** Which special tokens `encode` adds. Undefined: what the tokenizer adds by default (llama2.c:
  * BOS; Hugging Face: what transformers' `tokenizer(text)` adds). true: exactly `bosId` /
@@ -11,7 +12,7 @@ export interface EncodeOptions {
 
 /** What the model code needs from a tokenizer, whichever file it came from. */
 export interface TextTokenizer {
-  readonly kind: 'llama2c' | 'huggingface';
+  readonly kind: 'llama2c' | 'huggingface' | 'gguf';
   /** Every id `encode` can return is below this. */
   readonly vocabSize: number;
   /** The beginning / end of text token, or null when the tokenizer has none (e.g. Qwen's BOS). */

@@ -41,6 +41,7 @@ import {
   type GgmlType, type GgmlEncoder, type GgmlDecoder, type GgufFile, type GgufPlan, type ByteSource,
 } from '../formats/gguf.js';
 import type { GgufMetadata, GgufValue } from '../formats/gguf-types.js';
+import { ggufTokenizerMetadata } from '../formats/gguf-tokenizer.js';
 import type { Family, LayerType, LinearName, LlamaBlock, LlamaConfig, LlamaModel, RopeScaling, RopeStyle } from './types.js';
 import { resolveArch, type Arch } from './arch.js';
 import { checkModelShapes, checkModelValues } from './checkpoint/shapes.js';
@@ -799,6 +800,8 @@ interface ReadPlan {
   style: RopeStyle;
   table: TensorEntry[];
   decoders: Partial<Record<GgmlType, GgmlDecoder>>;
+  /** The file's tokenizer.* entries (empty when it has none). */
+  vocabulary: GgufMetadata;
 }
 
 /** Everything the header (and the RoPE factor tensors) say, checked before any weight is read. */
@@ -816,7 +819,7 @@ function readPlan(file: GgufFile, ropeTensor: (name: string) => Float32Array, op
     throw e;
   }
   const decoders = { ...FLOAT_DECODERS, ...options.decoders };
-  return { config, arch, family, style, decoders, table: checkTensors(file, family, config, arch, decoders) };
+  return { config, arch, family, style, decoders, table: checkTensors(file, family, config, arch, decoders), vocabulary: ggufTokenizerMetadata(file.metadata) };
 }
 
 /** The model from its tensors' decoded values (the RoPE factors are part of the config). */
@@ -843,6 +846,7 @@ function assemble(p: ReadPlan, valueOf: (name: string) => Float32Array): LlamaMo
     }
   }
   if (c.tiedEmbeddings) model.classifier = model.embedding;
+  if (p.vocabulary.size > 0) model.ggufVocabulary = p.vocabulary;
   checkModelValues(model, 'GGUF');
   return model;
 }

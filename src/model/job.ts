@@ -13,6 +13,7 @@ import { bytesSource, type ByteSource } from '../formats/bytes.js';
 import type { TextTokenizer, Tokenizer } from '../formats/tokenizer.js';
 import { HfTokenizer } from '../formats/hf-tokenizer.js';
 import { ggufVocabMetadata } from '../formats/gguf-vocab.js';
+import type { GgufTokenizer } from '../formats/gguf-tokenizer.js';
 import { llama2cVocabMetadata } from '../formats/gguf-llama2c-vocab.js';
 import { GGUF_FAMILIES } from './gguf.js';
 import { readGptqCheckpoint } from './export.js';
@@ -95,6 +96,8 @@ export async function modelFromFiles(files: ModelFile[], kernel: Kernel): Promis
 
 /** The tokenizer.ggml.* metadata of a model's tokenizer, as llama.cpp's converter writes it. */
 export async function ggufVocabFor(tokenizer: TextTokenizer, config: LlamaConfig): Promise<GgufMetadata> {
+  // A GGUF model's own vocabulary goes into its GGUF outputs unchanged.
+  if (tokenizer.kind === 'gguf') return new Map((tokenizer as GgufTokenizer).metadata);
   if (tokenizer instanceof HfTokenizer) return ggufVocabMetadata(tokenizer, { architecture: GGUF_FAMILIES[config.family ?? 'llama'].arch });
   if (tokenizer.kind === 'llama2c') return llama2cVocabMetadata(tokenizer as Tokenizer);
   throw new OptionError(`no GGUF vocabulary for a ${tokenizer.kind} tokenizer`);

@@ -5,6 +5,7 @@
 // interface.
 import { FormatError, ShapeError, assertFinite } from '../core/errors.js';
 import { sha256Hex } from '../formats/digest.js';
+import type { GgufMetadata } from '../formats/gguf-types.js';
 import { bytesSource, type ByteSource } from '../formats/bytes.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../formats/half.js';
 import { readU16LE } from '../formats/bytes.js';
@@ -42,6 +43,8 @@ export interface LazyModel {
   load(): Promise<LlamaModel>;
   /** llama2.c's stored RoPE tables, written back unchanged. */
   readonly llama2cRope?: [Float32Array, Float32Array];
+  /** A GGUF file's tokenizer.* entries: its tokenizer, carried into GGUF outputs. */
+  readonly ggufVocabulary?: GgufMetadata;
 }
 
 /** An EmbeddingTable over a float32 [vocab, dim] array. */
@@ -88,6 +91,7 @@ export function memoryModel(model: LlamaModel, kind: ModelKind, dtype: HfDtype, 
     },
     load: async () => model,
     ...(model.llama2cRope ? { llama2cRope: model.llama2cRope } : {}),
+    ...(model.ggufVocabulary ? { ggufVocabulary: model.ggufVocabulary } : {}),
   };
 }
 

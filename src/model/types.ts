@@ -1,6 +1,7 @@
 // The in-memory model every reader produces and every pipeline stage consumes: a decoder-only
 // transformer of one of the families in ./arch.ts (Llama and relatives). Weights are float32,
 // row-major, PyTorch's [out, in].
+import type { GgufMetadata } from '../formats/gguf-types.js';
 
 /** How RoPE pairs the dimensions of a head: llama2.c rotates (x[2i], x[2i+1]); Hugging Face's
  * `rotate_half` rotates (x[i], x[i + rot/2]). */
@@ -99,5 +100,8 @@ export interface LlamaModel {
   /** The RoPE cos/sin tables stored in a llama2.c file ([maxSeqLen, head/2] each), when the
    * model was read from one: unused by the forward pass, written back unchanged. */
   llama2cRope?: [Float32Array, Float32Array];
+  /** The tokenizer.* entries of the GGUF file the model was read from: the model's tokenizer
+   * (formats/gguf-tokenizer.ts), and the vocabulary a GGUF written from it carries unchanged. */
+  ggufVocabulary?: GgufMetadata;
 }
 
