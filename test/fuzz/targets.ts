@@ -22,6 +22,7 @@ import { llama2cVocabMetadata } from '../../src/formats/gguf-llama2c-vocab.js';
 import { readLlama2c, writeLlama2c } from '../../src/model/checkpoint/llama2c.js';
 import { hfTensors, parseHfConfig, readHfModel, writeHfModel } from '../../src/model/checkpoint/hf.js';
 import { resolveArch } from '../../src/model/arch.js';
+import { readGgufTokenizer } from '../../src/formats/gguf-tokenizer.js';
 import { gptqCheckpoint, readGptqCheckpoint, type Provenance } from '../../src/model/export.js';
 import { llamaFromGguf, writeLlamaGguf } from '../../src/model/gguf.js';
 import type { LlamaModel, LinearName } from '../../src/model/types.js';
@@ -718,6 +719,13 @@ const gguf: Target = {
     }
     const model = llamaFromGguf(bytes);
     checkModel(model);
+    // The file's vocabulary as its tokenizer (cdquant's tokenizer for a lone .gguf).
+    if (model.ggufVocabulary?.has('tokenizer.ggml.model')) {
+      const tok = readGgufTokenizer(model.ggufVocabulary);
+      const ids = tok.encode('Once upon a time, Lily saw a big dog. "Hi!" 123 \u00e9\u{1F600}');
+      for (const id of ids) if (!(Number.isInteger(id) && id >= 0 && id < tok.vocabSize)) invalid(`token id ${id} outside the GGUF vocabulary of ${tok.vocabSize}`);
+      tok.decode(ids);
+    }
     return model.config.dim;
   },
 };
