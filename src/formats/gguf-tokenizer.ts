@@ -13,6 +13,7 @@
 import { FormatError, OptionError } from '../core/errors.js';
 import type { GgufMetadata, GgufValue } from './gguf-types.js';
 import { HfTokenizer } from './hf-tokenizer.js';
+import { PairHeap } from './pair-heap.js';
 import type { EncodeOptions, TextTokenizer } from './text-tokenizer.js';
 
 /** llama.cpp's token types (tokenizer.ggml.token_type). */
@@ -224,7 +225,8 @@ class SpmTokenizer extends GgufTokenizerBase {
   private tokenize(text: string, out: number[]): void {
     const chars = Array.from(text);
     const symbols: SpmSymbol[] = chars.map((c, i) => ({ text: c, prev: i - 1, next: i + 1 < chars.length ? i + 1 : -1 }));
-    const queue = new BigramQueue();
+    // llm_bigram_spm::comparator's order: the highest score, then the leftmost.
+    const queue = new PairHeap<SpmBigram>();
     const tryAdd = (left: number, right: number) => {
       if (left < 0 || right < 0) return;
       const merged = symbols[left].text + symbols[right].text;
@@ -271,42 +273,6 @@ class SpmTokenizer extends GgufTokenizerBase {
     const text = new TextDecoder().decode(Uint8Array.from(bytes));
     // The space the encoder put before the text.
     return this.options.spacePrefix && text.startsWith(' ') ? text.slice(1) : text;
-  }
-}
-
-/** Max-heap of bigrams: the highest score first, then the leftmost (llm_bigram_spm::comparator). */
-class BigramQueue {
-  private readonly a: SpmBigram[] = [];
-  private static before(x: SpmBigram, y: SpmBigram): boolean {
-    return x.score > y.score || (x.score === y.score && x.left < y.left);
-  }
-  push(e: SpmBigram): void {
-    const a = this.a;
-    a.push(e);
-    for (let i = a.length - 1; i > 0;) {
-      const p = (i - 1) >> 1;
-      if (!BigramQueue.before(a[i], a[p])) break;
-      [a[i], a[p]] = [a[p], a[i]];
-      i = p;
-    }
-  }
-  pop(): SpmBigram | undefined {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
-      for (let i = 0; ;) {
-        const l = 2 * i + 1;
-        let m = i;
-        if (l < a.length && BigramQueue.before(a[l], a[m])) m = l;
-        if (l + 1 < a.length && BigramQueue.before(a[l + 1], a[m])) m = l + 1;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m], a[i]];
-        i = m;
-      }
-    }
-    return top;
   }
 }
 

@@ -5,6 +5,7 @@
 import { FormatError, OptionError } from '../core/errors.js';
 import { HfTokenizer, configVocabSize, parseJsonFile } from './hf-tokenizer.js';
 import type { TextTokenizer } from './text-tokenizer.js';
+import { PairHeap } from './pair-heap.js';
 
 export const BOS = 1;
 export const EOS = 2;
@@ -156,7 +157,7 @@ class Llama2cTokenizer implements Tokenizer {
       next[i] = i + 1 < n ? i + 1 : -1;
       prev[i] = i - 1;
     }
-    const heap = new PairHeap();
+    const heap = new PairHeap<PairEntry>();
     const consider = (left: number) => {
       const right = next[left];
       if (left < 0 || right < 0) return;
@@ -213,43 +214,3 @@ class Llama2cTokenizer implements Tokenizer {
 }
 
 interface PairEntry { score: number; left: number; right: number; id: number; lv: number; rv: number }
-
-/** Max-heap on score, then min on position of the left token. */
-class PairHeap {
-  private a: PairEntry[] = [];
-  private static before(x: PairEntry, y: PairEntry) {
-    return x.score > y.score || (x.score === y.score && x.left < y.left);
-  }
-  push(e: PairEntry) {
-    const a = this.a;
-    a.push(e);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!PairHeap.before(a[i], a[p])) break;
-      [a[i], a[p]] = [a[p], a[i]];
-      i = p;
-    }
-  }
-  pop(): PairEntry | undefined {
-    const a = this.a;
-    if (a.length === 0) return undefined;
-    const top = a[0];
-    const last = a.pop()!;
-    if (a.length > 0) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && PairHeap.before(a[l], a[m])) m = l;
-        if (r < a.length && PairHeap.before(a[r], a[m])) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m], a[i]];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
