@@ -456,9 +456,9 @@ test('case 11: a config.json that is null, an array, a number, a string or a boo
 // ---------------------------------------------------------------------------------------
 // Found by the fuzz suite
 
-test('fuzz: model readers refuse a NaN or infinite weight with NonFiniteError naming the tensor (llama2.c, safetensors, GGUF)', () => {
+test('fuzz: model readers refuse a NaN or infinite weight with NonFiniteError naming the tensor (llama2.c, safetensors, GGUF)', async () => {
   const model = tinyModel(1);
-  const llama2c = writeLlama2c(model);
+  const llama2c = writeLlama2c(model, await Kernel.create());
   const hf = writeHfModel(model, 'F32');
   const gguf = writeGguf(model);
   for (const v of [NaN, Infinity, -Infinity]) {

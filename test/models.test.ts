@@ -2,6 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FormatError, OptionError, ShapeError } from '../src/core/errors.js';
+import { Kernel } from '../src/core/kernel.js';
 import { readLlama2c, writeLlama2c, ropeTables } from '../src/model/checkpoint/llama2c.js';
 import { readHfLlama, writeHfLlama, permuteRopeRows, hfLinearName } from '../src/model/checkpoint/hf.js';
 import { parseSafetensors, readTensorRaw, readTensorF32, writeSafetensors, type TensorToWrite } from '../src/formats/safetensors.js';
@@ -47,14 +48,15 @@ test('llama2.c: reads stories260K.bin', () => {
   assert.is(m.finalNorm[63], new DataView(bin.buffer, bin.byteOffset).getFloat32(finalNormAt + 63 * 4, true));
 });
 
-test('llama2.c: write reproduces the file byte for byte; recomputed RoPE tables agree to float32 rounding', () => {
+test('llama2.c: write reproduces the file byte for byte; RoPE tables recomputed in wasm agree with PyTorch\'s to float32 rounding', async () => {
+  const kernel = await Kernel.create();
   const m = readLlama2c(bin);
   const out = writeLlama2c(m);
   assert.is(out.length, bin.length);
   sameArray(out, bin, 'the whole file, RoPE tables included (kept from the input)');
   const ropeAt = bin.length - 4 * 512 * 8; // two tables of [512, 4]
   const dv = new DataView(bin.buffer, bin.byteOffset);
-  const [cos, sin] = ropeTables(512, 8, 10000);
+  const [cos, sin] = ropeTables(kernel, 512, 8, 10000);
   let worst = 0;
   for (let i = 0; i < cos.length; i++) {
     worst = Math.max(worst, Math.abs(cos[i] - dv.getFloat32(ropeAt + 4 * i, true)), Math.abs(sin[i] - dv.getFloat32(ropeAt + 4 * (cos.length + i), true)));
@@ -63,6 +65,12 @@ test('llama2.c: write reproduces the file byte for byte; recomputed RoPE tables 
   // untied round trip
   const untied: LlamaModel = { ...m, config: { ...m.config, tiedEmbeddings: false }, classifier: m.embedding.map((x) => x * 2) };
   const back = readLlama2c(writeLlama2c(untied));
+  // A model from elsewhere gets the computed tables, and needs a kernel for them.
+  const fromElsewhere: LlamaModel = { ...m, llama2cRope: undefined };
+  throwsType(() => writeLlama2c(fromElsewhere), OptionError, /needs a kernel/);
+  const recomputed = writeLlama2c(fromElsewhere, kernel);
+  sameArray(recomputed.subarray(0, ropeAt), bin.subarray(0, ropeAt), 'everything before the tables');
+  sameArray(new Uint8Array(recomputed.buffer, recomputed.byteOffset + ropeAt, 4 * cos.length), new Uint8Array(cos.buffer), 'cos table = ropeTables');
   assert.is(back.config.tiedEmbeddings, false);
   sameModel(back, untied, 'untied');
   throwsType(() => writeLlama2c({ ...m, config: { ...m.config, normEps: 1e-6 } }), OptionError, /eps/);
@@ -109,14 +117,14 @@ test('permuteRopeRows matches the HF converter formula and inverts', () => {
   throwsType(() => permuteRopeRows(w, 4, rows, cols, 'toHalf'), ShapeError);
 });
 
-test('HF F32 file equals the llama2.c file exactly, q/k under the RoPE row permutation', () => {
+test('HF F32 file equals the llama2.c file exactly, q/k under the RoPE row permutation', async () => {
   const l2c = readLlama2c(bin);
   const hf = readHfLlama({ config: hfConfig, safetensors: [hf32] });
   assert.equal(hf.config, { ...l2c.config, ropeStyle: 'half' });
   assert.is(hf.classifier, hf.embedding);
   sameModel(l2c, hf, 'hf vs llama2c', (n, w) => permuteRopeRows(w, n === 'q_proj' ? 8 : 4, n === 'q_proj' ? 64 : 32, 64, 'toHalf'));
   // and back: llama2.c written from the HF model is the original file up to the RoPE tables
-  const out = writeLlama2c(hf);
+  const out = writeLlama2c(hf, await Kernel.create());
   const ropeAt = bin.length - 4 * 512 * 8; // two tables of [512, 4]
   sameArray(out.subarray(0, ropeAt), bin.subarray(0, ropeAt), 'llama2.c from HF');
 });

@@ -225,7 +225,8 @@ const llama2cSeeds: Uint8Array[] = [];
 const llama2c: Target = {
   name: 'llama2c',
   async setup() {
-    llama2cSeeds.push(writeLlama2c(tinyModel(3)), writeLlama2c(tinyModel(4, { tied: false, heads: 4, kv: 2 })), readData('stories260K.bin'));
+    const kernel = await Kernel.create();
+    llama2cSeeds.push(writeLlama2c(tinyModel(3), kernel), writeLlama2c(tinyModel(4, { tied: false, heads: 4, kv: 2 }), kernel), readData('stories260K.bin'));
   },
   make(rng) {
     const seed = rng.chance(0.1) ? llama2cSeeds[2] : rng.pick(llama2cSeeds.slice(0, 2));

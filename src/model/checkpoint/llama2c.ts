@@ -6,6 +6,7 @@ import type { LlamaBlock, LlamaConfig, LlamaModel } from '../types.js';
 import { checkModelShapes, checkModelValues } from './shapes.js';
 import { readF32LE, leBytes } from '../../formats/bytes.js';
 import { permuteRopeRows } from './rope.js';
+import type { Kernel } from '../../core/kernel.js';
 
 const HEADER_BYTES = 28;
 const FIELDS = ['dim', 'hidden_dim', 'n_layers', 'n_heads', 'n_kv_heads', 'vocab_size', 'seq_len'] as const;
@@ -99,7 +100,10 @@ export function readLlama2c(bytes: Uint8Array): LlamaModel {
  * Writes a llama2.c v0 checkpoint. A 'half'-RoPE model (from Hugging Face) gets its q/k rows
  * permuted back to adjacent pairs, so the file runs correctly in run.c.
  */
-export function writeLlama2c(model: LlamaModel): Uint8Array {
+/** A llama2.c file of `model`. Its RoPE tables are the input's own when the model came from a
+ * llama2.c file; otherwise they are computed in wasm, so the bytes are the same on every
+ * runtime: `kernel` is then required. */
+export function writeLlama2c(model: LlamaModel, kernel?: Kernel): Uint8Array {
   const c = model.config;
   if (c.normEps !== 1e-5) throw new OptionError(`llama2.c: the format fixes RMSNorm eps at 1e-5, model has ${c.normEps}`);
   if (c.ropeTheta !== 10000) throw new OptionError(`llama2.c: the format fixes RoPE theta at 10000, model has ${c.ropeTheta}`);
@@ -113,6 +117,7 @@ export function writeLlama2c(model: LlamaModel): Uint8Array {
   }
   const { headSize, kvDim, floats } = layout(h);
   checkModelShapes(model);
+  if (!model.llama2cRope && !kernel) throw new OptionError('writeLlama2c: a model not read from a llama2.c file needs a kernel to compute the file\'s RoPE tables');
   if (c.tiedEmbeddings && model.classifier !== model.embedding) {
     for (let i = 0; i < model.embedding.length; i++) {
       if (model.classifier[i] !== model.embedding[i] && !(Number.isNaN(model.classifier[i]) && Number.isNaN(model.embedding[i]))) {
@@ -143,31 +148,42 @@ export function writeLlama2c(model: LlamaModel): Uint8Array {
   each((l) => model.blocks[l].linear.down_proj);
   each((l) => model.blocks[l].linear.up_proj);
   put(model.finalNorm);
-  // The input's own tables when it came from a llama2.c file, so the bytes are the same on
-  // every runtime; JS Math.cos/sin (engine-dependent in the last bit) only for other sources.
-  const [cos, sin] = model.llama2cRope ?? ropeTables(c.maxSeqLen, headSize, c.ropeTheta);
+  const [cos, sin] = model.llama2cRope ?? ropeTables(kernel!, c.maxSeqLen, headSize, c.ropeTheta);
   put(cos);
   put(sin);
   if (!c.tiedEmbeddings) put(model.classifier);
   return out;
 }
 
+/** The wasm exports ropeTables uses (assembly/nn.ts). */
+interface RopeExports {
+  nn_rope_freqs(out: number, rot: number, theta: number, kind: number, factor: number, low: number, high: number, origMax: number, ext: number): void;
+  nn_rope_table_freqs(tab: number, nPos: number, half: number, freqs: number, mscale: number): void;
+}
+
 /**
  * The freq_cis_real/imag tables llama2.c's export writes: cos/sin(pos * theta^(-2i/head_size)),
- * [seq_len, head_size/2] each. run.c and our reader ignore them, so plain JS Math (double,
- * rounded to float32) is good enough; the bits may differ from PyTorch's float32 result in the
- * last place.
+ * [seq_len, head_size/2] each, from the forward pass's own RoPE table kernel (wasm, so the same
+ * bits on every runtime; JS Math.cos/sin may differ between engines in the last bit). run.c and
+ * our reader ignore them; PyTorch forms pos * freq in float32, so its tables differ from these in
+ * the last places.
  */
-export function ropeTables(seqLen: number, headSize: number, theta: number): [Float32Array, Float32Array] {
+export function ropeTables(kernel: Kernel, seqLen: number, headSize: number, theta: number): [Float32Array, Float32Array] {
   const half = headSize / 2;
+  const nn = kernel.exports as unknown as RopeExports;
+  // [seqLen, half, 2] (cos, sin) pairs, split into the file's two tables.
+  const pairs = kernel.scoped((alloc) => {
+    const freqs = alloc(half * 8);
+    const tab = alloc(seqLen * half * 8);
+    nn.nn_rope_freqs(freqs, headSize, theta, 0, 1, 0, 0, 0, 0);
+    nn.nn_rope_table_freqs(tab, seqLen, half, freqs, 1);
+    return kernel.f32(tab, seqLen * half * 2).slice();
+  });
   const cos = new Float32Array(seqLen * half);
   const sin = new Float32Array(seqLen * half);
-  for (let i = 0; i < half; i++) {
-    const freq = 1 / theta ** ((2 * i) / headSize);
-    for (let pos = 0; pos < seqLen; pos++) {
-      cos[pos * half + i] = Math.cos(pos * freq);
-      sin[pos * half + i] = Math.sin(pos * freq);
-    }
+  for (let i = 0; i < seqLen * half; i++) {
+    cos[i] = pairs[2 * i];
+    sin[i] = pairs[2 * i + 1];
   }
   return [cos, sin];
 }
