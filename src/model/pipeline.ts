@@ -259,6 +259,7 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
           try {
             await region((threads) => pass(block, {
               stopAfter: stage[stage.length - 1],
+              threads,
               captureResident: (names, ptr, rows) => {
                 if (names[0] === stage[0]) acc.addResident(kernel, ptr, rows, threads);
               },
@@ -324,7 +325,7 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
         }
         await onBlockDone?.(block, blockLayers);
       }
-      pass(block, {});
+      await region((threads) => pass(block, { threads }));
       runner.unloadBlock(block);
     }
     if (types) {
