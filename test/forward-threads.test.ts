@@ -1,4 +1,9 @@
-// The calibration forward pass on the pool's workers (issue 10, item 5): LlamaRunner.runBlock
+// The calibration forward pass made cheaper (issue 10, item 5), in two ways that must not
+// change a bit. (1) The midpoint: a block run `toMid` leaves the state at h = x + attention and
+// runs `from: 'mid'` do only the MLP half, so GPTQ's sequential stages stop recomputing q/k/v,
+// attention and o_proj for the MLP's stages and the block's output; checked against whole-block
+// runs and against the sequential procedure written out with every stage recomputed from the
+// block's input. (2) Threads: LlamaRunner.runBlock
 // with `threads` shares its products (token block x 16 output rows) and its attention (query
 // heads) among the workers of a shared-memory pool. Checked here: the block's captured inputs
 // and the hidden states after every block are the same bits as the forward on this thread,
@@ -90,6 +95,96 @@ const CASES = [
   { name: 'wide llama (GQA)', m: model(7, { dim: 256, hidden: 2100, layers: 2, heads: 4, kv: 2, vocab: 64 }), windows: [tokens(130, 64, 1), tokens(7, 64, 2)] },
   { name: 'gemma3 (window, softcap)', m: gemma(8), windows: [tokens(61, 40, 3), tokens(5, 40, 4)] },
 ];
+
+test('the midpoint: toMid then from: \'mid\' gives the whole block\'s captures and output; wrong combinations are refused', async () => {
+  const kernel = await lib.Kernel.create();
+  for (const { name, m, windows } of CASES) {
+    const runner = new lib.LlamaRunner(kernel, m, { classifier: false });
+    const copy = (ptr: number, rows: number, cols: number) => Buffer.from(kernel.u8(ptr, rows * cols * 4));
+    for (const w of windows) {
+      for (let l = 0; l < m.config.nLayers; l++) {
+        // the reference: the whole block from its input, every capture
+        const whole = runner.embed(w);
+        const seen = new Map<string, Buffer>();
+        runner.runBlock(l, whole, { captureResident: (names, ptr, rows, cols) => seen.set(names[0], copy(ptr, rows, cols)) });
+        // the pipeline's order: MLP input captured on the way to the midpoint, down_proj's input
+        // and the output from there
+        const split = runner.embed(w);
+        let mlpIn: Buffer | null = null, downIn: Buffer | null = null;
+        runner.runBlock(l, split, { stopAfter: 'up_proj', toMid: true, captureResident: (names, ptr, rows, cols) => { if (names[0] === 'gate_proj') mlpIn = copy(ptr, rows, cols); } });
+        assert.is(split.layersDone, 0, 'a state at the midpoint has not finished the block');
+        runner.runBlock(l, split, { stopAfter: 'down_proj', from: 'mid', captureResident: (names, ptr, rows, cols) => { if (names[0] === 'down_proj') downIn = copy(ptr, rows, cols); } });
+        const mid = Buffer.from(runner.readState(split).buffer);
+        runner.runBlock(l, split, { from: 'mid' });
+        assert.ok(mlpIn && mlpIn.equals(seen.get('gate_proj')!), `${name} block ${l}: MLP input`);
+        assert.ok(downIn && downIn.equals(seen.get('down_proj')!), `${name} block ${l}: down_proj input`);
+        assert.ok(Buffer.from(runner.readState(split).buffer).equals(Buffer.from(runner.readState(whole).buffer)), `${name} block ${l}: output`);
+        assert.is(split.layersDone, l + 1);
+        // toMid without stopAfter stops at h: the same midpoint
+        const direct = runner.embed(w);
+        runner.runBlock(l, direct, { toMid: true });
+        assert.ok(Buffer.from(runner.readState(direct).buffer).equals(mid), `${name} block ${l}: midpoint`);
+        for (const st of [whole, split, direct]) runner.freeState(st);
+      }
+    }
+    const st = runner.embed(windows[0]);
+    const refused = (opts: object, what: RegExp) => assert.throws(() => runner.runBlock(0, st, opts), (e: Error) => e instanceof lib.OptionError && what.test(e.message));
+    refused({ from: 'mid', stopAfter: 'q_proj' }, /MLP half only/);
+    refused({ from: 'mid', toMid: true }, /MLP half only/);
+    refused({ toMid: true, stopAfter: 'o_proj' }, /toMid/);
+    refused({ toMid: true, update: false }, /toMid/);
+    refused({ from: 'middle' }, /from must be/);
+    runner.free();
+  }
+});
+
+// GPTQ's sequential procedure written out with the public API, the way the reference code runs
+// it: each stage's inputs recomputed from the block's input with the block's layers quantized
+// so far, each layer solved by quantizeLayer on its stage's H, the block re-run whole. The
+// pipeline (midpoint, H in place, prepared once per stage) must give its bits.
+test('quantizeModel equals the sequential procedure that recomputes every stage from the block\'s input', async () => {
+  const kernel = await lib.Kernel.create();
+  const m = stories();
+  const samples = storyWindows();
+  const options = { method: 'gptq', bits: 4, groupSize: 32 } as const;
+  const got = await lib.quantizeModel(stories(), samples, { ...options, kernel });
+  const runner = new lib.LlamaRunner(kernel, m, { classifier: false });
+  const states = samples.map((s) => runner.embed(s));
+  const stages = [['q_proj', 'k_proj', 'v_proj'], ['o_proj'], ['gate_proj', 'up_proj'], ['down_proj']] as const;
+  let i = 0;
+  for (let l = 0; l < m.config.nLayers; l++) {
+    for (const stage of stages) {
+      let acc: InstanceType<typeof lib.HessianAccumulator> | null = null;
+      for (const st of states) {
+        runner.runBlock(l, st, {
+          update: false,
+          stopAfter: stage[stage.length - 1],
+          captureResident: (names, ptr, rows, c) => {
+            if (names[0] !== stage[0]) return;
+            acc ??= new lib.HessianAccumulator(c, kernel);
+            acc.addResident(kernel, ptr, rows);
+          },
+        });
+      }
+      const h = acc!.hessian();
+      acc!.free();
+      for (const name of stage) {
+        const data = runner.getLinear(l, name);
+        const c = Math.round(Math.sqrt(h.length));
+        const res = await lib.quantizeLayer({ data, rows: data.length / c, cols: c }, h, { ...options, scales: 'f16', kernel });
+        const mine = got.layers[i++];
+        assert.is(`${mine.block} ${mine.name}`, `${l} ${name}`);
+        assert.equal(mine.codes, res.codes, `block ${l} ${name}: codes`);
+        assert.equal(mine.scales, res.scales, `block ${l} ${name}: scales`);
+        assert.ok(Object.is(mine.loss, res.loss), `block ${l} ${name}: loss`);
+        runner.setLinear(l, name, res.dequantize());
+      }
+    }
+    for (const st of states) runner.runBlock(l, st);
+  }
+  assert.is(i, got.layers.length);
+  runner.free();
+});
 
 test('runBlock on 1-3 workers: every captured input and every block\'s output state are the one-thread bits', async () => {
   const serial = await lib.Kernel.create();

@@ -62,6 +62,15 @@ export interface RunBlockOptions {
   /** Advance the state in place (default true). With false the block runs for its captures
    * only and the state keeps the block's input. */
   update?: boolean;
+  /** Leave the state at the block's midpoint, h = x + attention (Gemma 3: x +
+   * post_attention_norm(attention)), for later runs `from: 'mid'`: the block stops there, or
+   * after the capture `stopAfter` names in its MLP half. The MLP's inputs do not depend on
+   * the attention half's weights once h is known, so GPTQ's sequential stages need not
+   * recompute q/k/v, attention and o_proj for the MLP's stages and the block's output. */
+  toMid?: boolean;
+  /** Where the state is in the block: 'input' (default), or 'mid' (left by a `toMid` run of
+   * this block): only the MLP half runs, from h. */
+  from?: 'input' | 'mid';
   /** Shares the block's products (by pieces of MATMUL_PIECE_ROWS output rows times one
    * nn_matmul token block) and its attention (by query heads) among threads: a parallel region
    * of a shared-memory pool whose kernel is this runner's. The pieces are fixed by the shapes,
@@ -344,8 +353,15 @@ export class LlamaRunner {
       if (!stage) throw new OptionError(`stopAfter must be one of ${a.stages.flatMap((s) => s.names).join(', ')}, got ${String(stopAfter)}`);
       stopAt = stage.point;
     }
-    // stopAfter leaves the state unchanged however `update` is set
-    const update = stopAt === null && (options.update ?? true);
+    const fromMid = options.from === 'mid';
+    const toMid = options.toMid === true;
+    if (options.from !== undefined && options.from !== 'input' && !fromMid) throw new OptionError(`from must be 'input' or 'mid', got ${String(options.from)}`);
+    const inAttention = stopAt === 'attn_in' || stopAt === 'o_in';
+    if (fromMid && (toMid || inAttention)) throw new OptionError(`a state at the block's midpoint runs the MLP half only: no ${toMid ? 'toMid' : `stopAfter ${String(stopAfter)}`}`);
+    if (toMid && (inAttention || options.update === false)) throw new OptionError(`toMid advances the state to the midpoint: not with ${inAttention ? `stopAfter ${String(stopAfter)}` : 'update: false'}`);
+    // stopAfter leaves the state unchanged however `update` is set, unless it is to be left
+    // at the midpoint (toMid)
+    const update = toMid || (stopAt === null && (options.update ?? true));
     const { dim, hidden, nHeads, nKv, head, qDim, kvDim, eps } = a;
     const T = state.length;
     const nn = this.nn;
@@ -371,55 +387,66 @@ export class LlamaRunner {
 
     k.scoped((alloc) => {
       const xb = alloc(T * dim * 4);
-      nn.nn_rmsnorm(state.ptr, w.attnNorm, xb, T, dim, eps);
-      if (report('attn_in', xb, dim)) return;
-      const q = alloc(T * qDim * 4);
-      const kk = alloc(T * kvDim * 4);
-      const v = alloc(T * kvDim * 4);
-      if (a.fused) {
-        // Phi-3: qkv_proj's rows are q, then k, then v (the fused product, one row block each)
-        const spec = rowsOf('qkv_proj');
-        linear(xb, q, spec, 0, qDim);
-        linear(xb, kk, spec, qDim, kvDim);
-        linear(xb, v, spec, qDim + kvDim, kvDim);
-      } else {
-        linear(xb, q, rowsOf('q_proj'));
-        linear(xb, kk, rowsOf('k_proj'));
-        linear(xb, v, rowsOf('v_proj'));
-      }
-      if (a.qkNorm) {
-        // RMSNorm over each head's head_dim values: rows of `head` in [T * heads, head]
-        nn.nn_rmsnorm(q, w.qNorm, q, T * nHeads, head, eps);
-        nn.nn_rmsnorm(kk, w.kNorm, kk, T * nKv, head, eps);
-      }
-      const rope = this.ropeTableFor(layer, T);
-      const halfSplit = this.config.ropeStyle === 'half' ? 1 : 0;
-      nn.nn_rope_partial(q, rope, T, nHeads, head, a.rot, halfSplit);
-      nn.nn_rope_partial(kk, rope, T, nKv, head, a.rot, halfSplit);
-      const att = alloc(T * qDim * 4);
-      const scale = nn.nn_attn_scale(a.attnScalar);
-      const window = a.layers[layer].window;
-      if (threads) {
-        // one call per query head; `scores` (argument 13) is each thread's own scratch
-        const calls: KernelCall[] = [];
-        for (let h = 0; h < nHeads; h++) {
-          calls.push({ fn: 'nn_attention_heads', args: [q, kk, v, att, T, nHeads, nKv, head, scale, window, a.attnSoftcap, h, h + 1, 0], scratchArg: 13 });
-        }
-        threads.run(calls, nn.nn_attention_scratch(T, window));
-      } else {
-        nn.nn_attention_ex(q, kk, v, att, T, nHeads, nKv, head, scale, window, a.attnSoftcap);
-      }
-      if (report('o_in', att, qDim)) return;
-      // the residual stream: the state itself, or a scratch copy when it must stay unchanged
-      let x = state.ptr;
-      if (!update) {
-        x = alloc(T * dim * 4);
-        k.u8(x, T * dim * 4).set(k.u8(state.ptr, T * dim * 4));
-      }
       const tmp = alloc(T * dim * 4);
-      linear(att, tmp, rowsOf('o_proj'));
-      if (a.sandwichNorms) nn.nn_rmsnorm(tmp, w.postAttnNorm, tmp, T, dim, eps);
-      nn.nn_add(x, tmp, T * dim);
+      // the residual stream: the state itself, or a scratch copy when it must stay unchanged
+      const residual = () => {
+        if (update) return state.ptr;
+        const x = alloc(T * dim * 4);
+        k.u8(x, T * dim * 4).set(k.u8(state.ptr, T * dim * 4));
+        return x;
+      };
+      let x: number;
+      if (fromMid) {
+        // read only: the MLP half writes the residual after its last capture, and only when
+        // the block is to advance
+        x = state.ptr;
+      } else {
+        nn.nn_rmsnorm(state.ptr, w.attnNorm, xb, T, dim, eps);
+        if (report('attn_in', xb, dim)) return;
+        const q = alloc(T * qDim * 4);
+        const kk = alloc(T * kvDim * 4);
+        const v = alloc(T * kvDim * 4);
+        if (a.fused) {
+          // Phi-3: qkv_proj's rows are q, then k, then v (the fused product, one row block each)
+          const spec = rowsOf('qkv_proj');
+          linear(xb, q, spec, 0, qDim);
+          linear(xb, kk, spec, qDim, kvDim);
+          linear(xb, v, spec, qDim + kvDim, kvDim);
+        } else {
+          linear(xb, q, rowsOf('q_proj'));
+          linear(xb, kk, rowsOf('k_proj'));
+          linear(xb, v, rowsOf('v_proj'));
+        }
+        if (a.qkNorm) {
+          // RMSNorm over each head's head_dim values: rows of `head` in [T * heads, head]
+          nn.nn_rmsnorm(q, w.qNorm, q, T * nHeads, head, eps);
+          nn.nn_rmsnorm(kk, w.kNorm, kk, T * nKv, head, eps);
+        }
+        const rope = this.ropeTableFor(layer, T);
+        const halfSplit = this.config.ropeStyle === 'half' ? 1 : 0;
+        nn.nn_rope_partial(q, rope, T, nHeads, head, a.rot, halfSplit);
+        nn.nn_rope_partial(kk, rope, T, nKv, head, a.rot, halfSplit);
+        const att = alloc(T * qDim * 4);
+        const scale = nn.nn_attn_scale(a.attnScalar);
+        const window = a.layers[layer].window;
+        if (threads) {
+          // one call per query head; `scores` (argument 13) is each thread's own scratch
+          const calls: KernelCall[] = [];
+          for (let h = 0; h < nHeads; h++) {
+            calls.push({ fn: 'nn_attention_heads', args: [q, kk, v, att, T, nHeads, nKv, head, scale, window, a.attnSoftcap, h, h + 1, 0], scratchArg: 13 });
+          }
+          threads.run(calls, nn.nn_attention_scratch(T, window));
+        } else {
+          nn.nn_attention_ex(q, kk, v, att, T, nHeads, nKv, head, scale, window, a.attnSoftcap);
+        }
+        if (report('o_in', att, qDim)) return;
+        x = residual();
+        linear(att, tmp, rowsOf('o_proj'));
+        if (a.sandwichNorms) nn.nn_rmsnorm(tmp, w.postAttnNorm, tmp, T, dim, eps);
+        nn.nn_add(x, tmp, T * dim);
+        // the midpoint h: where a toMid run leaves the state
+        if (toMid && stopAt === null) return;
+      }
       nn.nn_rmsnorm(x, w.ffnNorm, xb, T, dim, eps);
       if (report('mlp_in', xb, dim)) return;
       const g = alloc(T * hidden * 4);
@@ -441,7 +468,7 @@ export class LlamaRunner {
       if (a.sandwichNorms) nn.nn_rmsnorm(tmp, w.postFfnNorm, tmp, T, dim, eps);
       nn.nn_add(x, tmp, T * dim);
     });
-    if (update) state.layersDone = layer + 1;
+    if (update && !toMid) state.layersDone = layer + 1;
   }
 
   /** Final norm, classifier (and Gemma's soft-capping) on a state: logits [T, vocab]. */
