@@ -580,23 +580,32 @@ async function forwardBench(shape) {
   // matmuls 2 x params x T; causal attention: token t scores t + 1 keys and sums t + 1 values,
   // 2 x head flops each, per head: 2 x qDim x T(T + 1) in all
   const flops = 2 * params * seqlen + 2 * qDim * seqlen * (seqlen + 1);
-  /** Median seconds of runBlock on `kernel` (with `threads`, shared); the output's bytes. */
+  /** Median wall and CPU seconds (the whole process: every thread) of runBlock on `kernel`
+   * (with `threads`, shared); the output. On a loaded machine the wall ratio says little; CPU
+   * seconds that do not grow with the threads say the split costs no extra work. */
   const timeOn = (kernel, threads) => {
     const runner = new LlamaRunner(kernel, { config, embedding, finalNorm: tensor('norm', dim, NORM) }, { blocks: 'none', classifier: false });
     try {
       runner.loadBlock(0, block);
       const times = [];
+      const cpu = [];
       let out = null;
       for (let r = 0; r < forwardRuns + 1; r++) {
         const state = runner.stateFrom(input);
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         runner.runBlock(0, state, { threads });
         const t = (performance.now() - t0) / 1000;
+        const c = process.cpuUsage(c0);
         out ??= runner.readState(state);
         runner.freeState(state);
-        if (r > 0) times.push(t); // the first run warms up (tier-up, memory growth)
+        if (r > 0) {
+          // the first run warms up (tier-up, memory growth)
+          times.push(t);
+          cpu.push((c.user + c.system) / 1e6);
+        }
       }
-      return { seconds: median(times), out };
+      return { seconds: median(times), cpuSeconds: median(cpu), out };
     } finally {
       runner.free();
     }
@@ -620,8 +629,8 @@ async function forwardBench(shape) {
     }
     // the same bits whatever the threads (test/forward-threads.test.ts); checked here in passing
     const same = serialOut ? Buffer.from(run.out.buffer).equals(Buffer.from(serialOut.buffer)) : null;
-    byThreads.push({ threads, seconds: run.seconds, gflops: flops / run.seconds / 1e9, sameBits: same });
-    log(`  ${threads} thread(s): ${run.seconds.toFixed(2)} s, ${(flops / run.seconds / 1e9).toFixed(1)} GFLOP/s${same === false ? ' (DIFFERENT BITS from 1 thread)' : ''}`);
+    byThreads.push({ threads, seconds: run.seconds, cpuSeconds: run.cpuSeconds, gflops: flops / run.seconds / 1e9, sameBits: same });
+    log(`  ${threads} thread(s): ${run.seconds.toFixed(2)} s (CPU ${run.cpuSeconds.toFixed(2)} s), ${(flops / run.seconds / 1e9).toFixed(1)} GFLOP/s${same === false ? ' (DIFFERENT BITS from 1 thread)' : ''}`);
   }
   const one = byThreads.find((b) => b.threads === 1) ?? byThreads[0];
   return { shape, params, tokens: seqlen, flops, seconds: one.seconds, gflops: one.gflops, runs: forwardRuns, byThreads };
@@ -653,13 +662,13 @@ function printTables(results, forward, meta) {
   }
   if (forward.length) {
     console.log(`\nForward pass of one block over one ${meta.seqlen}-token window (LlamaRunner.runBlock; flops = 2 x params x T + causal attention 2 x q_dim x T(T+1)), median of ${meta.forwardRuns}:`);
-    console.log('\n| shape | block params | GFLOP | threads | seconds | GFLOP/s | x 1 thread | same bits |');
-    console.log('|---|---:|---:|---:|---:|---:|---:|---|');
+    console.log('\n| shape | block params | GFLOP | threads | seconds | GFLOP/s | x 1 thread | CPU s (all threads) | same bits |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---|');
     for (const f of forward) {
       const one = f.byThreads.find((b) => b.threads === 1);
       for (const b of f.byThreads) {
         const ratio = one ? (one.seconds / b.seconds).toFixed(2) : '-';
-        console.log(`| ${SHAPES[f.shape].label} | ${(f.params / 1e6).toFixed(1)}M | ${(f.flops / 1e9).toFixed(1)} | ${b.threads} | ${b.seconds.toFixed(2)} | ${b.gflops.toFixed(1)} | ${ratio} | ${b.sameBits === null ? '-' : b.sameBits ? 'yes' : 'NO'} |`);
+        console.log(`| ${SHAPES[f.shape].label} | ${(f.params / 1e6).toFixed(1)}M | ${(f.flops / 1e9).toFixed(1)} | ${b.threads} | ${b.seconds.toFixed(2)} | ${b.gflops.toFixed(1)} | ${ratio} | ${b.cpuSeconds.toFixed(2)} | ${b.sameBits === null ? '-' : b.sameBits ? 'yes' : 'NO'} |`);
       }
     }
   }

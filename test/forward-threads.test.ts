@@ -297,4 +297,16 @@ for (const kind of ['throw', 'exit', 'hang'] as const) {
   });
 }
 
+test('quantizeModel on a pool whose worker exits in a region: WorkerError, no worker left, the memory dropped', async () => {
+  const pool = new lib.WorkerPool({ threads: 2, testRegionFault: 'exit', bandTimeoutMs: 1500 });
+  try {
+    const e = await rejects(lib.quantizeModel(stories(), storyWindows(), { method: 'gptq', bits: 4, pool }), 'pipeline exit');
+    assert.instance(e, lib.WorkerError);
+    assert.is(pool.liveWorkers, 0);
+    assert.is(pool.sharedMemoryBytes, 0);
+  } finally {
+    pool.terminate();
+  }
+});
+
 test.run();
