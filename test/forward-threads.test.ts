@@ -25,7 +25,7 @@ import type { LlamaModel } from '../src/model/types.js';
 import { hessianUpdate } from '../src/core/linalg.js';
 
 const lib = await import('cdquant');
-type Kernel = InstanceType<typeof lib.Kernel>;
+type Kernel = Awaited<ReturnType<typeof lib.Kernel.create>>;
 type Runner = Parameters<Parameters<InstanceType<typeof lib.WorkerPool>['parallel']>[0]>[1];
 
 const data = join(process.cwd(), '..', 'shared', 'data');
@@ -110,7 +110,8 @@ test('the midpoint: toMid then from: \'mid\' gives the whole block\'s captures a
         // the pipeline's order: MLP input captured on the way to the midpoint, down_proj's input
         // and the output from there
         const split = runner.embed(w);
-        let mlpIn: Buffer | null = null, downIn: Buffer | null = null;
+        // (assigned in the callbacks: typed so the checks below see Buffer | null)
+        let mlpIn = null as Buffer | null, downIn = null as Buffer | null;
         runner.runBlock(l, split, { stopAfter: 'up_proj', toMid: true, captureResident: (names, ptr, rows, cols) => { if (names[0] === 'gate_proj') mlpIn = copy(ptr, rows, cols); } });
         assert.is(split.layersDone, 0, 'a state at the midpoint has not finished the block');
         runner.runBlock(l, split, { stopAfter: 'down_proj', from: 'mid', captureResident: (names, ptr, rows, cols) => { if (names[0] === 'down_proj') downIn = copy(ptr, rows, cols); } });
