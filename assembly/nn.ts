@@ -112,28 +112,45 @@ export function nn_dot(a: usize, b: usize, n: i32): f32 {
  * 5632 inputs, stream all weights once per 8 tokens: 1.4x slower. L2 keeps up with the
  * micro-kernels' 6 loads per 16 flops.) The tiling never changes an element's operations. */
 export function nn_matmul(x: usize, w: usize, y: usize, T: i32, nIn: i32, nOut: i32): void {
+  nn_matmul_part(x, w, y, T, nIn, nOut, 0, T, 0, nOut);
+}
+
+/** Tokens per token block of nn_matmul (about 1 MiB of X rows; a multiple of 4). Threads share
+ * a product by pieces of this many tokens (src/model/forward.ts). */
+export function nn_matmul_token_block(nIn: i32): i32 {
+  return max<i32>(4, ((1024 * 1024) / max<i32>(nIn << 2, 16)) & ~3);
+}
+
+/** The part Y[t0:t1, o0:o1] of nn_matmul's product (same arguments, plus the ranges): each
+ * element is computed by the same operations as in the whole product, so pieces that cover Y
+ * give Y's bits whichever thread computes which. Writes nothing outside its part. t0 must be a
+ * multiple of 4 for the micro-kernels' token quads to be the whole product's (bits do not
+ * depend on it, speed does). */
+export function nn_matmul_part(x: usize, w: usize, y: usize, T: i32, nIn: i32, nOut: i32, t0: i32, t1: i32, o0: i32, o1: i32): void {
   const rowX = <usize>nIn << 2;
   const rowY = <usize>nOut << 2;
   const n4 = nIn & ~3;
   const rowBytes = max<i32>(nIn << 2, 16);
-  const tileT = max<i32>(4, ((1024 * 1024) / rowBytes) & ~3);
+  const tileT = nn_matmul_token_block(nIn);
   const tileO = max<i32>(2, ((512 * 1024) / rowBytes) & ~1);
-  for (let t0 = 0; t0 < T; t0 += tileT) {
-    const t1 = min<i32>(t0 + tileT, T);
-    for (let o0 = 0; o0 < nOut; o0 += tileO) {
-      const o1 = min<i32>(o0 + tileO, nOut);
-      let t = t0;
-      for (; t + 4 <= t1; t += 4) {
+  t1 = min<i32>(t1, T);
+  o1 = min<i32>(o1, nOut);
+  for (let ta = t0; ta < t1; ta += tileT) {
+    const tb = min<i32>(ta + tileT, t1);
+    for (let oa = o0; oa < o1; oa += tileO) {
+      const ob = min<i32>(oa + tileO, o1);
+      let t = ta;
+      for (; t + 4 <= tb; t += 4) {
         const xt = x + <usize>t * rowX;
         const yt = y + <usize>t * rowY;
-        let o = o0;
-        for (; o + 2 <= o1; o += 2) micro4x2(xt, w + <usize>o * rowX, yt + (<usize>o << 2), rowX, rowY, nIn, n4);
-        for (; o < o1; o++) micro4x1(xt, w + <usize>o * rowX, yt + (<usize>o << 2), rowX, rowY, nIn, n4);
+        let o = oa;
+        for (; o + 2 <= ob; o += 2) micro4x2(xt, w + <usize>o * rowX, yt + (<usize>o << 2), rowX, rowY, nIn, n4);
+        for (; o < ob; o++) micro4x1(xt, w + <usize>o * rowX, yt + (<usize>o << 2), rowX, rowY, nIn, n4);
       }
-      for (; t < t1; t++) {
+      for (; t < tb; t++) {
         const xt = x + <usize>t * rowX;
         const yt = y + <usize>t * rowY;
-        for (let o = o0; o < o1; o++) store<f32>(yt + (<usize>o << 2), dot(xt, w + <usize>o * rowX, nIn));
+        for (let o = oa; o < ob; o++) store<f32>(yt + (<usize>o << 2), dot(xt, w + <usize>o * rowX, nIn));
       }
     }
   }
@@ -401,8 +418,25 @@ export function nn_attention_ex(
   q: usize, k: usize, v: usize, out: usize, T: i32, nHeads: i32, nKv: i32, head: i32,
   scale: f32, window: i32, softcap: f32,
 ): void {
+  const scores = heap.alloc(<usize>nn_attention_scratch(T, window));
+  nn_attention_heads(q, k, v, out, T, nHeads, nKv, head, scale, window, softcap, 0, nHeads, scores);
+  heap.free(scores);
+}
+
+/** Bytes of nn_attention_heads' scratch: one row of scores. */
+export function nn_attention_scratch(T: i32, window: i32): f64 {
   const nMax = window > 0 ? min<i32>(T, window) : T;
-  const scores = heap.alloc((<usize>nMax + 8) << 2);
+  return <f64>(nMax + 8) * 4;
+}
+
+/** nn_attention_ex for query heads h0..h1-1 only (their columns of out; nothing else is
+ * written but `scores`, nn_attention_scratch bytes of the caller's): a head's rows are the same
+ * bits whichever call computes them, so threads may share the heads of one attention. Never
+ * allocates (a worker's instance over shared memory must not). */
+export function nn_attention_heads(
+  q: usize, k: usize, v: usize, out: usize, T: i32, nHeads: i32, nKv: i32, head: i32,
+  scale: f32, window: i32, softcap: f32, h0: i32, h1: i32, scores: usize,
+): void {
   const group = nHeads / nKv;
   const vscale = f32x4.splat(scale);
   const capped = softcap > 0;
@@ -412,7 +446,7 @@ export function nn_attention_ex(
   const headBytes = <usize>head << 2;
   const h4 = head & ~3;
   const h8 = head & ~7;
-  for (let h = 0; h < nHeads; h++) {
+  for (let h = h0; h < min<i32>(h1, nHeads); h++) {
     const kvOff = <usize>(h / group) * headBytes;
     const qOff = <usize>h * headBytes;
     for (let t = 0; t < T; t++) {
@@ -527,7 +561,6 @@ export function nn_attention_ex(
       }
     }
   }
-  heap.free(scores);
 }
 
 // ---------------------------------------------------------------------------------------

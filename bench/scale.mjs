@@ -5,12 +5,17 @@
 // the calibration forward pass of one block in GFLOP/s. Figures only, never asserted.
 //
 //   node bench/scale.mjs [--cases LIST] [--windows 8] [--seqlen 256] [--threads 1]
-//                        [--forward-runs 3] [--no-forward] [--no-quantize] [--full]
+//                        [--forward-runs 3] [--forward-threads 1,2] [--no-forward] [--no-quantize] [--full]
+//                        [--forward-only]
 //                        [--shard-mb 256] [--json FILE] [--keep DIR [--generate-only]] [--gc]
 //
 // LIST is comma-separated SHAPE:BLOCKS:METHOD[:THREADS] (shapes: tinyllama, llama2-7b; methods:
 // gptq, cd, both 4-bit with groups of 128; THREADS defaults to --threads). --full adds the
-// long cases (see FULL_CASES).
+// long cases (see FULL_CASES). --forward-only is the quick mode: no quantization, the forward
+// bench alone, at TinyLlama's shape unless --cases names shapes (a minute or so here).
+// The forward bench runs one block at 1 thread (this thread, no pool) and on a shared-memory
+// WorkerPool of each other count in --forward-threads (runBlock's `threads`: products and
+// attention heads shared; the same bits), and prints GFLOP/s and the speed-up over 1 thread.
 // Run after `node scripts/build.mjs` (it runs build/cli.js and imports build/index.js).
 //
 // The checkpoints are generated into a temporary folder (deleted at the end, kept under DIR
@@ -47,6 +52,8 @@ const { values } = parseArgs({
     seqlen: { type: 'string', default: '256' },
     threads: { type: 'string', default: '1' },
     'forward-runs': { type: 'string', default: '3' },
+    'forward-threads': { type: 'string', default: '1,2' },
+    'forward-only': { type: 'boolean' },
     'no-forward': { type: 'boolean' },
     'no-quantize': { type: 'boolean' },
     'generate-only': { type: 'boolean' },
@@ -101,6 +108,12 @@ const positiveInt = (name) => {
 const windows = positiveInt('windows');
 const seqlen = positiveInt('seqlen');
 const forwardRuns = positiveInt('forward-runs');
+const forwardThreads = values['forward-threads'].split(',').map((t) => Number(t));
+if (!forwardThreads.every((t) => Number.isSafeInteger(t) && t >= 1)) usage(`--forward-threads needs positive whole numbers, got ${values['forward-threads']}`);
+if (values['forward-only']) {
+  values['no-quantize'] = true;
+  values.cases ??= 'tinyllama:1:gptq';
+}
 const shardBytes = positiveInt('shard-mb') * 1e6; // transformers' "256MB" is 256e6 bytes
 const defaultThreads = positiveInt('threads');
 const cases = (values.cases ?? DEFAULT_CASES + (values.full ? `,${FULL_CASES}` : '')).split(',').filter(Boolean).map((spec) => {
@@ -548,9 +561,8 @@ async function runQuantize(work, c, modelDir, tokensFile) {
 // Forward GFLOP/s: one block's calibration forward (LlamaRunner.runBlock) on one window
 
 async function forwardBench(shape) {
-  const { Kernel, LlamaRunner, parseHfConfig } = await import(pathToFileURL(join(root, 'build', 'index.js')).href);
+  const { Kernel, LlamaRunner, WorkerPool, parseHfConfig } = await import(pathToFileURL(join(root, 'build', 'index.js')).href);
   const config = parseHfConfig(JSON.stringify(hfConfig(shape, 1)));
-  const kernel = await Kernel.create();
   const { dim, hiddenDim: hidden, nHeads, nKvHeads } = config;
   const qDim = dim, kvDim = (dim / nHeads) * nKvHeads;
   const shapes = { q_proj: [qDim, dim], k_proj: [kvDim, dim], v_proj: [kvDim, dim], o_proj: [dim, qDim], gate_proj: [hidden, dim], up_proj: [hidden, dim], down_proj: [dim, hidden] };
@@ -564,27 +576,64 @@ async function forwardBench(shape) {
   const block = { attnNorm: tensor('attn', dim, NORM), ffnNorm: tensor('ffn', dim, NORM), linear };
   // no embedding lookups: the state comes from stateFrom
   const embedding = { vocab: config.vocabSize, dim, row: (_id, out) => out.fill(0) };
-  const runner = new LlamaRunner(kernel, { config, embedding, finalNorm: tensor('norm', dim, NORM) }, { blocks: 'none', classifier: false });
-  try {
-    runner.loadBlock(0, block);
-    const input = tensor('state', seqlen * dim, NORM); // a residual stream of ~unit scale
-    const times = [];
-    for (let r = 0; r < forwardRuns + 1; r++) {
-      const state = runner.stateFrom(input);
-      const t0 = performance.now();
-      runner.runBlock(0, state);
-      const t = (performance.now() - t0) / 1000;
-      runner.freeState(state);
-      if (r > 0) times.push(t); // the first run warms up (tier-up, memory growth)
+  const input = tensor('state', seqlen * dim, NORM); // a residual stream of ~unit scale
+  // matmuls 2 x params x T; causal attention: token t scores t + 1 keys and sums t + 1 values,
+  // 2 x head flops each, per head: 2 x qDim x T(T + 1) in all
+  const flops = 2 * params * seqlen + 2 * qDim * seqlen * (seqlen + 1);
+  /** Median wall and CPU seconds (the whole process: every thread) of runBlock on `kernel`
+   * (with `threads`, shared); the output. On a loaded machine the wall ratio says little; CPU
+   * seconds that do not grow with the threads say the split costs no extra work. */
+  const timeOn = (kernel, threads) => {
+    const runner = new LlamaRunner(kernel, { config, embedding, finalNorm: tensor('norm', dim, NORM) }, { blocks: 'none', classifier: false });
+    try {
+      runner.loadBlock(0, block);
+      const times = [];
+      const cpu = [];
+      let out = null;
+      for (let r = 0; r < forwardRuns + 1; r++) {
+        const state = runner.stateFrom(input);
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        runner.runBlock(0, state, { threads });
+        const t = (performance.now() - t0) / 1000;
+        const c = process.cpuUsage(c0);
+        out ??= runner.readState(state);
+        runner.freeState(state);
+        if (r > 0) {
+          // the first run warms up (tier-up, memory growth)
+          times.push(t);
+          cpu.push((c.user + c.system) / 1e6);
+        }
+      }
+      return { seconds: median(times), cpuSeconds: median(cpu), out };
+    } finally {
+      runner.free();
     }
-    // matmuls 2 x params x T; causal attention: token t scores t + 1 keys and sums t + 1 values,
-    // 2 x head flops each, per head: 2 x qDim x T(T + 1) in all
-    const flops = 2 * params * seqlen + 2 * qDim * seqlen * (seqlen + 1);
-    const seconds = median(times);
-    return { shape, params, tokens: seqlen, flops, seconds, gflops: flops / seconds / 1e9, runs: times.length };
-  } finally {
-    runner.free();
+  };
+  const byThreads = [];
+  let serialOut = null;
+  for (const threads of forwardThreads) {
+    let run;
+    if (threads === 1) {
+      run = timeOn(await Kernel.create());
+      serialOut = run.out;
+    } else {
+      const pool = new WorkerPool({ threads });
+      try {
+        const done = await pool.parallel((kernel, runner) => timeOn(kernel, runner));
+        if (!done) throw new Error('no shared-memory pool in this runtime');
+        run = done.value;
+      } finally {
+        pool.terminate();
+      }
+    }
+    // the same bits whatever the threads (test/forward-threads.test.ts); checked here in passing
+    const same = serialOut ? Buffer.from(run.out.buffer).equals(Buffer.from(serialOut.buffer)) : null;
+    byThreads.push({ threads, seconds: run.seconds, cpuSeconds: run.cpuSeconds, gflops: flops / run.seconds / 1e9, sameBits: same });
+    log(`  ${threads} thread(s): ${run.seconds.toFixed(2)} s (CPU ${run.cpuSeconds.toFixed(2)} s), ${(flops / run.seconds / 1e9).toFixed(1)} GFLOP/s${same === false ? ' (DIFFERENT BITS from 1 thread)' : ''}`);
   }
+  const one = byThreads.find((b) => b.threads === 1) ?? byThreads[0];
+  return { shape, params, tokens: seqlen, flops, seconds: one.seconds, gflops: one.gflops, runs: forwardRuns, byThreads };
 }
 
 // ------------------------------------------------------------------------------------------
@@ -613,10 +662,14 @@ function printTables(results, forward, meta) {
   }
   if (forward.length) {
     console.log(`\nForward pass of one block over one ${meta.seqlen}-token window (LlamaRunner.runBlock; flops = 2 x params x T + causal attention 2 x q_dim x T(T+1)), median of ${meta.forwardRuns}:`);
-    console.log('\n| shape | block params | GFLOP | seconds | GFLOP/s, 1 thread | GFLOP/s, 2 threads |');
-    console.log('|---|---:|---:|---:|---:|---|');
+    console.log('\n| shape | block params | GFLOP | threads | seconds | GFLOP/s | x 1 thread | CPU s (all threads) | same bits |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---|');
     for (const f of forward) {
-      console.log(`| ${SHAPES[f.shape].label} | ${(f.params / 1e6).toFixed(1)}M | ${(f.flops / 1e9).toFixed(1)} | ${f.seconds.toFixed(2)} | ${f.gflops.toFixed(1)} | n/a (the forward pass runs on one thread; no multi-threaded forward yet) |`);
+      const one = f.byThreads.find((b) => b.threads === 1);
+      for (const b of f.byThreads) {
+        const ratio = one ? (one.seconds / b.seconds).toFixed(2) : '-';
+        console.log(`| ${SHAPES[f.shape].label} | ${(f.params / 1e6).toFixed(1)}M | ${(f.flops / 1e9).toFixed(1)} | ${b.threads} | ${b.seconds.toFixed(2)} | ${b.gflops.toFixed(1)} | ${ratio} | ${b.cpuSeconds.toFixed(2)} | ${b.sameBits === null ? '-' : b.sameBits ? 'yes' : 'NO'} |`);
+      }
     }
   }
 }

@@ -7,8 +7,11 @@
 import type { Kernel } from './kernel.js';
 
 /** The kernels a parallel region may run: each a piece of work that writes only its own part of
- * the result (see their definitions in assembly/linalg.ts). */
-export const PARALLEL_KERNELS = ['hessianUpdateBands', 'choleskyTrailing', 'lowerInverseProducts', 'lowerInverseApply'] as const;
+ * the result and never allocates (see their definitions in assembly/linalg.ts and nn.ts). */
+export const PARALLEL_KERNELS = [
+  'hessianUpdateBands', 'choleskyTrailing', 'lowerInverseProducts', 'lowerInverseApply',
+  'nn_matmul_part', 'nn_attention_heads',
+] as const;
 export type ParallelKernel = typeof PARALLEL_KERNELS[number];
 
 /** One call: `args` as the kernel takes them; with `scratchArg`, that argument is replaced by

@@ -12,6 +12,7 @@
 // act is SiLU (Gemma 3: gelu-tanh); logits = classifier(norm(x_L)), Gemma: soft-capped; the
 // embedding is multiplied by sqrt(dim) in Gemma.
 import type { Kernel } from '../core/kernel.js';
+import type { KernelCall, ParallelRunner } from '../core/runner.js';
 import { OptionError, ShapeError, KernelError, assertFinite } from '../core/errors.js';
 import { resolveArch, type Arch, type LinearSpec, type StagePoint } from './arch.js';
 import type { LinearName, LlamaBlock, LlamaConfig, LlamaModel } from './types.js';
@@ -20,6 +21,8 @@ import { f32Embedding, type EmbeddingTable } from './source.js';
 /** The nn_* exports of cdquant.wasm (see assembly/nn.ts). */
 interface NnExports {
   nn_matmul(x: number, w: number, y: number, T: number, nIn: number, nOut: number): void;
+  nn_matmul_token_block(nIn: number): number;
+  nn_attention_scratch(T: number, window: number): number;
   nn_rmsnorm(x: number, weight: number, y: number, T: number, dim: number, eps: number): void;
   nn_rope_freqs(out: number, rot: number, theta: number, kind: number, factor: number, low: number, high: number, origMax: number, ext: number): void;
   nn_rope_table_freqs(tab: number, nPos: number, half: number, freqs: number, mscale: number): void;
@@ -59,7 +62,29 @@ export interface RunBlockOptions {
   /** Advance the state in place (default true). With false the block runs for its captures
    * only and the state keeps the block's input. */
   update?: boolean;
+  /** Leave the state at the block's midpoint, h = x + attention (Gemma 3: x +
+   * post_attention_norm(attention)), for later runs `from: 'mid'`: the block stops there, or
+   * after the capture `stopAfter` names in its MLP half. The MLP's inputs do not depend on
+   * the attention half's weights once h is known, so GPTQ's sequential stages need not
+   * recompute q/k/v, attention and o_proj for the MLP's stages and the block's output. */
+  toMid?: boolean;
+  /** Where the state is in the block: 'input' (default), or 'mid' (left by a `toMid` run of
+   * this block): only the MLP half runs, from h. */
+  from?: 'input' | 'mid';
+  /** Shares the block's products (by pieces of MATMUL_PIECE_ROWS output rows times one
+   * nn_matmul token block) and its attention (by query heads) among threads: a parallel region
+   * of a shared-memory pool whose kernel is this runner's. The pieces are fixed by the shapes,
+   * never by the threads, and each is computed as in the whole product: the same bits as
+   * without. */
+  threads?: ParallelRunner;
 }
+
+/** Output rows of one piece of a shared product: small enough that a 64-wide layer of a tiny
+ * model still splits, large enough that a piece (16 rows x ~1 MiB of token rows) costs far
+ * more than handing it to a thread. */
+const MATMUL_PIECE_ROWS = 16;
+/** Calls handed to the threads at once (AtomicsRunner takes at most 65535 per batch). */
+const MAX_BATCH = 8192;
 
 /** The residual stream of one token sequence, [tokens, dim] float32 in wasm memory. Opaque:
  * read it with `LlamaRunner.readState`, release it with `LlamaRunner.freeState` (or
@@ -321,15 +346,22 @@ export class LlamaRunner {
     const w = this.blocks[layer];
     if (!w) throw new OptionError(`block ${layer} is not loaded (loadBlock first)`);
     const a = this.arch;
-    const { capture, captureResident, stopAfter } = options;
+    const { capture, captureResident, stopAfter, threads } = options;
     let stopAt: StagePoint | null = null;
     if (stopAfter !== undefined) {
       const stage = a.stages.find((s) => s.names.includes(stopAfter));
       if (!stage) throw new OptionError(`stopAfter must be one of ${a.stages.flatMap((s) => s.names).join(', ')}, got ${String(stopAfter)}`);
       stopAt = stage.point;
     }
-    // stopAfter leaves the state unchanged however `update` is set
-    const update = stopAt === null && (options.update ?? true);
+    const fromMid = options.from === 'mid';
+    const toMid = options.toMid === true;
+    if (options.from !== undefined && options.from !== 'input' && !fromMid) throw new OptionError(`from must be 'input' or 'mid', got ${String(options.from)}`);
+    const inAttention = stopAt === 'attn_in' || stopAt === 'o_in';
+    if (fromMid && (toMid || inAttention)) throw new OptionError(`a state at the block's midpoint runs the MLP half only: no ${toMid ? 'toMid' : `stopAfter ${String(stopAfter)}`}`);
+    if (toMid && (inAttention || options.update === false)) throw new OptionError(`toMid advances the state to the midpoint: not with ${inAttention ? `stopAfter ${String(stopAfter)}` : 'update: false'}`);
+    // stopAfter leaves the state unchanged however `update` is set, unless it is to be left
+    // at the midpoint (toMid)
+    const update = toMid || (stopAt === null && (options.update ?? true));
     const { dim, hidden, nHeads, nKv, head, qDim, kvDim, eps } = a;
     const T = state.length;
     const nn = this.nn;
@@ -346,51 +378,75 @@ export class LlamaRunner {
     const rowsOf = (name: LinearName) => a.linears.find((l) => l.name === name)!;
     // y = x W^T (+ b) for a stored layer, or for `rows` rows of it starting at row `from`
     const linear = (x: number, y: number, spec: LinearSpec, from = 0, rows = spec.rows) => {
-      nn.nn_matmul(x, w.linear.get(spec.name)! + from * spec.cols * 4, y, T, spec.cols, rows);
+      const wp = w.linear.get(spec.name)! + from * spec.cols * 4;
+      if (threads) this.sharedMatmul(threads, x, wp, y, T, spec.cols, rows);
+      else nn.nn_matmul(x, wp, y, T, spec.cols, rows);
       const b = w.bias.get(spec.name);
       if (b) nn.nn_add_bias(y, b + from * 4, T, rows);
     };
 
     k.scoped((alloc) => {
       const xb = alloc(T * dim * 4);
-      nn.nn_rmsnorm(state.ptr, w.attnNorm, xb, T, dim, eps);
-      if (report('attn_in', xb, dim)) return;
-      const q = alloc(T * qDim * 4);
-      const kk = alloc(T * kvDim * 4);
-      const v = alloc(T * kvDim * 4);
-      if (a.fused) {
-        // Phi-3: qkv_proj's rows are q, then k, then v (the fused product, one row block each)
-        const spec = rowsOf('qkv_proj');
-        linear(xb, q, spec, 0, qDim);
-        linear(xb, kk, spec, qDim, kvDim);
-        linear(xb, v, spec, qDim + kvDim, kvDim);
-      } else {
-        linear(xb, q, rowsOf('q_proj'));
-        linear(xb, kk, rowsOf('k_proj'));
-        linear(xb, v, rowsOf('v_proj'));
-      }
-      if (a.qkNorm) {
-        // RMSNorm over each head's head_dim values: rows of `head` in [T * heads, head]
-        nn.nn_rmsnorm(q, w.qNorm, q, T * nHeads, head, eps);
-        nn.nn_rmsnorm(kk, w.kNorm, kk, T * nKv, head, eps);
-      }
-      const rope = this.ropeTableFor(layer, T);
-      const halfSplit = this.config.ropeStyle === 'half' ? 1 : 0;
-      nn.nn_rope_partial(q, rope, T, nHeads, head, a.rot, halfSplit);
-      nn.nn_rope_partial(kk, rope, T, nKv, head, a.rot, halfSplit);
-      const att = alloc(T * qDim * 4);
-      nn.nn_attention_ex(q, kk, v, att, T, nHeads, nKv, head, nn.nn_attn_scale(a.attnScalar), a.layers[layer].window, a.attnSoftcap);
-      if (report('o_in', att, qDim)) return;
-      // the residual stream: the state itself, or a scratch copy when it must stay unchanged
-      let x = state.ptr;
-      if (!update) {
-        x = alloc(T * dim * 4);
-        k.u8(x, T * dim * 4).set(k.u8(state.ptr, T * dim * 4));
-      }
       const tmp = alloc(T * dim * 4);
-      linear(att, tmp, rowsOf('o_proj'));
-      if (a.sandwichNorms) nn.nn_rmsnorm(tmp, w.postAttnNorm, tmp, T, dim, eps);
-      nn.nn_add(x, tmp, T * dim);
+      // the residual stream: the state itself, or a scratch copy when it must stay unchanged
+      const residual = () => {
+        if (update) return state.ptr;
+        const x = alloc(T * dim * 4);
+        k.u8(x, T * dim * 4).set(k.u8(state.ptr, T * dim * 4));
+        return x;
+      };
+      let x: number;
+      if (fromMid) {
+        // read only: the MLP half writes the residual after its last capture, and only when
+        // the block is to advance
+        x = state.ptr;
+      } else {
+        nn.nn_rmsnorm(state.ptr, w.attnNorm, xb, T, dim, eps);
+        if (report('attn_in', xb, dim)) return;
+        const q = alloc(T * qDim * 4);
+        const kk = alloc(T * kvDim * 4);
+        const v = alloc(T * kvDim * 4);
+        if (a.fused) {
+          // Phi-3: qkv_proj's rows are q, then k, then v (the fused product, one row block each)
+          const spec = rowsOf('qkv_proj');
+          linear(xb, q, spec, 0, qDim);
+          linear(xb, kk, spec, qDim, kvDim);
+          linear(xb, v, spec, qDim + kvDim, kvDim);
+        } else {
+          linear(xb, q, rowsOf('q_proj'));
+          linear(xb, kk, rowsOf('k_proj'));
+          linear(xb, v, rowsOf('v_proj'));
+        }
+        if (a.qkNorm) {
+          // RMSNorm over each head's head_dim values: rows of `head` in [T * heads, head]
+          nn.nn_rmsnorm(q, w.qNorm, q, T * nHeads, head, eps);
+          nn.nn_rmsnorm(kk, w.kNorm, kk, T * nKv, head, eps);
+        }
+        const rope = this.ropeTableFor(layer, T);
+        const halfSplit = this.config.ropeStyle === 'half' ? 1 : 0;
+        nn.nn_rope_partial(q, rope, T, nHeads, head, a.rot, halfSplit);
+        nn.nn_rope_partial(kk, rope, T, nKv, head, a.rot, halfSplit);
+        const att = alloc(T * qDim * 4);
+        const scale = nn.nn_attn_scale(a.attnScalar);
+        const window = a.layers[layer].window;
+        if (threads) {
+          // one call per query head; `scores` (argument 13) is each thread's own scratch
+          const calls: KernelCall[] = [];
+          for (let h = 0; h < nHeads; h++) {
+            calls.push({ fn: 'nn_attention_heads', args: [q, kk, v, att, T, nHeads, nKv, head, scale, window, a.attnSoftcap, h, h + 1, 0], scratchArg: 13 });
+          }
+          threads.run(calls, nn.nn_attention_scratch(T, window));
+        } else {
+          nn.nn_attention_ex(q, kk, v, att, T, nHeads, nKv, head, scale, window, a.attnSoftcap);
+        }
+        if (report('o_in', att, qDim)) return;
+        x = residual();
+        linear(att, tmp, rowsOf('o_proj'));
+        if (a.sandwichNorms) nn.nn_rmsnorm(tmp, w.postAttnNorm, tmp, T, dim, eps);
+        nn.nn_add(x, tmp, T * dim);
+        // the midpoint h: where a toMid run leaves the state
+        if (toMid && stopAt === null) return;
+      }
       nn.nn_rmsnorm(x, w.ffnNorm, xb, T, dim, eps);
       if (report('mlp_in', xb, dim)) return;
       const g = alloc(T * hidden * 4);
@@ -412,7 +468,7 @@ export class LlamaRunner {
       if (a.sandwichNorms) nn.nn_rmsnorm(tmp, w.postFfnNorm, tmp, T, dim, eps);
       nn.nn_add(x, tmp, T * dim);
     });
-    if (update) state.layersDone = layer + 1;
+    if (update && !toMid) state.layersDone = layer + 1;
   }
 
   /** Final norm, classifier (and Gemma's soft-capping) on a state: logits [T, vocab]. */
@@ -546,6 +602,24 @@ export class LlamaRunner {
   }
 
   // ---------------------------------------------------------------- internals
+
+  /** nn_matmul(x, w, y, T, nIn, nOut) by pieces shared among `threads`: token blocks of
+   * nn_matmul's own size (the calls of one block come together, so the threads working on it
+   * share its rows in cache) times MATMUL_PIECE_ROWS output rows. */
+  private sharedMatmul(threads: ParallelRunner, x: number, w: number, y: number, T: number, nIn: number, nOut: number): void {
+    const tokens = this.nn.nn_matmul_token_block(nIn);
+    let calls: KernelCall[] = [];
+    for (let t0 = 0; t0 < T; t0 += tokens) {
+      for (let o0 = 0; o0 < nOut; o0 += MATMUL_PIECE_ROWS) {
+        calls.push({ fn: 'nn_matmul_part', args: [x, w, y, T, nIn, nOut, t0, Math.min(t0 + tokens, T), o0, Math.min(o0 + MATMUL_PIECE_ROWS, nOut)] });
+        if (calls.length === MAX_BATCH) {
+          threads.run(calls);
+          calls = [];
+        }
+      }
+    }
+    threads.run(calls);
+  }
 
   /** A norm weight as the kernel uses it: Gemma's RMSNorm multiplies by 1 + w (in f32, as
    * transformers' `output * (1.0 + self.weight.float())`). */

@@ -230,20 +230,24 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
       const weights = await source.block(block);
       runner.loadBlock(block, done ? withQuantized(kernel, weights, done) : weights);
     };
-    /** Runs block `block` on every sample; with `stopAfter`, for its captures only. */
+    /** Runs block `block` on every sample; with `stopAfter`, for its captures only (unless
+     * `toMid` leaves the states at the block's midpoint). */
     const pass = (block: number, opts: RunBlockOptions) => {
       for (const values of states) {
         const st = runner.stateFrom(values);
         try {
           runner.runBlock(block, st, opts);
-          if (!opts.stopAfter) runner.readState(st, values);
+          if (!opts.stopAfter || opts.toMid) runner.readState(st, values);
         } finally {
           runner.freeState(st);
         }
       }
     };
+    /** The layers whose inputs come from a block's midpoint h (its MLP half). */
+    const mlpLayers = new Set(resolveArch(config).stages.filter((s) => s.point === 'mlp_in' || s.point === 'down_in').flatMap((s) => s.names));
     for (let block = 0; block < config.nLayers; block++) {
       if (signal?.aborted) throw new AbortError();
+      let atMid = false;
       const done = await resumed(block);
       // A finished block from an earlier run is loaded with its quantized layers.
       await loadBlock(block, done);
@@ -251,18 +255,29 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
         layers.push(...(keepLayers ? done : done.map(withoutArrays)));
       } else {
         const blockLayers: QuantizedLinear[] = [];
+        // The first MLP stage's pass leaves the states at the block's midpoint h (its
+        // attention half quantized by then, so h is final); the later stages and the block's
+        // output start from h instead of recomputing q/k/v, attention and o_proj (the same
+        // bits: the same operations on the same values).
         for (const stage of stages) {
           if (signal?.aborted) throw new AbortError();
           const cols = linearShape(config, stage[0])[1];
           const acc = new HessianAccumulator(cols, kernel);
           let session: LayerSession | null = null;
           try {
+            const last = stage[stage.length - 1];
+            const inMlp = mlpLayers.has(last);
+            const toMid = inMlp && !atMid;
             await region((threads) => pass(block, {
-              stopAfter: stage[stage.length - 1],
+              stopAfter: last,
+              threads,
+              toMid,
+              from: atMid ? 'mid' : 'input',
               captureResident: (names, ptr, rows) => {
                 if (names[0] === stage[0]) acc.addResident(kernel, ptr, rows, threads);
               },
             }));
+            if (toMid) atMid = true;
             // Comparison solves start from H as accumulated (the preparation changes it).
             // ('rtn' is the baseline, solved with the layer's own bands: no H of its own.)
             const hessian = compareMethods?.some((m) => m !== 'rtn') ? acc.hessian() : null;
@@ -324,7 +339,7 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
         }
         await onBlockDone?.(block, blockLayers);
       }
-      pass(block, {});
+      await region((threads) => pass(block, { threads, from: atMid ? 'mid' : 'input' }));
       runner.unloadBlock(block);
     }
     if (types) {

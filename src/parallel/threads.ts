@@ -25,7 +25,7 @@ const JOBS = 7; // pointer of the job table
 const SLOTS = 8; // pointer of the slots
 export const CONTROL_WORDS = 16;
 const SLOT_WORDS = 4;
-const JOB_WORDS = 16; // f64: fn index, argument count, scratch argument (-1: none), arguments
+const JOB_WORDS = 18; // f64: fn index, argument count, scratch argument (-1: none), arguments (nn_attention_heads: 14)
 const MAX_ARGS = JOB_WORDS - 3;
 const MAX_CALLS = 0xffff;
 
@@ -43,9 +43,8 @@ export function serveRegion(k: Kernel, control: number, slot: number, testFault?
     while (Atomics.load(c(), GEN) === seen) Atomics.wait(c(), GEN, seen, 1000);
     seen = Atomics.load(c(), GEN);
     if (Atomics.load(c(), STOP)) return ran;
-    const s = slotWords();
-    const scratch = s[0];
-    if (s[2]) k.exports.setPackBuffer(s[2]);
+    const pack = slotWords()[2];
+    if (pack) k.exports.setPackBuffer(pack);
     for (;;) {
       const ctl = c();
       const claim = Atomics.add(ctl, NEXT, 1);
@@ -53,6 +52,12 @@ export function serveRegion(k: Kernel, control: number, slot: number, testFault?
       const j = claim & 0xffff;
       if (claim >>> 16 !== count >>> 16 || j >= (count & 0xffff)) break;
       const row = new Float64Array(memory.buffer, Atomics.load(ctl, JOBS) + j * JOB_WORDS * 8, JOB_WORDS);
+      // The scratch is read for each claim, not once per wake-up: a worker that claims late
+      // gets a call of the batch after the one that woke it, and the owner may have grown
+      // (freed and reallocated) the scratch for that batch. A pointer read at wake-up then
+      // names a freed block, or 0 when the earlier batch needed none: the call wrote the
+      // allocator's memory (the heap corruption of the forward pass on workers, in free).
+      const scratch = slotWords()[0];
       try {
         if (testFault && j === 0 && count >>> 16 === 1) testFault();
         const args = Array.from(row.subarray(3, 3 + row[1]));
