@@ -47,8 +47,12 @@ function widenBlock(dst: usize, h: usize, ldh: i32, len: i32): void {
  * of O(len^2). The codes come four at a time from SIMD lanes (the same operations as quantCode:
  * division, nearest, clamp); every step is a property of the row's own values, so no banding
  * dependence. work: scanWork(len) bytes.
+ * stops (0: score every candidate): f64 [CLIP_CANDIDATES] from screenBounds, for a block scored
+ * alone (scores zero on entry): once stops[c] exceeds the best score so far, candidates c on
+ * are given +Infinity unscored. The scored ones take the same path as without stops (a prefix
+ * of it), so their scores and the first minimum are the same bits.
  */
-function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, xmax: f32, maxq: f32, sym: bool, scores: usize, work: usize): void {
+function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, xmax: f32, maxq: f32, sym: bool, scores: usize, work: usize, stops: usize): void {
   const u = work; // f64 [len]
   const hx = work + (<usize>len << 3); // f64 [len]
   const vprev = hx + (<usize>len << 3); // f32 [len]
@@ -77,8 +81,14 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
     vHx += v * load<f64>(hx + (<usize>j << 3));
   }
   let s = <f64>sc;
-  store<f64>(scores, load<f64>(scores) + (xHx - 2 * s * vHx + s * s * vHv));
+  let best = load<f64>(scores) + (xHx - 2 * s * vHx + s * s * vHv);
+  store<f64>(scores, best);
   for (let c = 1; c < CLIP_CANDIDATES; c++) {
+    if (stops && load<f64>(stops + (<usize>c << 3)) > best) {
+      // No candidate from c on can score below the best so far (screenBounds): they lose.
+      for (let t = c; t < CLIP_CANDIDATES; t++) store<f64>(scores + (<usize>t << 3), Infinity);
+      return;
+    }
     grid = candidateGrid(c, xmin, xmax, maxq, sym);
     sc = pairFirst(grid);
     z = pairSecond(grid);
@@ -109,7 +119,9 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
     }
     s = <f64>sc;
     const so = scores + (<usize>c << 3);
-    store<f64>(so, load<f64>(so) + (xHx - 2 * s * vHx + s * s * vHv));
+    const score = load<f64>(so) + (xHx - 2 * s * vHx + s * s * vHv);
+    store<f64>(so, score);
+    if (score < best) best = score;
   }
 }
 
@@ -167,6 +179,171 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
   }
 }
 
+// ---- Screening the exact group search ----
+// The exact scan's cost is the sparse updates of u = H v, candidate after candidate, and its
+// scores depend on that path, so a candidate cannot simply be left out. What is safe is a
+// stop: once no remaining candidate can score below the best so far, the scan ends. The scores
+// it did compute took the same path as before, so the first minimum is the same candidate.
+// "Cannot" is a lower bound that holds for the computed scores, not only the exact ones:
+// e^T Hg e >= mu * sum_j H_jj e_j^2 with mu certified below the smallest eigenvalue of the
+// block's correlation matrix D^-1/2 Hg D^-1/2 (a Cholesky of it minus mu I succeeds), less a
+// bound on the rounding of the computed score.
+
+/** Shifts tried for mu, largest first; a block whose correlation matrix has its smallest
+ * eigenvalue below the last is not screened (the bound would rarely stop the scan). */
+// @ts-ignore: decorator
+@inline const SCREEN_MU_FIRST: f64 = 0.5;
+// @ts-ignore: decorator
+@inline const SCREEN_MU_TRIES: i32 = 3;
+
+/** Bytes of the screening's work for groups of up to n values. */
+// @ts-ignore: decorator
+@inline function screenWork(n: i32): usize {
+  return <usize>CLIP_CANDIDATES * 8 + <usize>n * 16 + blockBytes(n);
+}
+
+/** a . b over n f64, pairwise lanes then their sum (a fixed order). */
+// @ts-ignore: decorator
+@inline function dot64(a: usize, b: usize, n: i32): f64 {
+  let acc = f64x2.splat(0);
+  let i = 0;
+  for (; i + 2 <= n; i += 2) acc = f64x2.add(acc, f64x2.mul(v128.load(a + (<usize>i << 3)), v128.load(b + (<usize>i << 3))));
+  let sum = f64x2.extract_lane(acc, 0) + f64x2.extract_lane(acc, 1);
+  if (i < n) sum += load<f64>(a + (<usize>i << 3)) * load<f64>(b + (<usize>i << 3));
+  return sum;
+}
+
+/** Whether the Cholesky factorisation of C - mu I succeeds, C_ij = hb_ij rs_i rs_j (hb f64
+ * [len x len], rs [len] = 1/sqrt(hb_jj)): every pivot positive. l: len x len f64 (the factor's
+ * lower triangle, overwritten). */
+function choleskySucceeds(hb: usize, len: i32, rs: usize, mu: f64, l: usize): bool {
+  for (let i = 0; i < len; i++) {
+    const li = l + ((<usize>i * <usize>len) << 3);
+    const hi = hb + ((<usize>i * <usize>len) << 3);
+    const ri = load<f64>(rs + (<usize>i << 3));
+    for (let j = 0; j <= i; j++) {
+      const lj = l + ((<usize>j * <usize>len) << 3);
+      let a = load<f64>(hi + (<usize>j << 3)) * ri * load<f64>(rs + (<usize>j << 3));
+      if (j == i) a -= mu;
+      const sum = a - dot64(li, lj, j);
+      if (j < i) {
+        store<f64>(li + (<usize>j << 3), sum / load<f64>(lj + (<usize>j << 3)));
+      } else {
+        if (!(sum > 0)) return false;
+        store<f64>(li + (<usize>i << 3), Math.sqrt(sum));
+      }
+    }
+  }
+  return true;
+}
+
+/**
+ * A certified lower bound mu > 0 on the smallest eigenvalue of the correlation matrix of the
+ * f64 block hb [len x len], or 0 when none of the tried shifts certifies (or the block has a
+ * diagonal that is not positive and finite). A successful Cholesky of the computed C - mu I is
+ * exact for C - mu I + E with ||E|| <= (len + 1) len 2^-53 (entries of the factor products are
+ * at most 1 in size here): 3e-11 for len = 512. The result keeps a margin far above that and
+ * the rounding of C's entries. rs: receives 1/sqrt(hb_jj) [len]; l: len x len f64.
+ */
+function screenMu(hb: usize, len: i32, rs: usize, l: usize): f64 {
+  for (let j = 0; j < len; j++) {
+    const d = load<f64>(hb + ((<usize>j * <usize>len + <usize>j) << 3));
+    if (!(d > 0 && d < Infinity)) return 0;
+    store<f64>(rs + (<usize>j << 3), 1 / Math.sqrt(d));
+  }
+  let mu = SCREEN_MU_FIRST;
+  for (let t = 0; t < SCREEN_MU_TRIES; t++, mu *= 0.5) {
+    if (choleskySucceeds(hb, len, rs, mu, l)) return mu * (1 - 1e-6) - 1e-9;
+  }
+  return 0;
+}
+
+/** Largest |entry| of the f64 block hb [len x len] (Infinity when one is not finite). */
+function blockMaxAbs(hb: usize, len: i32): f64 {
+  let m: f64 = 0;
+  const n = <usize>len * <usize>len;
+  for (let i: usize = 0; i < n; i++) {
+    const a = Math.abs(load<f64>(hb + (i << 3)));
+    if (!(a <= m)) m = a < Infinity ? a : Infinity;
+  }
+  return m;
+}
+
+/**
+ * stops [CLIP_CANDIDATES] for owcBlockScores: stops[c] is at most every computed score of the
+ * candidates c and after. For each candidate a lower bound on mu * sum_j H_jj e_j^2 (e = s v - x)
+ * from f32 arithmetic: W = sum of dg_j * e~_j^2 over f32 lanes, e~ = fl(fl(s v) - x), which lies
+ * within 2u (|s v| + |e~|) of e (u = 2^-24; |v| <= maxq), so sum H_jj e_j^2 >= W - 4u (s maxq
+ * sqrt(sum H_jj) sqrt(W) + W), and W is within (len / 4 + 8) u of its exact sum (lanes of
+ * len / 4 sequential adds of positive terms of two products each, then 3 more). From that,
+ * less a bound on how far the exact scan's computed score can lie below the exact e^T Hb e:
+ * with N its sequential steps so far (len for the start, one per code change since), P the
+ * mass of v put into u = Hb v (sum |v_0| + sum |d| over the changes), S = sum |x_j| and
+ * M = max |Hb_ij|, every term of xHx, s vHx and s^2 vHv is bounded by M (S + s P)^2 in sum, so
+ * the rounding is at most 8 (N + 8) 2^-53 M (S + s P)^2; 1e-15 (N + len + 8) M (S + s P)^2 is
+ * used. The codes and their changes are those of the scan (the same operations).
+ * Then stops[c] = the minimum over c' >= c.
+ * work: H_jj as f32 [len] (rounded down: dg_j <= H_jj), then f32 [len] for the codes.
+ */
+function screenBounds(
+  x: usize, len: i32, sumDiag: f64, mu: f64, hmax: f64, xmin: f32, xmax: f32, maxq: f32, sym: bool, stops: usize, work: usize,
+): void {
+  const dg = work; // H_jj, f32 [len] rounded down
+  const vb = work + (<usize>len << 2); // codes of the previous candidate, f32 [len]
+  let sx: f64 = 0;
+  for (let j = 0; j < len; j++) sx += Math.abs(<f64>load<f32>(x + (<usize>j << 2)));
+  const rootDiag = Math.sqrt(sumDiag);
+  const u: f64 = 5.9604644775390625e-8; // 2^-24
+  let steps: f64 = <f64>len;
+  let mass: f64 = 0;
+  memory.fill(vb, 0, <usize>len << 2); // so candidate 0's mass is sum |v_0|
+  for (let c = 0; c < CLIP_CANDIDATES; c++) {
+    const grid = candidateGrid(c, xmin, xmax, maxq, sym);
+    const sc = pairFirst(grid), z = pairSecond(grid);
+    const vs = f32x4.splat(sc), vz = f32x4.splat(z), vmax = f32x4.splat(maxq), vzero = f32x4.splat(0);
+    let acc = f32x4.splat(0);
+    let moved = 0;
+    let moves = f32x4.splat(0);
+    let j = 0;
+    for (; j + 4 <= len; j += 4) {
+      const o = <usize>j << 2;
+      const xv = v128.load(x + o);
+      const code = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.nearest(f32x4.div(xv, vs)), vz), vzero), vmax);
+      const v = f32x4.sub(code, vz);
+      const prev = v128.load(vb + o);
+      moved += <i32>popcnt(i32x4.bitmask(f32x4.ne(v, prev)));
+      moves = f32x4.add(moves, f32x4.abs(f32x4.sub(v, prev)));
+      v128.store(vb + o, v);
+      const e = f32x4.sub(f32x4.mul(vs, v), xv);
+      acc = f32x4.add(acc, f32x4.mul(v128.load(dg + o), f32x4.mul(e, e)));
+    }
+    let w = <f64>f32x4.extract_lane(acc, 0) + <f64>f32x4.extract_lane(acc, 1) + <f64>f32x4.extract_lane(acc, 2) + <f64>f32x4.extract_lane(acc, 3);
+    let m = <f64>f32x4.extract_lane(moves, 0) + <f64>f32x4.extract_lane(moves, 1) + <f64>f32x4.extract_lane(moves, 2) + <f64>f32x4.extract_lane(moves, 3);
+    for (; j < len; j++) {
+      const xj = load<f32>(x + (<usize>j << 2));
+      const v = quantCode(xj, sc, z, maxq) - z;
+      const prev = load<f32>(vb + (<usize>j << 2));
+      if (v != prev) moved++;
+      m += Math.abs(<f64>v - <f64>prev);
+      store<f32>(vb + (<usize>j << 2), v);
+      const e = sc * v - xj;
+      w += <f64>load<f32>(dg + (<usize>j << 2)) * <f64>(e * e);
+    }
+    if (c > 0) steps += <f64>moved;
+    mass += m;
+    const s = <f64>sc;
+    const gamma = (<f64>len * 0.25 + 8) * u;
+    const whi = w * (1 + gamma);
+    const weighted = max<f64>(0, w * (1 - gamma) - 4 * u * (s * <f64>maxq * rootDiag * 1.001 * Math.sqrt(whi) + whi));
+    const bound = s * mass + sx;
+    store<f64>(stops + (<usize>c << 3), mu * weighted * (1 - 1e-9) - 1e-15 * (steps + <f64>len + 8) * hmax * bound * bound);
+  }
+  for (let c = CLIP_CANDIDATES - 2; c >= 0; c--) {
+    const o = stops + (<usize>c << 3);
+    store<f64>(o, min<f64>(load<f64>(o), load<f64>(o + 8)));
+  }
+}
+
 /** Widest group whose block is widened to f64 (2 MiB); wider ones (the exact per-channel
  * search of a wide layer) read H in place. Same arithmetic either way. */
 // @ts-ignore: decorator
@@ -174,7 +351,7 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
 
 /** Bytes of gridOwcGroup's scratch for groups of up to n values. */
 export function gridOwcScratch(n: i32): f64 {
-  return <f64>CLIP_CANDIDATES * 8 + <f64>scanWork(n) + (n <= OWC_WIDEN_MAX ? <f64>blockBytes(n) : 0);
+  return <f64>CLIP_CANDIDATES * 8 + <f64>scanWork(n) + (n <= OWC_WIDEN_MAX ? <f64>blockBytes(n) + <f64>screenWork(n) : 0);
 }
 
 /** The first candidate with the smallest of the CLIP_CANDIDATES scores (f64) at scores. */
@@ -206,14 +383,30 @@ export function gridOwcGroup(
   const hg = h + ((<usize>c0 * <usize>cols + <usize>c0) << 2);
   const widen = len <= OWC_WIDEN_MAX;
   const hb = work + scanWork(len);
-  if (widen) widenBlock(hb, hg, cols, len);
+  const stops = hb + blockBytes(len);
+  const boundWork = stops + (<usize>CLIP_CANDIDATES << 3);
+  let mu: f64 = 0, hmax: f64 = 0, sumDiag: f64 = 0;
+  if (widen) {
+    widenBlock(hb, hg, cols, len);
+    // Once per block, shared by the band's rows. The factor's room follows the bound work.
+    hmax = blockMaxAbs(hb, len);
+    if (hmax < Infinity) mu = screenMu(hb, len, boundWork + (<usize>len << 3), boundWork + (<usize>len << 4));
+    for (let j = 0; j < len; j++) {
+      // f32 of the f64 widening of an f32: exact (the bound pass needs dg_j <= H_jj).
+      const d = load<f64>(hb + ((<usize>j * <usize>len + <usize>j) << 3));
+      store<f32>(boundWork + (<usize>j << 2), <f32>d);
+      sumDiag += d;
+    }
+  }
   for (let r = 0; r < rows; r++) {
     const x = w + ((<usize>r * <usize>cols + <usize>c0) << 2);
     const range = rangeOf(x, len);
     const xmin = pairFirst(range), xmax = pairSecond(range);
     memory.fill(scores, 0, <usize>CLIP_CANDIDATES << 3);
-    if (widen) owcBlockScores<f64>(x, len, hb, len, xmin, xmax, maxq, sym, scores, work);
-    else owcBlockScores<f32>(x, len, hg, cols, xmin, xmax, maxq, sym, scores, work);
+    if (widen) {
+      if (mu > 0) screenBounds(x, len, sumDiag, mu, hmax, xmin, xmax, maxq, sym, stops, boundWork);
+      owcBlockScores<f64>(x, len, hb, len, xmin, xmax, maxq, sym, scores, work, mu > 0 ? stops : 0);
+    } else owcBlockScores<f32>(x, len, hg, cols, xmin, xmax, maxq, sym, scores, work, 0);
     const grid = candidateGrid(firstMinimum(scores), xmin, xmax, maxq, sym);
     const o = (<usize>r * <usize>groups + <usize>g) << 2;
     store<f32>(scales + o, pairFirst(grid));
@@ -262,7 +455,7 @@ export function gridOwcChannelFast(w: usize, rows: i32, cols: i32, h: usize, max
     for (let r = 0; r < rows; r++) {
       const range = load<i64>(ranges + (<usize>r << 3));
       owcBlockScores<f64>(w + ((<usize>r * <usize>cols + <usize>b0) << 2), len, hb, len, pairFirst(range), pairSecond(range), maxq, sym,
-        screen + ((<usize>r * <usize>CLIP_CANDIDATES) << 3), work);
+        screen + ((<usize>r * <usize>CLIP_CANDIDATES) << 3), work, 0);
     }
   }
   for (let r = 0; r < rows; r++) {
