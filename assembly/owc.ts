@@ -14,10 +14,11 @@ import { pairFirst, pairSecond } from './pairs';
 // @ts-ignore: decorator
 @inline export const OWC_SCREEN_BLOCK: i32 = 128;
 
-/** Bytes of owcBlockScores' work for blocks of up to bs values: u and hx (f64), v (f32). */
+/** Bytes of owcBlockScores' work for blocks of up to bs values: u and hx (f64), v (f32), and
+ * a batch of rows of H (i32 row, f64 coefficient). */
 // @ts-ignore: decorator
 @inline function scanWork(bs: i32): usize {
-  return <usize>bs * 20;
+  return <usize>bs * 32;
 }
 
 /** Bytes of an f64 copy of a bs x bs block of H. */
@@ -44,7 +45,8 @@ function widenBlock(dst: usize, h: usize, ldh: i32, len: i32): void {
  * sparse updates: between consecutive candidates only the few coordinates whose code moves
  * change v, and each change i applies v^T H v += 2 d u_i + d^2 H_ii, v . Hx += d hx_i,
  * u += d H[i, :] (H symmetric), in ascending i. So a candidate costs O(changes * len) instead
- * of O(len^2). The codes come four at a time from SIMD lanes (the same operations as quantCode:
+ * of O(len^2). The updates of u are batched (addRows): the same adds in the same order per
+ * element, u read and written once per four changes. The codes come four at a time from SIMD lanes (the same operations as quantCode:
  * division, nearest, clamp); every step is a property of the row's own values, so no banding
  * dependence. work: scanWork(len) bytes.
  * stops (0: score every candidate): f64 [CLIP_CANDIDATES] from screenBounds, for a block scored
@@ -56,24 +58,30 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
   const u = work; // f64 [len]
   const hx = work + (<usize>len << 3); // f64 [len]
   const vprev = hx + (<usize>len << 3); // f32 [len]
+  const idx = vprev + (<usize>len << 2); // i32 [len]: the rows of H a batch adds
+  const coef = idx + (<usize>len << 2); // f64 [len]: their coefficients
   const rowBytes = <usize>ldh * sizeof<T>();
-  // hx = sum_j x_j H[j, :], xHx = x . hx
-  memory.fill(hx, 0, <usize>len << 3);
+  // hx = sum_j x_j H[j, :] over the nonzero x_j in ascending j, xHx = x . hx
+  let count = 0;
   for (let j = 0; j < len; j++) {
     const xj = <f64>load<f32>(x + (<usize>j << 2));
-    if (xj != 0) axpy64<T>(hx, hb + <usize>j * rowBytes, xj, len);
+    if (xj != 0) count = pushTerm(idx, coef, count, j, xj);
   }
+  memory.fill(hx, 0, <usize>len << 3);
+  addRows<T>(hx, hb, rowBytes, idx, coef, count, len);
   let xHx: f64 = 0;
   for (let j = 0; j < len; j++) xHx += <f64>load<f32>(x + (<usize>j << 2)) * load<f64>(hx + (<usize>j << 3));
   // Candidate 0 in full: v, u = H v, v^T H v, v . Hx.
   let grid = candidateGrid(0, xmin, xmax, maxq, sym);
   let sc = pairFirst(grid), z = pairSecond(grid);
-  memory.fill(u, 0, <usize>len << 3);
+  count = 0;
   for (let j = 0; j < len; j++) {
     const v = quantCode(load<f32>(x + (<usize>j << 2)), sc, z, maxq) - z;
     store<f32>(vprev + (<usize>j << 2), v);
-    if (v != 0) axpy64<T>(u, hb + <usize>j * rowBytes, <f64>v, len);
+    if (v != 0) count = pushTerm(idx, coef, count, j, <f64>v);
   }
+  memory.fill(u, 0, <usize>len << 3);
+  addRows<T>(u, hb, rowBytes, idx, coef, count, len);
   let vHv: f64 = 0, vHx: f64 = 0;
   for (let j = 0; j < len; j++) {
     const v = <f64>load<f32>(vprev + (<usize>j << 2));
@@ -93,6 +101,8 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
     sc = pairFirst(grid);
     z = pairSecond(grid);
     const vs = f32x4.splat(sc), vz = f32x4.splat(z), vmax = f32x4.splat(maxq), vzero = f32x4.splat(0);
+    // The coordinates whose code moves, in ascending order, with their steps d.
+    count = 0;
     let j = 0;
     for (; j + 4 <= len; j += 4) {
       const o = <usize>j << 2;
@@ -105,18 +115,30 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
         if (!(moved & (1 << l))) continue;
         const i = j + l;
         const vi = l == 0 ? f32x4.extract_lane(v, 0) : l == 1 ? f32x4.extract_lane(v, 1) : l == 2 ? f32x4.extract_lane(v, 2) : f32x4.extract_lane(v, 3);
-        const d = <f64>vi - <f64>load<f32>(vprev + (<usize>i << 2));
-        vHx += d * load<f64>(hx + (<usize>i << 3));
-        vHv += applyChange<T>(i, vi, d, vprev, hb, rowBytes, u, len);
+        count = pushTerm(idx, coef, count, i, <f64>vi - <f64>load<f32>(vprev + (<usize>i << 2)));
+        store<f32>(vprev + (<usize>i << 2), vi);
       }
     }
     for (; j < len; j++) {
       const vi = quantCode(load<f32>(x + (<usize>j << 2)), sc, z, maxq) - z;
       if (vi == load<f32>(vprev + (<usize>j << 2))) continue;
-      const d = <f64>vi - <f64>load<f32>(vprev + (<usize>j << 2));
-      vHx += d * load<f64>(hx + (<usize>j << 3));
-      vHv += applyChange<T>(j, vi, d, vprev, hb, rowBytes, u, len);
+      count = pushTerm(idx, coef, count, j, <f64>vi - <f64>load<f32>(vprev + (<usize>j << 2)));
+      store<f32>(vprev + (<usize>j << 2), vi);
     }
+    // The changes one after another, as if u were updated after each: change k sees u_i with
+    // the updates of changes 0..k-1 added in that order, then adds 2 d u_i + d^2 H_ii to vHv.
+    for (let k = 0; k < count; k++) {
+      const i = load<i32>(idx + (<usize>k << 2));
+      const d = load<f64>(coef + (<usize>k << 3));
+      vHx += d * load<f64>(hx + (<usize>i << 3));
+      let ui = load<f64>(u + (<usize>i << 3));
+      for (let m = 0; m < k; m++) {
+        ui = ui + load<f64>(coef + (<usize>m << 3)) * <f64>load<T>(hb + <usize>load<i32>(idx + (<usize>m << 2)) * rowBytes + <usize>i * sizeof<T>());
+      }
+      vHv += 2 * d * ui + d * d * <f64>load<T>(hb + <usize>i * rowBytes + <usize>i * sizeof<T>());
+    }
+    // Then u = H v with all of them, each element's adds in change order.
+    addRows<T>(u, hb, rowBytes, idx, coef, count, len);
     s = <f64>sc;
     const so = scores + (<usize>c << 3);
     const score = load<f64>(so) + (xHx - 2 * s * vHx + s * s * vHv);
@@ -125,18 +147,49 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
   }
 }
 
-/** Coordinate i's v becomes vi = v_i + d (d != 0): v and u = H v updated in place; returns
- * the change of v^T H v, 2 d u_i + d^2 H_ii (the caller adds d hx_i to v . Hx). */
+/** Appends (row, coefficient) to a batch; returns the new count. */
 // @ts-ignore: decorator
-@inline function applyChange<T>(i: i32, vi: f32, d: f64, vprev: usize, hb: usize, rowBytes: usize, u: usize, len: i32): f64 {
-  const hrow = hb + <usize>i * rowBytes;
-  const change = 2 * d * load<f64>(u + (<usize>i << 3)) + d * d * <f64>load<T>(hrow + <usize>i * sizeof<T>());
-  // Most changes are one step: d = +-1 needs no product (d * h is +-h exactly).
-  if (sizeof<T>() == 8 && d == 1) addRow(u, hrow, false, len);
-  else if (sizeof<T>() == 8 && d == -1) addRow(u, hrow, true, len);
-  else axpy64<T>(u, hrow, d, len);
-  store<f32>(vprev + (<usize>i << 2), vi);
-  return change;
+@inline function pushTerm(idx: usize, coef: usize, count: i32, row: i32, a: f64): i32 {
+  store<i32>(idx + (<usize>count << 2), row);
+  store<f64>(coef + (<usize>count << 3), a);
+  return count + 1;
+}
+
+/**
+ * y (f64 [n]) += sum_k coef_k H[idx_k, :] with each element's adds in k order, exactly as
+ * count successive axpys y = y + coef_k * H[idx_k, :] (the same bits), but four rows per pass
+ * over y for widened blocks: y is loaded and stored once per four rows instead of per row.
+ */
+// @ts-ignore: decorator
+@inline function addRows<T>(y: usize, hb: usize, rowBytes: usize, idx: usize, coef: usize, count: i32, n: i32): void {
+  let k = 0;
+  if (sizeof<T>() == 8) {
+    for (; k + 4 <= count; k += 4) {
+      const r0 = hb + <usize>load<i32>(idx + (<usize>k << 2)) * rowBytes;
+      const r1 = hb + <usize>load<i32>(idx + (<usize>(k + 1) << 2)) * rowBytes;
+      const r2 = hb + <usize>load<i32>(idx + (<usize>(k + 2) << 2)) * rowBytes;
+      const r3 = hb + <usize>load<i32>(idx + (<usize>(k + 3) << 2)) * rowBytes;
+      const c0 = load<f64>(coef + (<usize>k << 3)), c1 = load<f64>(coef + (<usize>(k + 1) << 3));
+      const c2 = load<f64>(coef + (<usize>(k + 2) << 3)), c3 = load<f64>(coef + (<usize>(k + 3) << 3));
+      const a0 = f64x2.splat(c0), a1 = f64x2.splat(c1), a2 = f64x2.splat(c2), a3 = f64x2.splat(c3);
+      let i = 0;
+      for (; i + 2 <= n; i += 2) {
+        const o = <usize>i << 3;
+        let acc = f64x2.add(v128.load(y + o), f64x2.mul(a0, v128.load(r0 + o)));
+        acc = f64x2.add(acc, f64x2.mul(a1, v128.load(r1 + o)));
+        acc = f64x2.add(acc, f64x2.mul(a2, v128.load(r2 + o)));
+        v128.store(y + o, f64x2.add(acc, f64x2.mul(a3, v128.load(r3 + o))));
+      }
+      for (; i < n; i++) {
+        const o = <usize>i << 3;
+        const a = load<f64>(y + o) + c0 * load<f64>(r0 + o);
+        const b = a + c1 * load<f64>(r1 + o);
+        const c = b + c2 * load<f64>(r2 + o);
+        store<f64>(y + o, c + c3 * load<f64>(r3 + o));
+      }
+    }
+  }
+  for (; k < count; k++) axpy64<T>(y, hb + <usize>load<i32>(idx + (<usize>k << 2)) * rowBytes, load<f64>(coef + (<usize>k << 3)), n);
 }
 
 /** y (f64) += a * x, x of f64 (a widened block) or f32 (H in place, widened lane by lane):
@@ -161,21 +214,6 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
   for (; i < n; i++) {
     const yo = y + (<usize>i << 3);
     store<f64>(yo, load<f64>(yo) + a * <f64>load<T>(x + <usize>i * sizeof<T>()));
-  }
-}
-
-/** y (f64) += x (or -= x when negate), x f64: axpy64 with a = +-1. */
-// @ts-ignore: decorator
-@inline function addRow(y: usize, x: usize, negate: bool, n: i32): void {
-  let i = 0;
-  if (negate) {
-    for (; i + 2 <= n; i += 2) { const o = <usize>i << 3; v128.store(y + o, f64x2.sub(v128.load(y + o), v128.load(x + o))); }
-  } else {
-    for (; i + 2 <= n; i += 2) { const o = <usize>i << 3; v128.store(y + o, f64x2.add(v128.load(y + o), v128.load(x + o))); }
-  }
-  for (; i < n; i++) {
-    const o = <usize>i << 3;
-    store<f64>(y + o, negate ? load<f64>(y + o) - load<f64>(x + o) : load<f64>(y + o) + load<f64>(x + o));
   }
 }
 
