@@ -1,7 +1,9 @@
 // Optimal weight clipping (OWC, the CDQuant paper's initialiser; ALGORITHMS.md "OWC"): each
 // row's (or group's) grid is the clip candidate with the smallest layer loss e^T Hg e,
 // e = dequant(quant(x)) - x, Hg the matching diagonal block of H. Exact for groups and (on
-// request) per channel; a fast per-channel search screens with the block diagonal of H.
+// request) per channel; a fast per-channel search screens with the block diagonal of H. The
+// exact search of a widened block ends early once a certified lower bound shows no remaining
+// candidate can win (screenBounds): the same grid, fewer candidates scored.
 
 import { CLIP_CANDIDATES, candidateGrid, dequantCode, quantCode, rangeOf } from './grid';
 import { quadForms, quadFormsScratch } from './loss';
