@@ -319,9 +319,10 @@ function blockMaxAbs(hb: usize, len: i32): f64 {
  * less a bound on how far the exact scan's computed score can lie below the exact e^T Hb e:
  * with N its sequential steps so far (len for the start, one per code change since), P the
  * mass of v put into u = Hb v (sum |v_0| + sum |d| over the changes), S = sum |x_j| and
- * M = max |Hb_ij|, every term of xHx, s vHx and s^2 vHv is bounded by M (S + s P)^2 in sum, so
- * the rounding is at most 8 (N + 8) 2^-53 M (S + s P)^2; 1e-15 (N + len + 8) M (S + s P)^2 is
- * used. The codes and their changes are those of the scan (the same operations).
+ * M = max |Hb_ij|, the terms of xHx, 2 s vHx and s^2 vHv sum in absolute value to at most
+ * M (S^2 + 2 s P S + 3 s^2 P^2), and with the rounding of u and hx carried into them the
+ * computed score is within 9 (N + 3) 2^-53 M (S + s P)^2 of the exact one (first order);
+ * 1e-15 (N + len + 8) M (S + s P)^2 is used (9 * 2^-53 < 1e-15). The codes and their changes are those of the scan (the same operations).
  * Then stops[c] = the minimum over c' >= c.
  * work: H_jj as f32 [len] (rounded down: dg_j <= H_jj), then f32 [len] for the codes.
  */
