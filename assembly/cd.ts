@@ -133,17 +133,30 @@ function cdPassSkip(
   let j = 0;
   let w: usize = 0;
   for (; j + 32 <= cols; j += 32) {
-    // Unrolled: constant shifts, no inner loop.
-    const bits = markQuad(g, hRow, vDelta, thr2, j) | (markQuad(g, hRow, vDelta, thr2, j + 4) << 4)
-      | (markQuad(g, hRow, vDelta, thr2, j + 8) << 8) | (markQuad(g, hRow, vDelta, thr2, j + 12) << 12)
-      | (markQuad(g, hRow, vDelta, thr2, j + 16) << 16) | (markQuad(g, hRow, vDelta, thr2, j + 20) << 20)
-      | (markQuad(g, hRow, vDelta, thr2, j + 24) << 24) | (markQuad(g, hRow, vDelta, thr2, j + 28) << 28);
-    store<u32>(marks + (w << 2), bits);
+    store<u32>(marks + (w << 2), markWord(g, hRow, vDelta, thr2, j));
     w++;
   }
   let bits: u32 = 0;
   for (let t = 0; j + 4 <= cols; j += 4, t++) bits |= markQuad(g, hRow, vDelta, thr2, j) << (4 * t);
   store<u32>(marks + (w << 2), bits);
+  return pickMarked(j, w, cols, q, g, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, colOffset, rhdUp, marks, maxq);
+}
+
+/** cdPassSkip's phase 1 on 32 columns from j (unrolled: constant shifts, no inner loop). */
+// @ts-ignore: decorator
+@inline function markWord(g: usize, hRow: usize, vDelta: v128, thr2: usize, j: i32): u32 {
+  return markQuad(g, hRow, vDelta, thr2, j) | (markQuad(g, hRow, vDelta, thr2, j + 4) << 4)
+    | (markQuad(g, hRow, vDelta, thr2, j + 8) << 8) | (markQuad(g, hRow, vDelta, thr2, j + 12) << 12)
+    | (markQuad(g, hRow, vDelta, thr2, j + 16) << 16) | (markQuad(g, hRow, vDelta, thr2, j + 20) << 20)
+    | (markQuad(g, hRow, vDelta, thr2, j + 24) << 24) | (markQuad(g, hRow, vDelta, thr2, j + 28) << 28);
+}
+
+/** cdPassSkip's phase 2 over marks words 0..w (columns below j), then the scalar tail from j. */
+// @ts-ignore: decorator
+@inline function pickMarked(
+  j: i32, w: usize, cols: i32, q: usize, g: usize, hdiag: usize, rhdiag: usize, hRow: usize, delta: f32,
+  colScale: usize, colRScale: usize, colZero: usize, colOffset: usize, rhdUp: usize, marks: usize, maxq: f32,
+): i32 {
   let best: f32 = 0;
   let bi = -1;
   for (let v: usize = 0; v <= w; v++) {
@@ -199,10 +212,142 @@ function cdPassSkip(
   return bi;
 }
 
-/** Bytes of cdBand's scratch: per-column scale, zero, offset, 1/scale, 1/H_jj, squared skip
- * threshold and bound factor, and the marks. */
+/** Bytes of one row's arrays in cdBand's scratch: per-column scale, zero, 1/scale, squared skip
+ * threshold and offset, and the marks. */
+// @ts-ignore: decorator
+@inline function rowSetBytes(cols: i32): usize {
+  return <usize>cols * 20 + ((<usize>(cols >> 5) + 1) << 2);
+}
+
+/** Bytes of cdBand's scratch: 1/H_jj and the bound factor, and the arrays of two rows. */
 export function cdBandScratch(cols: i32): f64 {
-  return <f64>cols * 28 + (<f64>(cols >> 5) + 1) * 4;
+  return <f64>cols * 8 + 2 * <f64>rowSetBytes(cols);
+}
+
+// A row's arrays at `set` (rowSetBytes): scale, zero, 1/scale, squared threshold, offset, marks.
+// @ts-ignore: decorator
+@inline function setScale(set: usize, cols: i32): usize { return set; }
+// @ts-ignore: decorator
+@inline function setZero(set: usize, cols: i32): usize { return set + (<usize>cols << 2); }
+// @ts-ignore: decorator
+@inline function setRScale(set: usize, cols: i32): usize { return set + (<usize>cols << 3); }
+// @ts-ignore: decorator
+@inline function setThr2(set: usize, cols: i32): usize { return set + <usize>cols * 12; }
+// @ts-ignore: decorator
+@inline function setOffset(set: usize, cols: i32): usize { return set + (<usize>cols << 4); }
+// @ts-ignore: decorator
+@inline function setMarks(set: usize, cols: i32): usize { return set + <usize>cols * 20; }
+
+/**
+ * Row r's arrays at `set`: its grid per column, 1/scale and squared skip thresholds. Returns
+ * whether cdPassSkip may serve it: every q_j exactly on its grid, s_j * (code_j - z_j) + o_j,
+ * with s_j > 0, H_jj not tiny and thresholds whose squares are finite; a row where that fails
+ * (no start of this package gives one) is evaluated in full.
+ */
+function prepareRow(
+  r: i32, cols: i32, groups: i32, colGroup: usize, scales: usize, zeros: usize, offsets: usize, codes: usize, q: usize,
+  hdiag: usize, maxq: f32, set: usize,
+): bool {
+  const colScale = setScale(set, cols), colZero = setZero(set, cols), colRScale = setRScale(set, cols);
+  const colThr2 = setThr2(set, cols), colOffset = setOffset(set, cols);
+  expandGrid(r, cols, groups, colGroup, scales, zeros, colScale, colZero);
+  if (offsets) expandRow(r, cols, groups, colGroup, offsets, colOffset);
+  else for (let j = 0; j < cols; j++) f32Set(colOffset, j, -0.0);
+  const rowOff = <usize>r * <usize>cols;
+  const qr = q + (rowOff << 2);
+  let onGrid = maxq <= 255;
+  for (let j = 0; j < cols; j++) {
+    const s = f32At(colScale, j), hd = f32At(hdiag, j);
+    f32Set(colRScale, j, <f32>1 / s);
+    const thr = CD_SKIP * s * hd;
+    f32Set(colThr2, j, thr * thr);
+    const c = <f32>load<u8>(codes + rowOff + <usize>j);
+    if (!(s > 0 && hd >= CD_TINY && thr < CD_THR_MAX && f32At(qr, j) == dequantCode(c, s, f32At(colZero, j)) + f32At(colOffset, j))) onGrid = false;
+  }
+  return onGrid;
+}
+
+/** Row r's move to coordinate i's target code: q and codes updated; returns the step. */
+// @ts-ignore: decorator
+@inline function applyMove(r: i32, i: i32, cols: i32, q: usize, codes: usize, g: usize, rhdiag: usize, maxq: f32, set: usize): f32 {
+  const rowOff = <usize>r * <usize>cols;
+  const qr = q + (rowOff << 2);
+  const gr = g + (rowOff << 2);
+  const z = f32At(setZero(set, cols), i), o = f32At(setOffset(set, cols), i);
+  const code = targetCode(f32At(qr, i), f32At(gr, i), f32At(rhdiag, i), f32At(setRScale(set, cols), i), z, o, maxq);
+  const value = f32At(setScale(set, cols), i) * (code - z) + o;
+  const delta = value - f32At(qr, i);
+  f32Set(qr, i, value);
+  store<u8>(codes + rowOff + <usize>i, <u8>code);
+  return delta;
+}
+
+/** g_r += delta * hRow: keeps g exact for the caller after the last allowed move. */
+// @ts-ignore: decorator
+@inline function finalUpdate(gr: usize, hRow: usize, delta: f32, cols: i32): void {
+  for (let j = 0; j < cols; j++) f32Set(gr, j, f32At(gr, j) + delta * f32At(hRow, j));
+}
+
+/** One pass of row r (cdPassSkip or cdPassFull), after g_r += delta * hRow (hRow 0: none). */
+// @ts-ignore: decorator
+@inline function rowPass(r: i32, cols: i32, q: usize, g: usize, hdiag: usize, rhdiag: usize, rhdUp: usize, hRow: usize, delta: f32, maxq: f32, set: usize, onGrid: bool): i32 {
+  const rowOff = <usize>r * <usize>cols;
+  const qr = q + (rowOff << 2), gr = g + (rowOff << 2);
+  return onGrid
+    ? cdPassSkip(cols, qr, gr, hdiag, rhdiag, hRow, delta, setScale(set, cols), setRScale(set, cols), setZero(set, cols), setOffset(set, cols), setThr2(set, cols), rhdUp, setMarks(set, cols), maxq)
+    : cdPassFull(cols, qr, gr, hdiag, rhdiag, hRow, delta, setScale(set, cols), setRScale(set, cols), setZero(set, cols), setOffset(set, cols), maxq);
+}
+
+/** Row r's descent from its chosen coordinate i after `count` moves: the greedy loop of cdBand.
+ * Stores the row's number of moves. */
+function continueRow(
+  r: i32, i: i32, count: i32, cols: i32, q: usize, codes: usize, g: usize, h: usize, hdiag: usize, rhdiag: usize, rhdUp: usize,
+  maxq: f32, iters: i32, moves: usize, set: usize, onGrid: bool,
+): void {
+  const gr = g + ((<usize>r * <usize>cols) << 2);
+  while (count < iters && i >= 0) {
+    const delta = applyMove(r, i, cols, q, codes, g, rhdiag, maxq, set);
+    count++;
+    const hRow = h + ((<usize>i * <usize>cols) << 2);
+    if (count >= iters) {
+      finalUpdate(gr, hRow, delta, cols);
+      break;
+    }
+    i = rowPass(r, cols, q, g, hdiag, rhdiag, rhdUp, hRow, delta, maxq, set, onGrid);
+  }
+  store<i32>(moves + (<usize>r << 2), count);
+}
+
+/**
+ * cdPassSkip for rows a and b at once: phase 1 streams both rows' H rows 32 columns at a time
+ * (two independent streams from memory instead of one after the other), then each row's
+ * phase 2. Each row's arithmetic is exactly its own pass. Returns both picks:
+ * low 32 bits a's, high 32 bits b's.
+ */
+function pairPass(
+  cols: i32, ga: usize, gb: usize, hRowA: usize, hRowB: usize, deltaA: f32, deltaB: f32, qa: usize, qb: usize,
+  hdiag: usize, rhdiag: usize, rhdUp: usize, maxq: f32, setA: usize, setB: usize,
+): i64 {
+  const vdA = f32x4.splat(deltaA), vdB = f32x4.splat(deltaB);
+  const thrA = setThr2(setA, cols), thrB = setThr2(setB, cols);
+  const marksA = setMarks(setA, cols), marksB = setMarks(setB, cols);
+  let j = 0;
+  let w: usize = 0;
+  for (; j + 32 <= cols; j += 32) {
+    store<u32>(marksA + (w << 2), markWord(ga, hRowA, vdA, thrA, j));
+    store<u32>(marksB + (w << 2), markWord(gb, hRowB, vdB, thrB, j));
+    w++;
+  }
+  let bitsA: u32 = 0, bitsB: u32 = 0;
+  for (let t = 0; j + 4 <= cols; j += 4, t++) {
+    bitsA |= markQuad(ga, hRowA, vdA, thrA, j) << (4 * t);
+    bitsB |= markQuad(gb, hRowB, vdB, thrB, j) << (4 * t);
+  }
+  store<u32>(marksA + (w << 2), bitsA);
+  store<u32>(marksB + (w << 2), bitsB);
+  const ia = pickMarked(j, w, cols, qa, ga, hdiag, rhdiag, hRowA, deltaA, setScale(setA, cols), setRScale(setA, cols), setZero(setA, cols), setOffset(setA, cols), rhdUp, marksA, maxq);
+  const ib = pickMarked(j, w, cols, qb, gb, hdiag, rhdiag, hRowB, deltaB, setScale(setB, cols), setRScale(setB, cols), setZero(setB, cols), setOffset(setB, cols), rhdUp, marksB, maxq);
+  return <i64><u32>ia | (<i64>ib << 32);
 }
 
 /**
@@ -212,66 +357,59 @@ export function cdBandScratch(cols: i32): f64 {
  * the number of moves per row. scratch: cdBandScratch(cols) bytes.
  * The Newton target q_i - g_i / H_ii and its grid code use precomputed reciprocals
  * (q_i - g_i * (1/H_ii), nearest(t * (1/s)) + z) in the SIMD lanes and the scalar twin alike.
+ * Rows go in pairs whose passes share their streaming phase (pairPass) while both still move;
+ * every row's sequence of moves and every float of it are those of the row descended alone.
  */
 export function cdBand(
   q: usize, codes: usize, g: usize, rows: i32, cols: i32, h: usize, hdiag: usize, maxq: f32,
   groups: i32, colGroup: usize, scales: usize, zeros: usize, offsets: usize, iters: i32, moves: usize, scratch: usize,
 ): void {
-  const colScale = scratch;
-  const colZero = scratch + (<usize>cols << 2);
-  const colRScale = colZero + (<usize>cols << 2);
-  const rhdiag = colRScale + (<usize>cols << 2);
-  const colThr2 = rhdiag + (<usize>cols << 2);
-  const rhdUp = colThr2 + (<usize>cols << 2);
-  const colOffset = rhdUp + (<usize>cols << 2);
-  const marks = colOffset + (<usize>cols << 2);
-  if (!offsets) for (let j = 0; j < cols; j++) f32Set(colOffset, j, -0.0);
+  const rhdiag = scratch;
+  const rhdUp = rhdiag + (<usize>cols << 2);
+  const setA = rhdUp + (<usize>cols << 2);
+  const setB = setA + rowSetBytes(cols);
   // Reciprocals once (the pass multiplies: no division in the inner loop).
   for (let j = 0; j < cols; j++) {
     const rhd = <f32>1 / f32At(hdiag, j);
     f32Set(rhdiag, j, rhd);
     f32Set(rhdUp, j, rhd * CD_BOUND_UP);
   }
-  for (let r = 0; r < rows; r++) {
-    expandGrid(r, cols, groups, colGroup, scales, zeros, colScale, colZero);
-    if (offsets) expandRow(r, cols, groups, colGroup, offsets, colOffset);
-    const rowOff = <usize>r * <usize>cols;
-    const qr = q + (rowOff << 2);
-    const gr = g + (rowOff << 2);
-    // cdPassSkip needs every q_j exactly on its grid, s_j * (code_j - z_j) + o_j, with s_j > 0, H_jj
-    // not tiny and thresholds whose squares are finite; a row where that fails (no start of
-    // this package gives one) is evaluated in full.
-    let onGrid = maxq <= 255;
-    for (let j = 0; j < cols; j++) {
-      const s = f32At(colScale, j), hd = f32At(hdiag, j);
-      f32Set(colRScale, j, <f32>1 / s);
-      const thr = CD_SKIP * s * hd;
-      f32Set(colThr2, j, thr * thr);
-      const c = <f32>load<u8>(codes + rowOff + <usize>j);
-      if (!(s > 0 && hd >= CD_TINY && thr < CD_THR_MAX && f32At(qr, j) == dequantCode(c, s, f32At(colZero, j)) + f32At(colOffset, j))) onGrid = false;
-    }
-    let count = 0;
-    let i = onGrid
-      ? cdPassSkip(cols, qr, gr, hdiag, rhdiag, 0, 0, colScale, colRScale, colZero, colOffset, colThr2, rhdUp, marks, maxq)
-      : cdPassFull(cols, qr, gr, hdiag, rhdiag, 0, 0, colScale, colRScale, colZero, colOffset, maxq);
-    while (count < iters && i >= 0) {
-      const z = f32At(colZero, i), o = f32At(colOffset, i);
-      const code = targetCode(f32At(qr, i), f32At(gr, i), f32At(rhdiag, i), f32At(colRScale, i), z, o, maxq);
-      const value = f32At(colScale, i) * (code - z) + o;
-      const delta = value - f32At(qr, i);
-      f32Set(qr, i, value);
-      store<u8>(codes + rowOff + <usize>i, <u8>code);
-      count++;
-      const hRow = h + ((<usize>i * <usize>cols) << 2);
-      if (count >= iters) {
-        // Keep g exact for the caller even though no further move is chosen.
-        for (let j = 0; j < cols; j++) f32Set(gr, j, f32At(gr, j) + delta * f32At(hRow, j));
-        break;
+  let r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const a = r, b = r + 1;
+    const onA = prepareRow(a, cols, groups, colGroup, scales, zeros, offsets, codes, q, hdiag, maxq, setA);
+    const onB = prepareRow(b, cols, groups, colGroup, scales, zeros, offsets, codes, q, hdiag, maxq, setB);
+    let ia = rowPass(a, cols, q, g, hdiag, rhdiag, rhdUp, 0, 0, maxq, setA, onA);
+    let ib = rowPass(b, cols, q, g, hdiag, rhdiag, rhdUp, 0, 0, maxq, setB, onB);
+    let ca = 0, cb = 0;
+    if (onA && onB) {
+      const ga = g + ((<usize>a * <usize>cols) << 2), gb = g + ((<usize>b * <usize>cols) << 2);
+      const qa = q + ((<usize>a * <usize>cols) << 2), qb = q + ((<usize>b * <usize>cols) << 2);
+      while (ca < iters && ia >= 0 && cb < iters && ib >= 0) {
+        const deltaA = applyMove(a, ia, cols, q, codes, g, rhdiag, maxq, setA);
+        const deltaB = applyMove(b, ib, cols, q, codes, g, rhdiag, maxq, setB);
+        ca++;
+        cb++;
+        const hRowA = h + ((<usize>ia * <usize>cols) << 2), hRowB = h + ((<usize>ib * <usize>cols) << 2);
+        if (ca >= iters || cb >= iters) {
+          // The last allowed move of one row (both have made the same number): finish it as
+          // continueRow does; the other takes its pass alone and continues below.
+          if (ca >= iters) finalUpdate(ga, hRowA, deltaA, cols);
+          else ia = rowPass(a, cols, q, g, hdiag, rhdiag, rhdUp, hRowA, deltaA, maxq, setA, onA);
+          if (cb >= iters) finalUpdate(gb, hRowB, deltaB, cols);
+          else ib = rowPass(b, cols, q, g, hdiag, rhdiag, rhdUp, hRowB, deltaB, maxq, setB, onB);
+          break;
+        }
+        const picks = pairPass(cols, ga, gb, hRowA, hRowB, deltaA, deltaB, qa, qb, hdiag, rhdiag, rhdUp, maxq, setA, setB);
+        ia = <i32>picks;
+        ib = <i32>(picks >> 32);
       }
-      i = onGrid
-        ? cdPassSkip(cols, qr, gr, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, colOffset, colThr2, rhdUp, marks, maxq)
-        : cdPassFull(cols, qr, gr, hdiag, rhdiag, hRow, delta, colScale, colRScale, colZero, colOffset, maxq);
     }
-    store<i32>(moves + (<usize>r << 2), count);
+    continueRow(a, ia, ca, cols, q, codes, g, h, hdiag, rhdiag, rhdUp, maxq, iters, moves, setA, onA);
+    continueRow(b, ib, cb, cols, q, codes, g, h, hdiag, rhdiag, rhdUp, maxq, iters, moves, setB, onB);
+  }
+  if (r < rows) {
+    const on = prepareRow(r, cols, groups, colGroup, scales, zeros, offsets, codes, q, hdiag, maxq, setA);
+    continueRow(r, rowPass(r, cols, q, g, hdiag, rhdiag, rhdUp, 0, 0, maxq, setA, on), 0, cols, q, codes, g, h, hdiag, rhdiag, rhdUp, maxq, iters, moves, setA, on);
   }
 }

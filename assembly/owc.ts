@@ -1,7 +1,9 @@
 // Optimal weight clipping (OWC, the CDQuant paper's initialiser; ALGORITHMS.md "OWC"): each
 // row's (or group's) grid is the clip candidate with the smallest layer loss e^T Hg e,
 // e = dequant(quant(x)) - x, Hg the matching diagonal block of H. Exact for groups and (on
-// request) per channel; a fast per-channel search screens with the block diagonal of H.
+// request) per channel; a fast per-channel search screens with the block diagonal of H. The
+// exact search of a widened block ends early once a certified lower bound shows no remaining
+// candidate can win (screenBounds): the same grid, fewer candidates scored.
 
 import { CLIP_CANDIDATES, candidateGrid, dequantCode, quantCode, rangeOf } from './grid';
 import { quadForms, quadFormsScratch } from './loss';
@@ -14,10 +16,11 @@ import { pairFirst, pairSecond } from './pairs';
 // @ts-ignore: decorator
 @inline export const OWC_SCREEN_BLOCK: i32 = 128;
 
-/** Bytes of owcBlockScores' work for blocks of up to bs values: u and hx (f64), v (f32). */
+/** Bytes of owcBlockScores' work for blocks of up to bs values: u and hx (f64), v (f32), and
+ * a batch of rows of H (i32 row, f64 coefficient). */
 // @ts-ignore: decorator
 @inline function scanWork(bs: i32): usize {
-  return <usize>bs * 20;
+  return <usize>bs * 32;
 }
 
 /** Bytes of an f64 copy of a bs x bs block of H. */
@@ -44,32 +47,43 @@ function widenBlock(dst: usize, h: usize, ldh: i32, len: i32): void {
  * sparse updates: between consecutive candidates only the few coordinates whose code moves
  * change v, and each change i applies v^T H v += 2 d u_i + d^2 H_ii, v . Hx += d hx_i,
  * u += d H[i, :] (H symmetric), in ascending i. So a candidate costs O(changes * len) instead
- * of O(len^2). The codes come four at a time from SIMD lanes (the same operations as quantCode:
+ * of O(len^2). The updates of u are batched (addRows): the same adds in the same order per
+ * element, u read and written once per four changes. The codes come four at a time from SIMD lanes (the same operations as quantCode:
  * division, nearest, clamp); every step is a property of the row's own values, so no banding
  * dependence. work: scanWork(len) bytes.
+ * stops (0: score every candidate): f64 [CLIP_CANDIDATES] from screenBounds, for a block scored
+ * alone (scores zero on entry): once stops[c] exceeds the best score so far, candidates c on
+ * are given +Infinity unscored. The scored ones take the same path as without stops (a prefix
+ * of it), so their scores and the first minimum are the same bits.
  */
-function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, xmax: f32, maxq: f32, sym: bool, scores: usize, work: usize): void {
+function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, xmax: f32, maxq: f32, sym: bool, scores: usize, work: usize, stops: usize): void {
   const u = work; // f64 [len]
   const hx = work + (<usize>len << 3); // f64 [len]
   const vprev = hx + (<usize>len << 3); // f32 [len]
+  const idx = vprev + (<usize>len << 2); // i32 [len]: the rows of H a batch adds
+  const coef = idx + (<usize>len << 2); // f64 [len]: their coefficients
   const rowBytes = <usize>ldh * sizeof<T>();
-  // hx = sum_j x_j H[j, :], xHx = x . hx
-  memory.fill(hx, 0, <usize>len << 3);
+  // hx = sum_j x_j H[j, :] over the nonzero x_j in ascending j, xHx = x . hx
+  let count = 0;
   for (let j = 0; j < len; j++) {
     const xj = <f64>load<f32>(x + (<usize>j << 2));
-    if (xj != 0) axpy64<T>(hx, hb + <usize>j * rowBytes, xj, len);
+    if (xj != 0) count = pushTerm(idx, coef, count, j, xj);
   }
+  memory.fill(hx, 0, <usize>len << 3);
+  addRows<T>(hx, hb, rowBytes, idx, coef, count, len);
   let xHx: f64 = 0;
   for (let j = 0; j < len; j++) xHx += <f64>load<f32>(x + (<usize>j << 2)) * load<f64>(hx + (<usize>j << 3));
   // Candidate 0 in full: v, u = H v, v^T H v, v . Hx.
   let grid = candidateGrid(0, xmin, xmax, maxq, sym);
   let sc = pairFirst(grid), z = pairSecond(grid);
-  memory.fill(u, 0, <usize>len << 3);
+  count = 0;
   for (let j = 0; j < len; j++) {
     const v = quantCode(load<f32>(x + (<usize>j << 2)), sc, z, maxq) - z;
     store<f32>(vprev + (<usize>j << 2), v);
-    if (v != 0) axpy64<T>(u, hb + <usize>j * rowBytes, <f64>v, len);
+    if (v != 0) count = pushTerm(idx, coef, count, j, <f64>v);
   }
+  memory.fill(u, 0, <usize>len << 3);
+  addRows<T>(u, hb, rowBytes, idx, coef, count, len);
   let vHv: f64 = 0, vHx: f64 = 0;
   for (let j = 0; j < len; j++) {
     const v = <f64>load<f32>(vprev + (<usize>j << 2));
@@ -77,12 +91,20 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
     vHx += v * load<f64>(hx + (<usize>j << 3));
   }
   let s = <f64>sc;
-  store<f64>(scores, load<f64>(scores) + (xHx - 2 * s * vHx + s * s * vHv));
+  let best = load<f64>(scores) + (xHx - 2 * s * vHx + s * s * vHv);
+  store<f64>(scores, best);
   for (let c = 1; c < CLIP_CANDIDATES; c++) {
+    if (stops && load<f64>(stops + (<usize>c << 3)) > best) {
+      // No candidate from c on can score below the best so far (screenBounds): they lose.
+      for (let t = c; t < CLIP_CANDIDATES; t++) store<f64>(scores + (<usize>t << 3), Infinity);
+      return;
+    }
     grid = candidateGrid(c, xmin, xmax, maxq, sym);
     sc = pairFirst(grid);
     z = pairSecond(grid);
     const vs = f32x4.splat(sc), vz = f32x4.splat(z), vmax = f32x4.splat(maxq), vzero = f32x4.splat(0);
+    // The coordinates whose code moves, in ascending order, with their steps d.
+    count = 0;
     let j = 0;
     for (; j + 4 <= len; j += 4) {
       const o = <usize>j << 2;
@@ -95,36 +117,81 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
         if (!(moved & (1 << l))) continue;
         const i = j + l;
         const vi = l == 0 ? f32x4.extract_lane(v, 0) : l == 1 ? f32x4.extract_lane(v, 1) : l == 2 ? f32x4.extract_lane(v, 2) : f32x4.extract_lane(v, 3);
-        const d = <f64>vi - <f64>load<f32>(vprev + (<usize>i << 2));
-        vHx += d * load<f64>(hx + (<usize>i << 3));
-        vHv += applyChange<T>(i, vi, d, vprev, hb, rowBytes, u, len);
+        count = pushTerm(idx, coef, count, i, <f64>vi - <f64>load<f32>(vprev + (<usize>i << 2)));
+        store<f32>(vprev + (<usize>i << 2), vi);
       }
     }
     for (; j < len; j++) {
       const vi = quantCode(load<f32>(x + (<usize>j << 2)), sc, z, maxq) - z;
       if (vi == load<f32>(vprev + (<usize>j << 2))) continue;
-      const d = <f64>vi - <f64>load<f32>(vprev + (<usize>j << 2));
-      vHx += d * load<f64>(hx + (<usize>j << 3));
-      vHv += applyChange<T>(j, vi, d, vprev, hb, rowBytes, u, len);
+      count = pushTerm(idx, coef, count, j, <f64>vi - <f64>load<f32>(vprev + (<usize>j << 2)));
+      store<f32>(vprev + (<usize>j << 2), vi);
     }
+    // The changes one after another, as if u were updated after each: change k sees u_i with
+    // the updates of changes 0..k-1 added in that order, then adds 2 d u_i + d^2 H_ii to vHv.
+    for (let k = 0; k < count; k++) {
+      const i = load<i32>(idx + (<usize>k << 2));
+      const d = load<f64>(coef + (<usize>k << 3));
+      vHx += d * load<f64>(hx + (<usize>i << 3));
+      let ui = load<f64>(u + (<usize>i << 3));
+      for (let m = 0; m < k; m++) {
+        ui = ui + load<f64>(coef + (<usize>m << 3)) * <f64>load<T>(hb + <usize>load<i32>(idx + (<usize>m << 2)) * rowBytes + <usize>i * sizeof<T>());
+      }
+      vHv += 2 * d * ui + d * d * <f64>load<T>(hb + <usize>i * rowBytes + <usize>i * sizeof<T>());
+    }
+    // Then u = H v with all of them, each element's adds in change order.
+    addRows<T>(u, hb, rowBytes, idx, coef, count, len);
     s = <f64>sc;
     const so = scores + (<usize>c << 3);
-    store<f64>(so, load<f64>(so) + (xHx - 2 * s * vHx + s * s * vHv));
+    const score = load<f64>(so) + (xHx - 2 * s * vHx + s * s * vHv);
+    store<f64>(so, score);
+    if (score < best) best = score;
   }
 }
 
-/** Coordinate i's v becomes vi = v_i + d (d != 0): v and u = H v updated in place; returns
- * the change of v^T H v, 2 d u_i + d^2 H_ii (the caller adds d hx_i to v . Hx). */
+/** Appends (row, coefficient) to a batch; returns the new count. */
 // @ts-ignore: decorator
-@inline function applyChange<T>(i: i32, vi: f32, d: f64, vprev: usize, hb: usize, rowBytes: usize, u: usize, len: i32): f64 {
-  const hrow = hb + <usize>i * rowBytes;
-  const change = 2 * d * load<f64>(u + (<usize>i << 3)) + d * d * <f64>load<T>(hrow + <usize>i * sizeof<T>());
-  // Most changes are one step: d = +-1 needs no product (d * h is +-h exactly).
-  if (sizeof<T>() == 8 && d == 1) addRow(u, hrow, false, len);
-  else if (sizeof<T>() == 8 && d == -1) addRow(u, hrow, true, len);
-  else axpy64<T>(u, hrow, d, len);
-  store<f32>(vprev + (<usize>i << 2), vi);
-  return change;
+@inline function pushTerm(idx: usize, coef: usize, count: i32, row: i32, a: f64): i32 {
+  store<i32>(idx + (<usize>count << 2), row);
+  store<f64>(coef + (<usize>count << 3), a);
+  return count + 1;
+}
+
+/**
+ * y (f64 [n]) += sum_k coef_k H[idx_k, :] with each element's adds in k order, exactly as
+ * count successive axpys y = y + coef_k * H[idx_k, :] (the same bits), but four rows per pass
+ * over y for widened blocks: y is loaded and stored once per four rows instead of per row.
+ */
+// @ts-ignore: decorator
+@inline function addRows<T>(y: usize, hb: usize, rowBytes: usize, idx: usize, coef: usize, count: i32, n: i32): void {
+  let k = 0;
+  if (sizeof<T>() == 8) {
+    for (; k + 4 <= count; k += 4) {
+      const r0 = hb + <usize>load<i32>(idx + (<usize>k << 2)) * rowBytes;
+      const r1 = hb + <usize>load<i32>(idx + (<usize>(k + 1) << 2)) * rowBytes;
+      const r2 = hb + <usize>load<i32>(idx + (<usize>(k + 2) << 2)) * rowBytes;
+      const r3 = hb + <usize>load<i32>(idx + (<usize>(k + 3) << 2)) * rowBytes;
+      const c0 = load<f64>(coef + (<usize>k << 3)), c1 = load<f64>(coef + (<usize>(k + 1) << 3));
+      const c2 = load<f64>(coef + (<usize>(k + 2) << 3)), c3 = load<f64>(coef + (<usize>(k + 3) << 3));
+      const a0 = f64x2.splat(c0), a1 = f64x2.splat(c1), a2 = f64x2.splat(c2), a3 = f64x2.splat(c3);
+      let i = 0;
+      for (; i + 2 <= n; i += 2) {
+        const o = <usize>i << 3;
+        let acc = f64x2.add(v128.load(y + o), f64x2.mul(a0, v128.load(r0 + o)));
+        acc = f64x2.add(acc, f64x2.mul(a1, v128.load(r1 + o)));
+        acc = f64x2.add(acc, f64x2.mul(a2, v128.load(r2 + o)));
+        v128.store(y + o, f64x2.add(acc, f64x2.mul(a3, v128.load(r3 + o))));
+      }
+      for (; i < n; i++) {
+        const o = <usize>i << 3;
+        const a = load<f64>(y + o) + c0 * load<f64>(r0 + o);
+        const b = a + c1 * load<f64>(r1 + o);
+        const c = b + c2 * load<f64>(r2 + o);
+        store<f64>(y + o, c + c3 * load<f64>(r3 + o));
+      }
+    }
+  }
+  for (; k < count; k++) axpy64<T>(y, hb + <usize>load<i32>(idx + (<usize>k << 2)) * rowBytes, load<f64>(coef + (<usize>k << 3)), n);
 }
 
 /** y (f64) += a * x, x of f64 (a widened block) or f32 (H in place, widened lane by lane):
@@ -152,18 +219,169 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
   }
 }
 
-/** y (f64) += x (or -= x when negate), x f64: axpy64 with a = +-1. */
+// ---- Screening the exact group search ----
+// The exact scan's cost is the sparse updates of u = H v, candidate after candidate, and its
+// scores depend on that path, so a candidate cannot simply be left out. What is safe is a
+// stop: once no remaining candidate can score below the best so far, the scan ends. The scores
+// it did compute took the same path as before, so the first minimum is the same candidate.
+// "Cannot" is a lower bound that holds for the computed scores, not only the exact ones:
+// e^T Hg e >= mu * sum_j H_jj e_j^2 with mu certified below the smallest eigenvalue of the
+// block's correlation matrix D^-1/2 Hg D^-1/2 (a Cholesky of it minus mu I succeeds), less a
+// bound on the rounding of the computed score.
+
+/** Shifts tried for mu, largest first; a block whose correlation matrix has its smallest
+ * eigenvalue below the last is not screened (the bound would rarely stop the scan). */
 // @ts-ignore: decorator
-@inline function addRow(y: usize, x: usize, negate: bool, n: i32): void {
+@inline const SCREEN_MU_FIRST: f64 = 0.5;
+// @ts-ignore: decorator
+@inline const SCREEN_MU_TRIES: i32 = 3;
+
+/** Bytes of the screening's work for groups of up to n values. */
+// @ts-ignore: decorator
+@inline function screenWork(n: i32): usize {
+  return <usize>CLIP_CANDIDATES * 8 + <usize>n * 16 + blockBytes(n);
+}
+
+/** a . b over n f64, pairwise lanes then their sum (a fixed order). */
+// @ts-ignore: decorator
+@inline function dot64(a: usize, b: usize, n: i32): f64 {
+  let acc = f64x2.splat(0);
   let i = 0;
-  if (negate) {
-    for (; i + 2 <= n; i += 2) { const o = <usize>i << 3; v128.store(y + o, f64x2.sub(v128.load(y + o), v128.load(x + o))); }
-  } else {
-    for (; i + 2 <= n; i += 2) { const o = <usize>i << 3; v128.store(y + o, f64x2.add(v128.load(y + o), v128.load(x + o))); }
+  for (; i + 2 <= n; i += 2) acc = f64x2.add(acc, f64x2.mul(v128.load(a + (<usize>i << 3)), v128.load(b + (<usize>i << 3))));
+  let sum = f64x2.extract_lane(acc, 0) + f64x2.extract_lane(acc, 1);
+  if (i < n) sum += load<f64>(a + (<usize>i << 3)) * load<f64>(b + (<usize>i << 3));
+  return sum;
+}
+
+/** Whether the Cholesky factorisation of C - mu I succeeds, C_ij = hb_ij rs_i rs_j (hb f64
+ * [len x len], rs [len] = 1/sqrt(hb_jj)): every pivot positive. l: len x len f64 (the factor's
+ * lower triangle, overwritten). */
+function choleskySucceeds(hb: usize, len: i32, rs: usize, mu: f64, l: usize): bool {
+  for (let i = 0; i < len; i++) {
+    const li = l + ((<usize>i * <usize>len) << 3);
+    const hi = hb + ((<usize>i * <usize>len) << 3);
+    const ri = load<f64>(rs + (<usize>i << 3));
+    for (let j = 0; j <= i; j++) {
+      const lj = l + ((<usize>j * <usize>len) << 3);
+      let a = load<f64>(hi + (<usize>j << 3)) * ri * load<f64>(rs + (<usize>j << 3));
+      if (j == i) a -= mu;
+      const sum = a - dot64(li, lj, j);
+      if (j < i) {
+        store<f64>(li + (<usize>j << 3), sum / load<f64>(lj + (<usize>j << 3)));
+      } else {
+        if (!(sum > 0)) return false;
+        store<f64>(li + (<usize>i << 3), Math.sqrt(sum));
+      }
+    }
   }
-  for (; i < n; i++) {
-    const o = <usize>i << 3;
-    store<f64>(y + o, negate ? load<f64>(y + o) - load<f64>(x + o) : load<f64>(y + o) + load<f64>(x + o));
+  return true;
+}
+
+/**
+ * A certified lower bound mu > 0 on the smallest eigenvalue of the correlation matrix of the
+ * f64 block hb [len x len], or 0 when none of the tried shifts certifies (or the block has a
+ * diagonal that is not positive and finite). A successful Cholesky of the computed C - mu I is
+ * exact for C - mu I + E with ||E|| <= (len + 1) len 2^-53 (entries of the factor products are
+ * at most 1 in size here): 3e-11 for len = 512. The result keeps a margin far above that and
+ * the rounding of C's entries. rs: receives 1/sqrt(hb_jj) [len]; l: len x len f64.
+ */
+function screenMu(hb: usize, len: i32, rs: usize, l: usize): f64 {
+  for (let j = 0; j < len; j++) {
+    const d = load<f64>(hb + ((<usize>j * <usize>len + <usize>j) << 3));
+    if (!(d > 0 && d < Infinity)) return 0;
+    store<f64>(rs + (<usize>j << 3), 1 / Math.sqrt(d));
+  }
+  let mu = SCREEN_MU_FIRST;
+  for (let t = 0; t < SCREEN_MU_TRIES; t++, mu *= 0.5) {
+    if (choleskySucceeds(hb, len, rs, mu, l)) return mu * (1 - 1e-6) - 1e-9;
+  }
+  return 0;
+}
+
+/** Largest |entry| of the f64 block hb [len x len] (Infinity when one is not finite). */
+function blockMaxAbs(hb: usize, len: i32): f64 {
+  let m: f64 = 0;
+  const n = <usize>len * <usize>len;
+  for (let i: usize = 0; i < n; i++) {
+    const a = Math.abs(load<f64>(hb + (i << 3)));
+    if (!(a <= m)) m = a < Infinity ? a : Infinity;
+  }
+  return m;
+}
+
+/**
+ * stops [CLIP_CANDIDATES] for owcBlockScores: stops[c] is at most every computed score of the
+ * candidates c and after. For each candidate a lower bound on mu * sum_j H_jj e_j^2 (e = s v - x)
+ * from f32 arithmetic: W = sum of dg_j * e~_j^2 over f32 lanes, e~ = fl(fl(s v) - x), which lies
+ * within 2u (|s v| + |e~|) of e (u = 2^-24; |v| <= maxq), so sum H_jj e_j^2 >= W - 4u (s maxq
+ * sqrt(sum H_jj) sqrt(W) + W), and W is within (len / 4 + 8) u of its exact sum (lanes of
+ * len / 4 sequential adds of positive terms of two products each, then 3 more). From that,
+ * less a bound on how far the exact scan's computed score can lie below the exact e^T Hb e:
+ * with N its sequential steps so far (len for the start, one per code change since), P the
+ * mass of v put into u = Hb v (sum |v_0| + sum |d| over the changes), S = sum |x_j| and
+ * M = max |Hb_ij|, the terms of xHx, 2 s vHx and s^2 vHv sum in absolute value to at most
+ * M (S^2 + 2 s P S + 3 s^2 P^2), and with the rounding of u and hx carried into them the
+ * computed score is within 9 (N + 3) 2^-53 M (S + s P)^2 of the exact one (first order);
+ * 1e-15 (N + len + 8) M (S + s P)^2 is used (9 * 2^-53 < 1e-15). The codes and their changes are those of the scan (the same operations).
+ * Then stops[c] = the minimum over c' >= c.
+ * work: H_jj as f32 [len] (rounded down: dg_j <= H_jj), then f32 [len] for the codes.
+ */
+function screenBounds(
+  x: usize, len: i32, sumDiag: f64, mu: f64, hmax: f64, xmin: f32, xmax: f32, maxq: f32, sym: bool, stops: usize, work: usize,
+): void {
+  const dg = work; // H_jj, f32 [len] rounded down
+  const vb = work + (<usize>len << 2); // codes of the previous candidate, f32 [len]
+  let sx: f64 = 0;
+  for (let j = 0; j < len; j++) sx += Math.abs(<f64>load<f32>(x + (<usize>j << 2)));
+  const rootDiag = Math.sqrt(sumDiag);
+  const u: f64 = 5.9604644775390625e-8; // 2^-24
+  let steps: f64 = <f64>len;
+  let mass: f64 = 0;
+  memory.fill(vb, 0, <usize>len << 2); // so candidate 0's mass is sum |v_0|
+  for (let c = 0; c < CLIP_CANDIDATES; c++) {
+    const grid = candidateGrid(c, xmin, xmax, maxq, sym);
+    const sc = pairFirst(grid), z = pairSecond(grid);
+    const vs = f32x4.splat(sc), vz = f32x4.splat(z), vmax = f32x4.splat(maxq), vzero = f32x4.splat(0);
+    let acc = f32x4.splat(0);
+    let moved = 0;
+    let moves = f32x4.splat(0);
+    let j = 0;
+    for (; j + 4 <= len; j += 4) {
+      const o = <usize>j << 2;
+      const xv = v128.load(x + o);
+      const code = f32x4.pmin(f32x4.pmax(f32x4.add(f32x4.nearest(f32x4.div(xv, vs)), vz), vzero), vmax);
+      const v = f32x4.sub(code, vz);
+      const prev = v128.load(vb + o);
+      moved += <i32>popcnt(i32x4.bitmask(f32x4.ne(v, prev)));
+      moves = f32x4.add(moves, f32x4.abs(f32x4.sub(v, prev)));
+      v128.store(vb + o, v);
+      const e = f32x4.sub(f32x4.mul(vs, v), xv);
+      acc = f32x4.add(acc, f32x4.mul(v128.load(dg + o), f32x4.mul(e, e)));
+    }
+    let w = <f64>f32x4.extract_lane(acc, 0) + <f64>f32x4.extract_lane(acc, 1) + <f64>f32x4.extract_lane(acc, 2) + <f64>f32x4.extract_lane(acc, 3);
+    let m = <f64>f32x4.extract_lane(moves, 0) + <f64>f32x4.extract_lane(moves, 1) + <f64>f32x4.extract_lane(moves, 2) + <f64>f32x4.extract_lane(moves, 3);
+    for (; j < len; j++) {
+      const xj = load<f32>(x + (<usize>j << 2));
+      const v = quantCode(xj, sc, z, maxq) - z;
+      const prev = load<f32>(vb + (<usize>j << 2));
+      if (v != prev) moved++;
+      m += Math.abs(<f64>v - <f64>prev);
+      store<f32>(vb + (<usize>j << 2), v);
+      const e = sc * v - xj;
+      w += <f64>load<f32>(dg + (<usize>j << 2)) * <f64>(e * e);
+    }
+    if (c > 0) steps += <f64>moved;
+    mass += m;
+    const s = <f64>sc;
+    const gamma = (<f64>len * 0.25 + 8) * u;
+    const whi = w * (1 + gamma);
+    const weighted = max<f64>(0, w * (1 - gamma) - 4 * u * (s * <f64>maxq * rootDiag * 1.001 * Math.sqrt(whi) + whi));
+    const bound = s * mass + sx;
+    store<f64>(stops + (<usize>c << 3), mu * weighted * (1 - 1e-9) - 1e-15 * (steps + <f64>len + 8) * hmax * bound * bound);
+  }
+  for (let c = CLIP_CANDIDATES - 2; c >= 0; c--) {
+    const o = stops + (<usize>c << 3);
+    store<f64>(o, min<f64>(load<f64>(o), load<f64>(o + 8)));
   }
 }
 
@@ -174,7 +392,7 @@ function owcBlockScores<T>(x: usize, len: i32, hb: usize, ldh: i32, xmin: f32, x
 
 /** Bytes of gridOwcGroup's scratch for groups of up to n values. */
 export function gridOwcScratch(n: i32): f64 {
-  return <f64>CLIP_CANDIDATES * 8 + <f64>scanWork(n) + (n <= OWC_WIDEN_MAX ? <f64>blockBytes(n) : 0);
+  return <f64>CLIP_CANDIDATES * 8 + <f64>scanWork(n) + (n <= OWC_WIDEN_MAX ? <f64>blockBytes(n) + <f64>screenWork(n) : 0);
 }
 
 /** The first candidate with the smallest of the CLIP_CANDIDATES scores (f64) at scores. */
@@ -206,14 +424,30 @@ export function gridOwcGroup(
   const hg = h + ((<usize>c0 * <usize>cols + <usize>c0) << 2);
   const widen = len <= OWC_WIDEN_MAX;
   const hb = work + scanWork(len);
-  if (widen) widenBlock(hb, hg, cols, len);
+  const stops = hb + blockBytes(len);
+  const boundWork = stops + (<usize>CLIP_CANDIDATES << 3);
+  let mu: f64 = 0, hmax: f64 = 0, sumDiag: f64 = 0;
+  if (widen) {
+    widenBlock(hb, hg, cols, len);
+    // Once per block, shared by the band's rows. The factor's room follows the bound work.
+    hmax = blockMaxAbs(hb, len);
+    if (hmax < Infinity) mu = screenMu(hb, len, boundWork + (<usize>len << 3), boundWork + (<usize>len << 4));
+    for (let j = 0; j < len; j++) {
+      // f32 of the f64 widening of an f32: exact (the bound pass needs dg_j <= H_jj).
+      const d = load<f64>(hb + ((<usize>j * <usize>len + <usize>j) << 3));
+      store<f32>(boundWork + (<usize>j << 2), <f32>d);
+      sumDiag += d;
+    }
+  }
   for (let r = 0; r < rows; r++) {
     const x = w + ((<usize>r * <usize>cols + <usize>c0) << 2);
     const range = rangeOf(x, len);
     const xmin = pairFirst(range), xmax = pairSecond(range);
     memory.fill(scores, 0, <usize>CLIP_CANDIDATES << 3);
-    if (widen) owcBlockScores<f64>(x, len, hb, len, xmin, xmax, maxq, sym, scores, work);
-    else owcBlockScores<f32>(x, len, hg, cols, xmin, xmax, maxq, sym, scores, work);
+    if (widen) {
+      if (mu > 0) screenBounds(x, len, sumDiag, mu, hmax, xmin, xmax, maxq, sym, stops, boundWork);
+      owcBlockScores<f64>(x, len, hb, len, xmin, xmax, maxq, sym, scores, work, mu > 0 ? stops : 0);
+    } else owcBlockScores<f32>(x, len, hg, cols, xmin, xmax, maxq, sym, scores, work, 0);
     const grid = candidateGrid(firstMinimum(scores), xmin, xmax, maxq, sym);
     const o = (<usize>r * <usize>groups + <usize>g) << 2;
     store<f32>(scales + o, pairFirst(grid));
@@ -262,7 +496,7 @@ export function gridOwcChannelFast(w: usize, rows: i32, cols: i32, h: usize, max
     for (let r = 0; r < rows; r++) {
       const range = load<i64>(ranges + (<usize>r << 3));
       owcBlockScores<f64>(w + ((<usize>r * <usize>cols + <usize>b0) << 2), len, hb, len, pairFirst(range), pairSecond(range), maxq, sym,
-        screen + ((<usize>r * <usize>CLIP_CANDIDATES) << 3), work);
+        screen + ((<usize>r * <usize>CLIP_CANDIDATES) << 3), work, 0);
     }
   }
   for (let r = 0; r < rows; r++) {
