@@ -31,7 +31,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import {
   Kernel, prepareResident, quantizeLayerGguf, GGUF_BLOCK_TYPES, modelFromFiles, planJob, runJob, ggufVocabFor,
-  readTokenizer, textTokens, writeSafetensors, splitParagraphs,
+  readTokenizer, textTokens, writeSafetensors, splitParagraphs, readLlamaGguf, blockDecoders, bytesSource, writeHfModel, LlamaRunner,
 } from '../build/index.js';
 import { randomStream } from './data.mjs';
 import { timeKernelCalls } from './kernel-timing.mjs';
@@ -53,6 +53,9 @@ const { values } = parseArgs({
     ctx: { type: 'string', default: '128' },
     chunks: { type: 'string' },
     data: { type: 'string', default: join(root, '..', 'shared', 'data') },
+    values: { type: 'boolean', default: false },
+    forward: { type: 'boolean', default: false },
+    save: { type: 'string' },
   },
 });
 const quick = values.quick;
@@ -169,7 +172,28 @@ function logSoftmax(logits, tok) {
   return logits[tok] - max - Math.log(sum);
 }
 
-/** llama-perplexity's perplexity of the GGUF file `bytes` on `text`: see the header. */
+/** Sums -log p(next token) over llama-perplexity's scored positions: `tokens` cut into chunks
+ * of `ctx` whose first token is replaced by BOS, positions ctx/2 .. ctx-2 of each scored.
+ * `logitsOf(chunk, first)` gives the logits rows of positions first .. ctx-2 (any runner). */
+async function chunkPerplexity(tokens, bos, ctx, maxChunks, logitsOf) {
+  const chunks = Math.min(maxChunks, Math.floor(tokens.length / ctx));
+  const first = ctx >> 1;
+  let nll = 0, count = 0;
+  for (let c = 0; c < chunks; c++) {
+    const chunk = tokens.slice(c * ctx, (c + 1) * ctx);
+    chunk[0] = bos;
+    const rows = await logitsOf(chunk, first);
+    for (let i = first; i < ctx - 1; i++) {
+      nll -= logSoftmax(rows[i - first], chunk[i + 1]);
+      count++;
+    }
+  }
+  return { ppl: Math.exp(nll / count), count };
+}
+
+/** llama-perplexity's perplexity of the GGUF file `bytes` on `text`: see the header. Also
+ * returns llama.cpp's tokens of the text (BOS first), for scoring other runners on the same
+ * chunks. */
 async function llamaPerplexity(bytes, text, ctx, maxChunks) {
   const llama = await llamaCpp();
   const dir = mkdtempSync(join(tmpdir(), 'cdquant-bench-gguf-'));
@@ -184,37 +208,53 @@ async function llamaPerplexity(bytes, text, ctx, maxChunks) {
   try {
     const bos = model.tokens.bos;
     const tokens = [bos, ...model.tokenize(text, false)];
-    const chunks = Math.min(maxChunks, Math.floor(tokens.length / ctx));
-    const first = ctx >> 1;
-    let nll = 0, count = 0;
     const context = await model.createContext({
       contextSize: ctx + 32, batchSize: ctx + 32, sequences: 1, threads: 1, flashAttention: false,
       experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
     });
     const sequence = context.getSequence();
     try {
-      for (let c = 0; c < chunks; c++) {
-        const chunk = tokens.slice(c * ctx, (c + 1) * ctx);
-        chunk[0] = bos;
+      const result = await chunkPerplexity(tokens, bos, ctx, maxChunks, async (chunk, first) => {
         await sequence.clearHistory(); // each chunk on its own, as llama-perplexity clears the KV cache
-        {
-          const results = await sequence.controlledEvaluate(chunk.map((t, i) => (i >= first ? [t, { generateNext: { logits: true } }] : t)));
-          for (let i = first; i < ctx - 1; i++) {
-            const row = results[i]?.next?.logits;
-            if (!row) throw new Error(`llama.cpp returned no logits at position ${i}`);
-            const logits = new Float64Array(row.size);
-            for (const [t, v] of row) logits[t] = v;
-            nll -= logSoftmax(logits, chunk[i + 1]);
-            count++;
-          }
+        const results = await sequence.controlledEvaluate(chunk.map((t, i) => (i >= first ? [t, { generateNext: { logits: true } }] : t)));
+        const rows = [];
+        for (let i = first; i < chunk.length - 1; i++) {
+          const row = results[i]?.next?.logits;
+          if (!row) throw new Error(`llama.cpp returned no logits at position ${i}`);
+          const logits = new Float64Array(row.size);
+          for (const [t, v] of row) logits[t] = v;
+          rows.push(logits);
         }
-      }
+        return rows;
+      });
+      return { ...result, tokens, bos };
     } finally {
       await context.dispose();
     }
-    return { ppl: Math.exp(nll / count), count };
   } finally {
     await model.dispose();
+  }
+}
+
+/** The GGUF file `bytes` read back (ggml's block decoders): the model whose float weights are
+ * the values llama.cpp multiplies by. */
+const ggufValues = (kernel, bytes) => readLlamaGguf(bytesSource(bytes), { decoders: blockDecoders(kernel), ropeStyle: 'half', kernel });
+
+/** Our forward pass (float32 activations, in wasm) on exactly llama.cpp's chunks and scored
+ * positions (chunkPerplexity), for the model the GGUF file `bytes` decodes to. */
+async function forwardPerplexity(kernel, bytes, tokens, bos, ctx, maxChunks) {
+  const model = await ggufValues(kernel, bytes);
+  const runner = new LlamaRunner(kernel, model);
+  try {
+    return await chunkPerplexity(tokens, bos, ctx, maxChunks, (chunk, first) => {
+      const logits = runner.logits(Int32Array.from(chunk));
+      const vocab = model.config.vocabSize;
+      const rows = [];
+      for (let i = first; i < chunk.length - 1; i++) rows.push(Float64Array.from(logits.subarray(i * vocab, (i + 1) * vocab)));
+      return rows;
+    });
+  } finally {
+    runner.free();
   }
 }
 
@@ -280,25 +320,45 @@ async function modelPart() {
       const bytes = job.files.find((f) => f.path === 'model.gguf').data;
       return { bytes, seconds, loss: job.report.totals.loss };
     };
+    /** The GGUF file `bytes` rewritten with every weight as F32 (the same values): llama.cpp
+     * then multiplies in float32, without rounding activations to 8 bits (Q8_0/Q8_1) or F16. */
+    const asF32 = async (bytes) => {
+      const { config: cfg, safetensors } = writeHfModel(await ggufValues(kernel, bytes), 'F32');
+      const values = await modelFromFiles([{ name: 'config.json', bytes: new TextEncoder().encode(cfg) }, { name: 'model.safetensors', bytes: safetensors }], kernel);
+      const plan = await planJob(values, calibTokens.subarray(0, 16), { method: 'cd' }, { nsamples: 1, seqlen: 8, seed: 1 }, { mix: 'F32', solver: 'ref' });
+      const job = await runJob(values, plan, { kernel, modelName: name, ggufVocab });
+      return job.files.find((f) => f.path === 'model.gguf').data;
+    };
+    const measure = async (bytes) => {
+      const p = await llamaPerplexity(bytes, evalText, ctx, maxChunks);
+      const extra = {};
+      if (values.values) extra.valuesPpl = (await llamaPerplexity(await asF32(bytes), evalText, ctx, maxChunks)).ppl;
+      if (values.forward) extra.forwardPpl = (await forwardPerplexity(kernel, bytes, p.tokens, p.bos, ctx, maxChunks)).ppl;
+      return { ppl: p.ppl, count: p.count, ...extra };
+    };
     const f32 = await quantize('F32', 'ref');
-    const base = await llamaPerplexity(f32.bytes, evalText, ctx, maxChunks);
-    log(`${name} F32: perplexity ${base.ppl.toFixed(4)} (${base.count} predictions), ${f32.bytes.length} bytes`);
-    out.model.push({ model: name, mix: 'F32', solver: '-', ppl: base.ppl, bytes: f32.bytes.length, seconds: null, loss: 0, count: base.count });
+    const base = await measure(f32.bytes);
+    log(`${name} F32: perplexity ${base.ppl.toFixed(4)} (${base.count} predictions), ${f32.bytes.length} bytes${base.forwardPpl ? `, forward ${base.forwardPpl.toFixed(4)}` : ''}`);
+    out.model.push({ model: name, mix: 'F32', solver: '-', bytes: f32.bytes.length, seconds: null, loss: 0, ...base });
     for (const mix of values.mixes.split(',')) {
       for (const solver of solvers) {
         const q = await quantize(mix, solver);
-        const p = await llamaPerplexity(q.bytes, evalText, ctx, maxChunks);
+        if (values.save) writeFileSync(join(values.save, `${name}-${mix}-${solver}.gguf`), q.bytes);
+        const p = await measure(q.bytes);
         const { seconds } = q;
-        log(`${name} ${mix}/${solver}: perplexity ${p.ppl.toFixed(4)}, ${q.bytes.length} bytes, ${fmtS(seconds)}s, summed layer loss ${q.loss.toExponential(4)}`);
-        out.model.push({ model: name, mix, solver, ppl: p.ppl, bytes: q.bytes.length, seconds, loss: q.loss, count: p.count });
+        log(`${name} ${mix}/${solver}: perplexity ${p.ppl.toFixed(4)}${p.valuesPpl ? ` (F32 values ${p.valuesPpl.toFixed(4)})` : ''}${p.forwardPpl ? ` (forward ${p.forwardPpl.toFixed(4)})` : ''}, ${q.bytes.length} bytes, ${fmtS(seconds)}s, summed layer loss ${q.loss.toExponential(4)}`);
+        out.model.push({ model: name, mix, solver, bytes: q.bytes.length, seconds, loss: q.loss, ...p });
       }
     }
   }
   console.log(`\n### GGUF models: perplexity by llama.cpp (ctx ${ctx}, second half of each chunk scored, one thread, F32 KV cache), file size, quantization seconds${threads ? ` (--threads ${threads})` : ' (one thread)'}\n`);
-  console.log('| model | mix | solver | perplexity | file bytes | seconds | summed layer loss |');
-  console.log('|---|---|---|---:|---:|---:|---:|');
+  const cols = [['perplexity', (r) => r.ppl.toFixed(4)]];
+  if (values.values) cols.push(['llama.cpp, weights as F32', (r) => r.valuesPpl.toFixed(4)]);
+  if (values.forward) cols.push(['our forward, same chunks', (r) => r.forwardPpl.toFixed(4)]);
+  console.log(`| model | mix | solver | ${cols.map((c) => c[0]).join(' | ')} | file bytes | seconds | summed layer loss |`);
+  console.log(`|---|---|---|${cols.map(() => '---:|').join('')}---:|---:|---:|`);
   for (const r of out.model) {
-    console.log(`| ${r.model} | ${r.mix} | ${r.solver} | ${r.ppl.toFixed(4)} | ${r.bytes} | ${r.seconds === null ? '-' : fmtS(r.seconds)} | ${r.loss ? r.loss.toExponential(3) : '-'} |`);
+    console.log(`| ${r.model} | ${r.mix} | ${r.solver} | ${cols.map((c) => c[1](r)).join(' | ')} | ${r.bytes} | ${r.seconds === null ? '-' : fmtS(r.seconds)} | ${r.loss ? r.loss.toExponential(3) : '-'} |`);
   }
 }
 
