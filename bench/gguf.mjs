@@ -2,7 +2,8 @@
 //   node bench/gguf.mjs [--quick] [--part layer|model|all] [--repeat 3] [--threads N] [--json FILE]
 //     layer: [--cols 4096] [--rows R] [--types Q4_0,...,Q6_K]
 //     model: [--models example,synthetic] [--mixes Q4_0,Q4_K_M,Q3_K_M,Q2_K] [--solvers ref,imatrix,cd]
-//            [--ctx 128] [--chunks 48 quick / 200] [--data DIR]
+//            [--ctx 128] [--chunks 48 quick / 200] [--data DIR] [--seeds 1,2,3] [--values] [--forward]
+//            [--save DIR]
 // (a) Layers: per block type, one cols x cols layer (rows: --rows, default cols) with a
 //     real-shaped H = 2/n X^T X from a synthetic X [2 cols x cols] whose columns have uneven
 //     scales (exp of a normal), W normal with a few outliers; each GGUF solver through
@@ -21,6 +22,15 @@
 //     the second half of each chunk (positions ctx/2 .. ctx-2 predicting the next token) from
 //     llama.cpp's logits, log-softmax in float64 as its log_softmax. Also: file size and
 //     quantization seconds (calibration forward passes included).
+//     --seeds: one quantization per calibration seed (the random windows of paragraphs 0:1600);
+//     then each solver against llama.cpp's importance-matrix rounding of the same mix and seed,
+//     chunk by chunk: the perplexity ratio and its standard error over chunks, and over seeds.
+//     --values: each file again with every weight stored as F32 (the same values, decoded by
+//     ggml's block decoders), so llama.cpp multiplies in float32 and does not round the
+//     activations to 8 bits (Q8_0/Q8_1 for the quantized matmuls) or to F16.
+//     --forward: our forward pass (float32 activations, in wasm) on the values of each file,
+//     on exactly llama.cpp's tokens, chunks and scored positions (compare with --values).
+//     --save DIR: writes every GGUF file made.
 // Prints markdown tables. Default sizes are for a dedicated machine; --quick (1024 columns,
 // small calibration) keeps the whole run to a few minutes on a shared 2-core box.
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -56,6 +66,7 @@ const { values } = parseArgs({
     values: { type: 'boolean', default: false },
     forward: { type: 'boolean', default: false },
     save: { type: 'string' },
+    seeds: { type: 'string', default: '1' },
   },
 });
 const quick = values.quick;
@@ -179,16 +190,18 @@ async function chunkPerplexity(tokens, bos, ctx, maxChunks, logitsOf) {
   const chunks = Math.min(maxChunks, Math.floor(tokens.length / ctx));
   const first = ctx >> 1;
   let nll = 0, count = 0;
+  const perChunk = new Float64Array(chunks);
   for (let c = 0; c < chunks; c++) {
     const chunk = tokens.slice(c * ctx, (c + 1) * ctx);
     chunk[0] = bos;
     const rows = await logitsOf(chunk, first);
     for (let i = first; i < ctx - 1; i++) {
-      nll -= logSoftmax(rows[i - first], chunk[i + 1]);
+      perChunk[c] -= logSoftmax(rows[i - first], chunk[i + 1]);
       count++;
     }
+    nll += perChunk[c];
   }
-  return { ppl: Math.exp(nll / count), count };
+  return { ppl: Math.exp(nll / count), count, perChunk };
 }
 
 /** llama-perplexity's perplexity of the GGUF file `bytes` on `text`: see the header. Also
@@ -305,6 +318,7 @@ async function modelPart() {
     synthetic: { files: syntheticModelFiles(), calibration: quick ? { nsamples: 16, seqlen: 128, seed: 1 } : { nsamples: 64, seqlen: 256, seed: 1 } },
   };
   const solvers = values.solvers.split(',');
+  const seeds = values.seeds.split(',').map(Number);
   for (const name of values.models.split(',')) {
     const spec = models[name];
     if (!spec) throw new Error(`--models: ${name} is not example or synthetic`);
@@ -312,9 +326,9 @@ async function modelPart() {
     const tokenizer = readTokenizer(new Uint8Array(readFileSync(join(data, 'tok512.bin'))), source.config.vocabSize);
     const ggufVocab = await ggufVocabFor(tokenizer, source.config);
     const calibTokens = textTokens(tokenizer, text, '0:1600');
-    const quantize = async (mix, solver) => {
+    const quantize = async (mix, solver, seed = spec.calibration.seed) => {
       const t = performance.now();
-      const plan = await planJob(source, calibTokens, { method: 'cd' }, spec.calibration, { mix, solver });
+      const plan = await planJob(source, calibTokens, { method: 'cd' }, { ...spec.calibration, seed }, { mix, solver });
       const job = await runJob(source, plan, { kernel, modelName: name, ggufVocab, ...(threads !== undefined ? { threads } : {}) });
       const seconds = (performance.now() - t) / 1000;
       const bytes = job.files.find((f) => f.path === 'model.gguf').data;
@@ -334,20 +348,25 @@ async function modelPart() {
       const extra = {};
       if (values.values) extra.valuesPpl = (await llamaPerplexity(await asF32(bytes), evalText, ctx, maxChunks)).ppl;
       if (values.forward) extra.forwardPpl = (await forwardPerplexity(kernel, bytes, p.tokens, p.bos, ctx, maxChunks)).ppl;
-      return { ppl: p.ppl, count: p.count, ...extra };
+      return { ppl: p.ppl, count: p.count, perChunk: p.perChunk, ...extra };
     };
     const f32 = await quantize('F32', 'ref');
+    if (values.save) writeFileSync(join(values.save, `${name}-F32.gguf`), f32.bytes);
     const base = await measure(f32.bytes);
     log(`${name} F32: perplexity ${base.ppl.toFixed(4)} (${base.count} predictions), ${f32.bytes.length} bytes${base.forwardPpl ? `, forward ${base.forwardPpl.toFixed(4)}` : ''}`);
-    out.model.push({ model: name, mix: 'F32', solver: '-', bytes: f32.bytes.length, seconds: null, loss: 0, ...base });
+    out.model.push({ model: name, mix: 'F32', solver: '-', seed: null, bytes: f32.bytes.length, seconds: null, loss: 0, ...base });
     for (const mix of values.mixes.split(',')) {
-      for (const solver of solvers) {
-        const q = await quantize(mix, solver);
-        if (values.save) writeFileSync(join(values.save, `${name}-${mix}-${solver}.gguf`), q.bytes);
-        const p = await measure(q.bytes);
-        const { seconds } = q;
-        log(`${name} ${mix}/${solver}: perplexity ${p.ppl.toFixed(4)}${p.valuesPpl ? ` (F32 values ${p.valuesPpl.toFixed(4)})` : ''}${p.forwardPpl ? ` (forward ${p.forwardPpl.toFixed(4)})` : ''}, ${q.bytes.length} bytes, ${fmtS(seconds)}s, summed layer loss ${q.loss.toExponential(4)}`);
-        out.model.push({ model: name, mix, solver, bytes: q.bytes.length, seconds, loss: q.loss, ...p });
+      for (const seed of seeds) {
+        for (const solver of solvers) {
+          // llama.cpp's reference rounding reads no calibration: one file for every seed
+          if (solver === 'ref' && seed !== seeds[0]) continue;
+          const q = await quantize(mix, solver, seed);
+          if (values.save) writeFileSync(join(values.save, `${name}-${mix}-${solver}${seeds.length > 1 ? `-seed${seed}` : ''}.gguf`), q.bytes);
+          const p = await measure(q.bytes);
+          const { seconds } = q;
+          log(`${name} ${mix}/${solver} seed ${seed}: perplexity ${p.ppl.toFixed(4)}${p.valuesPpl ? ` (F32 values ${p.valuesPpl.toFixed(4)})` : ''}${p.forwardPpl ? ` (forward ${p.forwardPpl.toFixed(4)})` : ''}, ${q.bytes.length} bytes, ${fmtS(seconds)}s, summed layer loss ${q.loss.toExponential(4)}`);
+          out.model.push({ model: name, mix, solver, seed, bytes: q.bytes.length, seconds, loss: q.loss, ...p });
+        }
       }
     }
   }
@@ -355,14 +374,48 @@ async function modelPart() {
   const cols = [['perplexity', (r) => r.ppl.toFixed(4)]];
   if (values.values) cols.push(['llama.cpp, weights as F32', (r) => r.valuesPpl.toFixed(4)]);
   if (values.forward) cols.push(['our forward, same chunks', (r) => r.forwardPpl.toFixed(4)]);
-  console.log(`| model | mix | solver | ${cols.map((c) => c[0]).join(' | ')} | file bytes | seconds | summed layer loss |`);
-  console.log(`|---|---|---|${cols.map(() => '---:|').join('')}---:|---:|---:|`);
+  console.log(`| model | mix | solver | calibration seed | ${cols.map((c) => c[0]).join(' | ')} | file bytes | seconds | summed layer loss |`);
+  console.log(`|---|---|---|---:|${cols.map(() => '---:|').join('')}---:|---:|---:|`);
   for (const r of out.model) {
-    console.log(`| ${r.model} | ${r.mix} | ${r.solver} | ${cols.map((c) => c[1](r)).join(' | ')} | ${r.bytes} | ${r.seconds === null ? '-' : fmtS(r.seconds)} | ${r.loss ? r.loss.toExponential(3) : '-'} |`);
+    console.log(`| ${r.model} | ${r.mix} | ${r.solver} | ${r.seed ?? '-'} | ${cols.map((c) => c[1](r)).join(' | ')} | ${r.bytes} | ${r.seconds === null ? '-' : fmtS(r.seconds)} | ${r.loss ? r.loss.toExponential(3) : '-'} |`);
+  }
+  pairedSummary();
+}
+
+/** Each solver against llama.cpp's importance-matrix rounding of the same mix and calibration
+ * seed, chunk by chunk on the same text: the perplexity ratio exp(mean per-token NLL
+ * difference) with its standard error over chunks (what the held-out text's sampling alone
+ * leaves uncertain), and over seeds the mean ratio and how many seeds put the solver ahead
+ * (what the calibration sample leaves uncertain). */
+function pairedSummary() {
+  const rows = out.model.filter((r) => r.solver !== '-' && r.perChunk);
+  const groups = new Map();
+  for (const r of rows) {
+    const key = `${r.model} ${r.mix} ${r.solver}`;
+    // the reference rounding reads no calibration: its one file against every seed's imatrix
+    const bases = rows.filter((b) => b.model === r.model && b.mix === r.mix && b.solver === 'imatrix' && b !== r && (r.solver === 'ref' || b.seed === r.seed));
+    for (const base of bases) {
+      const per = r.count / r.perChunk.length;
+      const d = Array.from(r.perChunk, (x, c) => (x - base.perChunk[c]) / per);
+      const mean = d.reduce((a, b) => a + b, 0) / d.length;
+      const sd = Math.sqrt(d.reduce((a, b) => a + (b - mean) ** 2, 0) / (d.length - 1));
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push({ seed: base.seed, mean, se: sd / Math.sqrt(d.length) });
+    }
+  }
+  if (groups.size === 0) return;
+  console.log('\n### Against llama.cpp\'s importance-matrix rounding (perplexity ratio solver / imatrix, same mix and calibration seed, same chunks)\n');
+  console.log('| model | mix | solver | ratio per seed (± 1 SE over chunks) | mean ratio | seeds ahead of imatrix |');
+  console.log('|---|---|---|---|---:|---:|');
+  for (const [key, g] of groups) {
+    const [model, mix, solver] = key.split(' ');
+    const each = g.map((x) => `${Math.exp(x.mean).toFixed(4)} ± ${(Math.exp(x.mean) * x.se).toFixed(4)}`).join(', ');
+    const mean = Math.exp(g.reduce((a, x) => a + x.mean, 0) / g.length);
+    console.log(`| ${model} | ${mix} | ${solver} | ${each} | ${mean.toFixed(4)} | ${g.filter((x) => x.mean < 0).length} of ${g.length} |`);
   }
 }
 
 if (values.part === 'layer' || values.part === 'all') await layerPart();
 if (values.part === 'model' || values.part === 'all') await modelPart();
 if (llamaPromise) await (await llamaPromise).dispose();
-if (values.json) writeFileSync(values.json, JSON.stringify(out, null, 2));
+if (values.json) writeFileSync(values.json, JSON.stringify(out, (k, v) => (k === 'perChunk' ? undefined : v), 2));
