@@ -2,7 +2,8 @@
 //   node bench/gguf.mjs [--quick] [--part layer|model|all] [--repeat 3] [--threads N] [--json FILE]
 //     layer: [--cols 4096] [--rows R] [--types Q4_0,...,Q6_K]
 //     model: [--models example,synthetic] [--mixes Q4_0,Q4_K_M,Q3_K_M,Q2_K] [--solvers ref,imatrix,cd]
-//            [--ctx 128] [--chunks 48 quick / 200] [--data DIR]
+//            [--ctx 128] [--chunks 48 quick / 200] [--data DIR] [--seeds 1,2,3] [--values] [--forward]
+//            [--save DIR]
 // (a) Layers: per block type, one cols x cols layer (rows: --rows, default cols) with a
 //     real-shaped H = 2/n X^T X from a synthetic X [2 cols x cols] whose columns have uneven
 //     scales (exp of a normal), W normal with a few outliers; each GGUF solver through
@@ -21,6 +22,15 @@
 //     the second half of each chunk (positions ctx/2 .. ctx-2 predicting the next token) from
 //     llama.cpp's logits, log-softmax in float64 as its log_softmax. Also: file size and
 //     quantization seconds (calibration forward passes included).
+//     --seeds: one quantization per calibration seed (the random windows of paragraphs 0:1600);
+//     then each solver against llama.cpp's importance-matrix rounding of the same mix and seed,
+//     chunk by chunk: the perplexity ratio and its standard error over chunks, and over seeds.
+//     --values: each file again with every weight stored as F32 (the same values, decoded by
+//     ggml's block decoders), so llama.cpp multiplies in float32 and does not round the
+//     activations to 8 bits (Q8_0/Q8_1 for the quantized matmuls) or to F16.
+//     --forward: our forward pass (float32 activations, in wasm) on the values of each file,
+//     on exactly llama.cpp's tokens, chunks and scored positions (compare with --values).
+//     --save DIR: writes every GGUF file made.
 // Prints markdown tables. Default sizes are for a dedicated machine; --quick (1024 columns,
 // small calibration) keeps the whole run to a few minutes on a shared 2-core box.
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -31,7 +41,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import {
   Kernel, prepareResident, quantizeLayerGguf, GGUF_BLOCK_TYPES, modelFromFiles, planJob, runJob, ggufVocabFor,
-  readTokenizer, textTokens, writeSafetensors, splitParagraphs,
+  readTokenizer, textTokens, writeSafetensors, splitParagraphs, readLlamaGguf, blockDecoders, bytesSource, writeHfModel, LlamaRunner,
 } from '../build/index.js';
 import { randomStream } from './data.mjs';
 import { timeKernelCalls } from './kernel-timing.mjs';
@@ -53,6 +63,10 @@ const { values } = parseArgs({
     ctx: { type: 'string', default: '128' },
     chunks: { type: 'string' },
     data: { type: 'string', default: join(root, '..', 'shared', 'data') },
+    values: { type: 'boolean', default: false },
+    forward: { type: 'boolean', default: false },
+    save: { type: 'string' },
+    seeds: { type: 'string', default: '1' },
   },
 });
 const quick = values.quick;
@@ -169,7 +183,30 @@ function logSoftmax(logits, tok) {
   return logits[tok] - max - Math.log(sum);
 }
 
-/** llama-perplexity's perplexity of the GGUF file `bytes` on `text`: see the header. */
+/** Sums -log p(next token) over llama-perplexity's scored positions: `tokens` cut into chunks
+ * of `ctx` whose first token is replaced by BOS, positions ctx/2 .. ctx-2 of each scored.
+ * `logitsOf(chunk, first)` gives the logits rows of positions first .. ctx-2 (any runner). */
+async function chunkPerplexity(tokens, bos, ctx, maxChunks, logitsOf) {
+  const chunks = Math.min(maxChunks, Math.floor(tokens.length / ctx));
+  const first = ctx >> 1;
+  let nll = 0, count = 0;
+  const perChunk = new Float64Array(chunks);
+  for (let c = 0; c < chunks; c++) {
+    const chunk = tokens.slice(c * ctx, (c + 1) * ctx);
+    chunk[0] = bos;
+    const rows = await logitsOf(chunk, first);
+    for (let i = first; i < ctx - 1; i++) {
+      perChunk[c] -= logSoftmax(rows[i - first], chunk[i + 1]);
+      count++;
+    }
+    nll += perChunk[c];
+  }
+  return { ppl: Math.exp(nll / count), count, perChunk };
+}
+
+/** llama-perplexity's perplexity of the GGUF file `bytes` on `text`: see the header. Also
+ * returns llama.cpp's tokens of the text (BOS first), for scoring other runners on the same
+ * chunks. */
 async function llamaPerplexity(bytes, text, ctx, maxChunks) {
   const llama = await llamaCpp();
   const dir = mkdtempSync(join(tmpdir(), 'cdquant-bench-gguf-'));
@@ -184,37 +221,53 @@ async function llamaPerplexity(bytes, text, ctx, maxChunks) {
   try {
     const bos = model.tokens.bos;
     const tokens = [bos, ...model.tokenize(text, false)];
-    const chunks = Math.min(maxChunks, Math.floor(tokens.length / ctx));
-    const first = ctx >> 1;
-    let nll = 0, count = 0;
     const context = await model.createContext({
       contextSize: ctx + 32, batchSize: ctx + 32, sequences: 1, threads: 1, flashAttention: false,
       experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
     });
     const sequence = context.getSequence();
     try {
-      for (let c = 0; c < chunks; c++) {
-        const chunk = tokens.slice(c * ctx, (c + 1) * ctx);
-        chunk[0] = bos;
+      const result = await chunkPerplexity(tokens, bos, ctx, maxChunks, async (chunk, first) => {
         await sequence.clearHistory(); // each chunk on its own, as llama-perplexity clears the KV cache
-        {
-          const results = await sequence.controlledEvaluate(chunk.map((t, i) => (i >= first ? [t, { generateNext: { logits: true } }] : t)));
-          for (let i = first; i < ctx - 1; i++) {
-            const row = results[i]?.next?.logits;
-            if (!row) throw new Error(`llama.cpp returned no logits at position ${i}`);
-            const logits = new Float64Array(row.size);
-            for (const [t, v] of row) logits[t] = v;
-            nll -= logSoftmax(logits, chunk[i + 1]);
-            count++;
-          }
+        const results = await sequence.controlledEvaluate(chunk.map((t, i) => (i >= first ? [t, { generateNext: { logits: true } }] : t)));
+        const rows = [];
+        for (let i = first; i < chunk.length - 1; i++) {
+          const row = results[i]?.next?.logits;
+          if (!row) throw new Error(`llama.cpp returned no logits at position ${i}`);
+          const logits = new Float64Array(row.size);
+          for (const [t, v] of row) logits[t] = v;
+          rows.push(logits);
         }
-      }
+        return rows;
+      });
+      return { ...result, tokens, bos };
     } finally {
       await context.dispose();
     }
-    return { ppl: Math.exp(nll / count), count };
   } finally {
     await model.dispose();
+  }
+}
+
+/** The GGUF file `bytes` read back (ggml's block decoders): the model whose float weights are
+ * the values llama.cpp multiplies by. */
+const ggufValues = (kernel, bytes) => readLlamaGguf(bytesSource(bytes), { decoders: blockDecoders(kernel), ropeStyle: 'half', kernel });
+
+/** Our forward pass (float32 activations, in wasm) on exactly llama.cpp's chunks and scored
+ * positions (chunkPerplexity), for the model the GGUF file `bytes` decodes to. */
+async function forwardPerplexity(kernel, bytes, tokens, bos, ctx, maxChunks) {
+  const model = await ggufValues(kernel, bytes);
+  const runner = new LlamaRunner(kernel, model);
+  try {
+    return await chunkPerplexity(tokens, bos, ctx, maxChunks, (chunk, first) => {
+      const logits = runner.logits(Int32Array.from(chunk));
+      const vocab = model.config.vocabSize;
+      const rows = [];
+      for (let i = first; i < chunk.length - 1; i++) rows.push(Float64Array.from(logits.subarray(i * vocab, (i + 1) * vocab)));
+      return rows;
+    });
+  } finally {
+    runner.free();
   }
 }
 
@@ -265,6 +318,7 @@ async function modelPart() {
     synthetic: { files: syntheticModelFiles(), calibration: quick ? { nsamples: 16, seqlen: 128, seed: 1 } : { nsamples: 64, seqlen: 256, seed: 1 } },
   };
   const solvers = values.solvers.split(',');
+  const seeds = values.seeds.split(',').map(Number);
   for (const name of values.models.split(',')) {
     const spec = models[name];
     if (!spec) throw new Error(`--models: ${name} is not example or synthetic`);
@@ -272,37 +326,96 @@ async function modelPart() {
     const tokenizer = readTokenizer(new Uint8Array(readFileSync(join(data, 'tok512.bin'))), source.config.vocabSize);
     const ggufVocab = await ggufVocabFor(tokenizer, source.config);
     const calibTokens = textTokens(tokenizer, text, '0:1600');
-    const quantize = async (mix, solver) => {
+    const quantize = async (mix, solver, seed = spec.calibration.seed) => {
       const t = performance.now();
-      const plan = await planJob(source, calibTokens, { method: 'cd' }, spec.calibration, { mix, solver });
+      const plan = await planJob(source, calibTokens, { method: 'cd' }, { ...spec.calibration, seed }, { mix, solver });
       const job = await runJob(source, plan, { kernel, modelName: name, ggufVocab, ...(threads !== undefined ? { threads } : {}) });
       const seconds = (performance.now() - t) / 1000;
       const bytes = job.files.find((f) => f.path === 'model.gguf').data;
       return { bytes, seconds, loss: job.report.totals.loss };
     };
+    /** The GGUF file `bytes` rewritten with every weight as F32 (the same values): llama.cpp
+     * then multiplies in float32, without rounding activations to 8 bits (Q8_0/Q8_1) or F16. */
+    const asF32 = async (bytes) => {
+      const { config: cfg, safetensors } = writeHfModel(await ggufValues(kernel, bytes), 'F32');
+      const values = await modelFromFiles([{ name: 'config.json', bytes: new TextEncoder().encode(cfg) }, { name: 'model.safetensors', bytes: safetensors }], kernel);
+      const plan = await planJob(values, calibTokens.subarray(0, 16), { method: 'cd' }, { nsamples: 1, seqlen: 8, seed: 1 }, { mix: 'F32', solver: 'ref' });
+      const job = await runJob(values, plan, { kernel, modelName: name, ggufVocab });
+      return job.files.find((f) => f.path === 'model.gguf').data;
+    };
+    const measure = async (bytes) => {
+      const p = await llamaPerplexity(bytes, evalText, ctx, maxChunks);
+      const extra = {};
+      if (values.values) extra.valuesPpl = (await llamaPerplexity(await asF32(bytes), evalText, ctx, maxChunks)).ppl;
+      if (values.forward) extra.forwardPpl = (await forwardPerplexity(kernel, bytes, p.tokens, p.bos, ctx, maxChunks)).ppl;
+      return { ppl: p.ppl, count: p.count, perChunk: p.perChunk, ...extra };
+    };
     const f32 = await quantize('F32', 'ref');
-    const base = await llamaPerplexity(f32.bytes, evalText, ctx, maxChunks);
-    log(`${name} F32: perplexity ${base.ppl.toFixed(4)} (${base.count} predictions), ${f32.bytes.length} bytes`);
-    out.model.push({ model: name, mix: 'F32', solver: '-', ppl: base.ppl, bytes: f32.bytes.length, seconds: null, loss: 0, count: base.count });
+    if (values.save) writeFileSync(join(values.save, `${name}-F32.gguf`), f32.bytes);
+    const base = await measure(f32.bytes);
+    log(`${name} F32: perplexity ${base.ppl.toFixed(4)} (${base.count} predictions), ${f32.bytes.length} bytes${base.forwardPpl ? `, forward ${base.forwardPpl.toFixed(4)}` : ''}`);
+    out.model.push({ model: name, mix: 'F32', solver: '-', seed: null, bytes: f32.bytes.length, seconds: null, loss: 0, ...base });
     for (const mix of values.mixes.split(',')) {
-      for (const solver of solvers) {
-        const q = await quantize(mix, solver);
-        const p = await llamaPerplexity(q.bytes, evalText, ctx, maxChunks);
-        const { seconds } = q;
-        log(`${name} ${mix}/${solver}: perplexity ${p.ppl.toFixed(4)}, ${q.bytes.length} bytes, ${fmtS(seconds)}s, summed layer loss ${q.loss.toExponential(4)}`);
-        out.model.push({ model: name, mix, solver, ppl: p.ppl, bytes: q.bytes.length, seconds, loss: q.loss, count: p.count });
+      for (const seed of seeds) {
+        for (const solver of solvers) {
+          // llama.cpp's reference rounding reads no calibration: one file for every seed
+          if (solver === 'ref' && seed !== seeds[0]) continue;
+          const q = await quantize(mix, solver, seed);
+          if (values.save) writeFileSync(join(values.save, `${name}-${mix}-${solver}${seeds.length > 1 ? `-seed${seed}` : ''}.gguf`), q.bytes);
+          const p = await measure(q.bytes);
+          const { seconds } = q;
+          log(`${name} ${mix}/${solver} seed ${seed}: perplexity ${p.ppl.toFixed(4)}${p.valuesPpl ? ` (F32 values ${p.valuesPpl.toFixed(4)})` : ''}${p.forwardPpl ? ` (forward ${p.forwardPpl.toFixed(4)})` : ''}, ${q.bytes.length} bytes, ${fmtS(seconds)}s, summed layer loss ${q.loss.toExponential(4)}`);
+          out.model.push({ model: name, mix, solver, seed, bytes: q.bytes.length, seconds, loss: q.loss, ...p });
+        }
       }
     }
   }
   console.log(`\n### GGUF models: perplexity by llama.cpp (ctx ${ctx}, second half of each chunk scored, one thread, F32 KV cache), file size, quantization seconds${threads ? ` (--threads ${threads})` : ' (one thread)'}\n`);
-  console.log('| model | mix | solver | perplexity | file bytes | seconds | summed layer loss |');
-  console.log('|---|---|---|---:|---:|---:|---:|');
+  const cols = [['perplexity', (r) => r.ppl.toFixed(4)]];
+  if (values.values) cols.push(['llama.cpp, weights as F32', (r) => r.valuesPpl.toFixed(4)]);
+  if (values.forward) cols.push(['our forward, same chunks', (r) => r.forwardPpl.toFixed(4)]);
+  console.log(`| model | mix | solver | calibration seed | ${cols.map((c) => c[0]).join(' | ')} | file bytes | seconds | summed layer loss |`);
+  console.log(`|---|---|---|---:|${cols.map(() => '---:|').join('')}---:|---:|---:|`);
   for (const r of out.model) {
-    console.log(`| ${r.model} | ${r.mix} | ${r.solver} | ${r.ppl.toFixed(4)} | ${r.bytes} | ${r.seconds === null ? '-' : fmtS(r.seconds)} | ${r.loss ? r.loss.toExponential(3) : '-'} |`);
+    console.log(`| ${r.model} | ${r.mix} | ${r.solver} | ${r.seed ?? '-'} | ${cols.map((c) => c[1](r)).join(' | ')} | ${r.bytes} | ${r.seconds === null ? '-' : fmtS(r.seconds)} | ${r.loss ? r.loss.toExponential(3) : '-'} |`);
+  }
+  pairedSummary();
+}
+
+/** Each solver against llama.cpp's importance-matrix rounding of the same mix and calibration
+ * seed, chunk by chunk on the same text: the perplexity ratio exp(mean per-token NLL
+ * difference) with its standard error over chunks (what the held-out text's sampling alone
+ * leaves uncertain), and over seeds the mean ratio and how many seeds put the solver ahead
+ * (what the calibration sample leaves uncertain). */
+function pairedSummary() {
+  const rows = out.model.filter((r) => r.solver !== '-' && r.perChunk);
+  const groups = new Map();
+  for (const r of rows) {
+    const key = `${r.model} ${r.mix} ${r.solver}`;
+    // the reference rounding reads no calibration: its one file against every seed's imatrix
+    const bases = rows.filter((b) => b.model === r.model && b.mix === r.mix && b.solver === 'imatrix' && b !== r && (r.solver === 'ref' || b.seed === r.seed));
+    for (const base of bases) {
+      const per = r.count / r.perChunk.length;
+      const d = Array.from(r.perChunk, (x, c) => (x - base.perChunk[c]) / per);
+      const mean = d.reduce((a, b) => a + b, 0) / d.length;
+      const sd = Math.sqrt(d.reduce((a, b) => a + (b - mean) ** 2, 0) / (d.length - 1));
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push({ seed: base.seed, mean, se: sd / Math.sqrt(d.length) });
+    }
+  }
+  if (groups.size === 0) return;
+  console.log('\n### Against llama.cpp\'s importance-matrix rounding (perplexity ratio solver / imatrix, same mix and calibration seed, same chunks)\n');
+  console.log('| model | mix | solver | ratio per seed (± 1 SE over chunks) | mean ratio | seeds ahead of imatrix |');
+  console.log('|---|---|---|---|---:|---:|');
+  for (const [key, g] of groups) {
+    const [model, mix, solver] = key.split(' ');
+    const each = g.map((x) => `${Math.exp(x.mean).toFixed(4)} ± ${(Math.exp(x.mean) * x.se).toFixed(4)}`).join(', ');
+    const mean = Math.exp(g.reduce((a, x) => a + x.mean, 0) / g.length);
+    console.log(`| ${model} | ${mix} | ${solver} | ${each} | ${mean.toFixed(4)} | ${g.filter((x) => x.mean < 0).length} of ${g.length} |`);
   }
 }
 
 if (values.part === 'layer' || values.part === 'all') await layerPart();
 if (values.part === 'model' || values.part === 'all') await modelPart();
 if (llamaPromise) await (await llamaPromise).dispose();
-if (values.json) writeFileSync(values.json, JSON.stringify(out, null, 2));
+if (values.json) writeFileSync(values.json, JSON.stringify(out, (k, v) => (k === 'perChunk' ? undefined : v), 2));
