@@ -321,6 +321,8 @@ export class LlamaRunner {
     const w = this.blocks[layer];
     if (!w) throw new OptionError(`block ${layer} is not loaded (loadBlock first)`);
     const a = this.arch;
+    const released = a.linears.find((l) => !w.linear.has(l.name));
+    if (released) throw new OptionError(`block ${layer}'s ${released.name} was released (releaseLinear): setLinear gives it back before the block runs`);
     const { capture, captureResident, stopAfter } = options;
     let stopAt: StagePoint | null = null;
     if (stopAfter !== undefined) {
@@ -505,16 +507,33 @@ export class LlamaRunner {
 
   // ---------------------------------------------------------------- weights
 
-  /** Replaces the weights of one linear layer ([out, in] row-major, e.g. dequantized). */
+  /** Replaces the weights of one linear layer ([out, in] row-major, e.g. dequantized); a
+   * released layer gets its kernel memory back. */
   setLinear(layer: number, name: LinearName, weights: Float32Array): void {
     this.live();
     this.checkLayer(layer);
-    const { ptr, spec } = this.linearPtr(layer, name);
+    const { ptr, spec } = this.linearPtr(layer, name, true);
     const n = spec.rows * spec.cols;
     if (!(weights instanceof Float32Array)) throw new ShapeError(`weights for ${name} must be a Float32Array`);
     if (weights.length !== n) throw new ShapeError(`${name} of layer ${layer} takes ${spec.rows}x${spec.cols} = ${n} values, got ${weights.length}`);
     assertFinite(weights, `weights for layer ${layer} ${name}`);
-    this.kernel.f32(ptr, n).set(weights);
+    if (ptr) this.kernel.f32(ptr, n).set(weights);
+    else this.blocks[layer]!.linear.set(name, this.kernel.put(weights));
+  }
+
+  /**
+   * Frees the kernel memory of one linear layer of a loaded block until setLinear gives it
+   * weights again; the block cannot run meanwhile. The pipeline releases a block's quantized
+   * layers while a later stage's H is factored and solved (their values are rebuilt exactly
+   * from the codes), so that the factor reuses their memory instead of growing the kernel's.
+   */
+  releaseLinear(layer: number, name: LinearName): void {
+    this.live();
+    this.checkLayer(layer);
+    const { ptr } = this.linearPtr(layer, name, true);
+    if (!ptr) return;
+    this.blocks[layer]!.linear.delete(name);
+    this.kernel.free(ptr);
   }
 
   /** A copy of the current weights of one linear layer. */
@@ -595,12 +614,15 @@ export class LlamaRunner {
   private needClassifier(): void {
     if (!this.classifier) throw new OptionError('this runner was made without a classifier (options.classifier: false): no logits');
   }
-  private linearPtr(layer: number, name: LinearName): { ptr: number; spec: LinearSpec } {
+  /** The kernel address of a loaded linear layer (0 for a released one, with `released`). */
+  private linearPtr(layer: number, name: LinearName, released = false): { ptr: number; spec: LinearSpec } {
     const spec = this.arch.linears.find((l) => l.name === name);
     if (!spec) throw new OptionError(`unknown linear layer ${String(name)}; expected one of ${this.arch.linears.map((l) => l.name).join(', ')}`);
     const b = this.blocks[layer];
     if (!b) throw new OptionError(`block ${layer} is not loaded (loadBlock first)`);
-    return { ptr: b.linear.get(name)!, spec };
+    const ptr = b.linear.get(name) ?? 0;
+    if (!ptr && !released) throw new OptionError(`block ${layer}'s ${name} was released (releaseLinear): setLinear gives it back first`);
+    return { ptr, spec };
   }
   private checkLayer(layer: number): void {
     if (!Number.isInteger(layer) || layer < 0 || layer >= this.arch.nLayers) throw new OptionError(`layer must be an integer in [0, ${this.arch.nLayers}), got ${layer}`);

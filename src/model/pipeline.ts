@@ -18,7 +18,7 @@ import { workersAvailable } from '../core/runtime.js';
 import { quantizeLayer, quantizePrepared, splitOptions, type RunOptions } from '../quantize.js';
 import { LlamaRunner, type RunBlockOptions } from './forward.js';
 import type { LinearName, LlamaBlock, LlamaConfig, LlamaModel } from './types.js';
-import { f32Embedding, memoryModel, type EmbeddingTable, type LazyModel } from './source.js';
+import { f32Embedding, memoryModel, rowsOf, type EmbeddingTable, type LazyModel } from './source.js';
 import { GGUF_LINEAR, ggufBlockName } from './gguf.js';
 import { mixTypes, type GgufMix, type MixTensor } from './gguf-mix.js';
 import { dequantizeRows, quantizeRows, type GgufBlockTypeName } from '../formats/gguf-blocks.js';
@@ -155,6 +155,14 @@ export function quantizedView(source: LazyModel, layersOf: (block: number) => Pr
     embedding,
     classifier,
     block: async (layer) => withQuantized(kernel, await source.block(layer), await layersOf(layer)),
+    async tensor(slot, rows) {
+      // A quantized tensor from its codes alone: the source's values are not read.
+      const l = slot.kind === 'linear' ? (await layersOf(slot.layer)).find((x) => x.name === slot.name)
+        : slot.kind === 'classifier' ? await head('classifier')
+        : slot.kind === 'embedding' ? (await head('embedding')) ?? (config.tiedEmbeddings ? await head('classifier') : undefined)
+        : undefined;
+      return l ? rowsOf(layerValues(kernel, l), l.rows, rows, `quantized ${l.block}.${l.name}`) : source.tensor(slot, rows);
+    },
     async load() {
       const base = await source.load();
       const blocks: LlamaBlock[] = [];
@@ -263,6 +271,11 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
                 if (names[0] === stage[0]) acc.addResident(kernel, ptr, rows, threads);
               },
             }));
+            // The block's layers quantized in earlier stages are not needed again until the
+            // block's final pass: their kernel memory is given to this stage's preparation
+            // (GPTQ's factor of down_proj's 11008^2 H fits where gate/up/q/k/v/o were) and
+            // they are rebuilt from their codes after the stage.
+            for (const l of blockLayers) runner.releaseLinear(block, l.name as LinearName);
             // Comparison solves start from H as accumulated (the preparation changes it).
             // ('rtn' is the baseline, solved with the layer's own bands: no H of its own.)
             const hessian = compareMethods?.some((m) => m !== 'rtn') ? acc.hessian() : null;
@@ -321,6 +334,8 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
               acc.free();
             }
           }
+          // The released layers back, one at a time, with the very values setLinear gave them.
+          for (const l of blockLayers) if (!stage.includes(l.name as LinearName)) runner.setLinear(block, l.name as LinearName, layerValues(kernel, l));
         }
         await onBlockDone?.(block, blockLayers);
       }
