@@ -218,7 +218,18 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
     return body();
   };
   const { signal } = run;
-  const runner = new LlamaRunner(kernel, { config, embedding: await source.embedding(), finalNorm: await source.finalNorm() }, { blocks: 'none', classifier: false });
+  // The embedding is needed only to embed the samples, below: the runner reads it through
+  // `table`, dropped once they are embedded (a 7B vocabulary is 0.26-0.52 GB).
+  let table: EmbeddingTable | null = await source.embedding();
+  const embedding: EmbeddingTable = {
+    vocab: table.vocab,
+    dim: table.dim,
+    row: (id, out) => {
+      if (!table) throw new OptionError('quantizeModel: the embedding is released once the samples are embedded');
+      table.row(id, out);
+    },
+  };
+  const runner = new LlamaRunner(kernel, { config, embedding, finalNorm: await source.finalNorm() }, { blocks: 'none', classifier: false });
   const layers: QuantizedLinear[] = [];
   const total = config.nLayers * stages.flat().length;
   try {
@@ -231,6 +242,7 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
         runner.freeState(st);
       }
     });
+    table = null;
     /** Reads block `block` into the kernel. A function of its own, so that the float32 copy
      * read from the checkpoint is unreachable once it returns: a value awaited in the loop
      * below stays reachable from its frame while the block is solved (0.8 GB for a 7B block). */
@@ -274,8 +286,16 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
             // The block's layers quantized in earlier stages are not needed again until the
             // block's final pass: their kernel memory is given to this stage's preparation
             // (GPTQ's factor of down_proj's 11008^2 H fits where gate/up/q/k/v/o were) and
-            // they are rebuilt from their codes after the stage.
+            // they are rebuilt from their codes after the stage. A layer being solved is a
+            // copy in JS (the solvers take W as an array): its kernel memory is released when
+            // the copy is made, before the preparation for a stage of one layer (o_proj,
+            // down_proj), else when its solve starts (one copy at a time).
             for (const l of blockLayers) runner.releaseLinear(block, l.name as LinearName);
+            const copied = new Map<LinearName, Float32Array>();
+            if (stage.length === 1) {
+              copied.set(stage[0], runner.getLinear(block, stage[0]));
+              runner.releaseLinear(block, stage[0]);
+            }
             // Comparison solves start from H as accumulated (the preparation changes it).
             // ('rtn' is the baseline, solved with the layer's own bands: no H of its own.)
             const hessian = compareMethods?.some((m) => m !== 'rtn') ? acc.hessian() : null;
@@ -287,7 +307,8 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
             session = await region((runner) => prepareResident(kernel, taken.h, cols, solver, runner));
             for (const name of stage) {
               const [rows] = linearShape(config, name);
-              const w = { data: runner.getLinear(block, name), rows, cols };
+              const w = { data: copied.get(name) ?? runner.getLinear(block, name), rows, cols };
+              copied.delete(name);
               const base = { block, name, layersDone: layers.length, layers: total, rows };
               onProgress?.({ ...base, rowsDone: 0, stage: 'quantize' });
               const t0 = performance.now();

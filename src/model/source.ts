@@ -11,6 +11,7 @@ import { readU16LE } from '../formats/bytes.js';
 import { readSafetensorsHeader, readTensorBytesFrom, readTensorF32From, type SafetensorsFile } from '../formats/safetensors.js';
 import { parseHfConfig, type HfDtype } from './checkpoint/hf-config.js';
 import { hfTensors, slotArray, type HfSlot } from './checkpoint/hf.js';
+import { linearShape } from './arch.js';
 import type { LlamaBlock, LlamaConfig, LlamaModel } from './types.js';
 
 /** Rows of the token embedding on demand: a vocabulary of 128k x 4096 need not be float32 in
@@ -71,11 +72,8 @@ export function rowsOf(values: Float32Array, count: number, rows: RowRange | und
 }
 
 /** Rows of a tensor: the first dimension of a 2-D one (a 1-D one is one row). */
-const rowCount = (config: LlamaConfig, slot: HfSlot): number => {
-  const t = hfTensors(config).find((x) => sameSlot(x.slot, slot));
-  if (!t) throw new ShapeError(`the model has no tensor for ${JSON.stringify(slot)}`);
-  return t.shape.length === 2 ? t.shape[0] : 1;
-};
+const rowCount = (config: LlamaConfig, slot: HfSlot): number =>
+  slot.kind === 'embedding' || slot.kind === 'classifier' ? config.vocabSize : slot.kind === 'linear' ? linearShape(config, slot.name)[0] : 1;
 
 /** Whether two slots name the same tensor. */
 export function sameSlot(a: HfSlot, b: HfSlot): boolean {
