@@ -12,7 +12,8 @@ import { readLlama2c } from '../src/model/checkpoint/llama2c.js';
 import { readHfLlama, writeHfLlama, hfTensors } from '../src/model/checkpoint/hf.js';
 import { openHfModel, memoryModel, memorySources } from '../src/model/source.js';
 import { memorySink, writeHfCheckpoint, writeSafetensorsShards, type TensorEntry } from '../src/model/outputs.js';
-import { quantizeModel } from '../src/model/pipeline.js';
+import { quantizeModel, quantizedView, layerRows, layerValues, type QuantizedLinear } from '../src/model/pipeline.js';
+import { quantizeRows, dequantizeRows } from '../src/formats/gguf-blocks.js';
 import { parseSafetensors, readTensorRaw, writeSafetensors, encodeTensor } from '../src/formats/safetensors.js';
 import { LINEAR_NAMES, type LlamaBlock, type LlamaModel } from '../src/model/types.js';
 import { readData, readDataText, rng, sameArray, throwsType } from './helpers/util.js';
@@ -128,6 +129,29 @@ test('writeHfCheckpoint: an embedding larger than a chunk is written by rows, th
       sameArray(x, y, `${dtype} ${name}`);
     }
   }
+});
+
+test('quantized rows: layerRows and the quantized view\'s row reads are those rows of the whole layer, integer grids and GGUF', async () => {
+  const kernel = await Kernel.create();
+  const r = rng(9);
+  const samples = [Int32Array.from({ length: 48 }, () => Math.floor(r() * 512))];
+  const { layers } = await quantizeModel(l2c, samples, { method: 'gptq', bits: 4, groupSize: 16, kernel });
+  const view = quantizedView(memoryModel(l2c, 'llama2c', 'F32', async () => ''), async (b) => layers.filter((l) => l.block === b), kernel);
+  for (const l of layers.filter((x) => x.block === 1)) {
+    const whole = layerValues(kernel, l); // the reference: the whole layer dequantized at once
+    for (const [r0, r1] of [[0, l.rows], [0, 1], [l.rows - 3, l.rows], [5, 17]]) {
+      sameArray(layerRows(kernel, l, r0, r1), whole.subarray(r0 * l.cols, r1 * l.cols), `${l.name} rows ${r0}-${r1}`);
+      sameArray(await view.tensor({ kind: 'linear', layer: 1, name: l.name as 'q_proj' }, [r0, r1]), whole.subarray(r0 * l.cols, r1 * l.cols), `view ${l.name} rows ${r0}-${r1}`);
+    }
+    await rejectsType(view.tensor({ kind: 'linear', layer: 1, name: l.name as 'q_proj' }, [0, l.rows + 1]), ShapeError, /rows/);
+  }
+  // a GGUF layer: Q4_K rows of 256 values (the embedding's rows padded to 256 columns)
+  const rows = 12, cols = 256;
+  const values = Float32Array.from({ length: rows * cols }, () => r() - 0.5);
+  const bytes = quantizeRows(kernel, 'Q4_K', values, rows, cols);
+  const g: QuantizedLinear = { ...layers[0], rows, cols, bits: 0, groups: 0, codes: new Uint8Array(0), scales: new Float32Array(0), zeros: new Float32Array(0), gIdx: new Int32Array(0), gguf: { type: 'Q4_K', bytes } };
+  const whole = dequantizeRows(kernel, 'Q4_K', bytes, rows, cols);
+  sameArray(layerRows(kernel, g, 4, 9), whole.subarray(4 * cols, 9 * cols), 'GGUF rows');
 });
 
 /** A random Llama model with 7B's proportions at a small size: hidden / dim = 11008 / 4096,

@@ -147,12 +147,13 @@ function orient(model: LazyModel, slot: HfSlot, values: Float32Array): Float32Ar
 /** Values written a chunk at a time (16 MB of float32). */
 const CHUNK_VALUES = 1 << 22;
 
-/** The tensor `t` of `model` in `dtype`: the embedding and the classifier (vocab x dim, the
- * largest tensors) a chunk of rows at a time, every other tensor whole. Encoding is value by
- * value, so the chunks are the bytes of the whole tensor. */
+/** The tensor `t` of `model` in `dtype`: a matrix a chunk of rows at a time (but the q/k rows
+ * of an interleaved-RoPE model, permuted whole: small llama2.c models), every other tensor
+ * whole. Encoding is value by value, so the chunks are the bytes of the whole tensor. */
 function floatEntry(model: LazyModel, t: HfTensor, dtype: WritableDtype): TensorEntry {
   const { name, shape, slot } = t;
-  if ((slot.kind === 'embedding' || slot.kind === 'classifier') && shape.length === 2) {
+  const permuted = slot.kind === 'linear' && model.config.ropeStyle === 'interleaved';
+  if (shape.length === 2 && !permuted) {
     const [rows, cols] = shape;
     const step = Math.max(1, Math.floor(CHUNK_VALUES / cols));
     return {

@@ -18,7 +18,7 @@ import { workersAvailable } from '../core/runtime.js';
 import { quantizeLayer, quantizePrepared, splitOptions, type RunOptions } from '../quantize.js';
 import { LlamaRunner, type RunBlockOptions } from './forward.js';
 import type { LinearName, LlamaBlock, LlamaConfig, LlamaModel } from './types.js';
-import { f32Embedding, memoryModel, rowsOf, type EmbeddingTable, type LazyModel } from './source.js';
+import { checkRows, f32Embedding, memoryModel, type EmbeddingTable, type LazyModel } from './source.js';
 import { GGUF_LINEAR, ggufBlockName } from './gguf.js';
 import { mixTypes, type GgufMix, type MixTensor } from './gguf-mix.js';
 import { dequantizeRows, quantizeRows, type GgufBlockTypeName } from '../formats/gguf-blocks.js';
@@ -128,6 +128,24 @@ export function layerValues(kernel: Kernel, l: QuantizedLinear): Float32Array {
   return l.gguf ? dequantizeRows(kernel, l.gguf.type, l.gguf.bytes, l.rows, l.cols) : dequantize(kernel, l);
 }
 
+/** Rows [r0, r1) of a quantized layer's values: the same bits as those rows of layerValues
+ * (a value depends on its own row's codes and grid only; a GGUF row is whole blocks). */
+export function layerRows(kernel: Kernel, l: QuantizedLinear, r0: number, r1: number): Float32Array {
+  const n = r1 - r0;
+  if (l.gguf) {
+    const rowBytes = l.gguf.bytes.length / l.rows;
+    return dequantizeRows(kernel, l.gguf.type, l.gguf.bytes.subarray(r0 * rowBytes, r1 * rowBytes), n, l.cols);
+  }
+  const { cols, groups } = l;
+  return dequantize(kernel, {
+    ...l,
+    rows: n,
+    codes: l.codes.subarray(r0 * cols, r1 * cols),
+    scales: l.scales.subarray(r0 * groups, r1 * groups),
+    zeros: l.zeros.subarray(r0 * groups, r1 * groups),
+  });
+}
+
 /** Block `layer` of `block` with its linear layers replaced by the dequantized `layers`
  * (a new object: the source's arrays are not touched). */
 export function withQuantized(kernel: Kernel, block: LlamaBlock, layers: readonly QuantizedLinear[]): LlamaBlock {
@@ -161,7 +179,9 @@ export function quantizedView(source: LazyModel, layersOf: (block: number) => Pr
         : slot.kind === 'classifier' ? await head('classifier')
         : slot.kind === 'embedding' ? (await head('embedding')) ?? (config.tiedEmbeddings ? await head('classifier') : undefined)
         : undefined;
-      return l ? rowsOf(layerValues(kernel, l), l.rows, rows, `quantized ${l.block}.${l.name}`) : source.tensor(slot, rows);
+      if (!l) return source.tensor(slot, rows);
+      if (!rows) return layerValues(kernel, l);
+      return layerRows(kernel, l, ...checkRows(rows, l.rows, `quantized ${l.block}.${l.name}`));
     },
     async load() {
       const base = await source.load();
