@@ -1,5 +1,5 @@
 // Bounded memory (issue 10): what lets a Llama-2-7B block quantize in under 3 GB. The forward
-// runner's released layers, the lazy model's tensor and row reads, the chunked safetensors
+// runner's released and in-place written layers, the lazy model's tensor and row reads, the chunked safetensors
 // writer, and the pipeline's kernel memory on a model of 7B's proportions. Expected values
 // come from independent whole-tensor code paths (readHfLlama, writeSafetensors, writeHfLlama,
 // the runner before any release) and from the allocation sizes the spec implies.
@@ -49,6 +49,14 @@ test('releaseLinear: a block with a released layer refuses to run; setLinear giv
     throwsType(() => runner.logits(tokens), OptionError, /up_proj was released/);
     runner.setLinear(3, 'up_proj', up);
     sameArray(runner.logits(tokens), want, 'logits after release and restore');
+    // fillLinear: written in place (here by copying the reference into the kernel), on a
+    // released layer too; a fill that throws leaves the layer released
+    runner.releaseLinear(3, 'down_proj');
+    runner.fillLinear(3, 'down_proj', (ptr) => kernel.f32(ptr, down.length).set(down));
+    sameArray(runner.logits(tokens), want, 'logits after fillLinear');
+    throwsType(() => runner.fillLinear(3, 'down_proj', () => { throw new ShapeError('fill failed'); }), ShapeError, /fill failed/);
+    throwsType(() => runner.logits(tokens), OptionError, /down_proj was released/);
+    runner.setLinear(3, 'down_proj', down);
     // unloadBlock after a release frees only what is held (no double free: the kernel still allocates)
     runner.releaseLinear(1, 'q_proj');
     runner.unloadBlock(1);

@@ -521,6 +521,24 @@ export class LlamaRunner {
     else this.blocks[layer]!.linear.set(name, this.kernel.put(weights));
   }
 
+  /** Writes one linear layer's weights in place: `fill` writes rows x cols float32 at the
+   * kernel address it is given (a released layer gets its memory back first). Weights computed
+   * in the kernel (dequantized codes) then never pass through JS. If `fill` throws, the layer
+   * is left released (the block refuses to run) rather than half written. */
+  fillLinear(layer: number, name: LinearName, fill: (ptr: number) => void): void {
+    this.live();
+    this.checkLayer(layer);
+    const { ptr, spec } = this.linearPtr(layer, name, true);
+    const at = ptr || this.kernel.alloc(spec.rows * spec.cols * 4);
+    this.blocks[layer]!.linear.set(name, at);
+    try {
+      fill(at);
+    } catch (e) {
+      this.releaseLinear(layer, name);
+      throw e;
+    }
+  }
+
   /**
    * Frees the kernel memory of one linear layer of a loaded block until setLinear gives it
    * weights again; the block cannot run meanwhile. The pipeline releases a block's quantized

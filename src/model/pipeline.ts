@@ -6,7 +6,7 @@
 import { AbortError, OptionError } from '../core/errors.js';
 import { Kernel, defaultKernel } from '../core/kernel.js';
 import { HessianAccumulator } from '../core/hessian.js';
-import { dequantize } from '../core/merge.js';
+import { dequantize, dequantizeInto } from '../core/merge.js';
 import { prepareResident } from '../core/prepare.js';
 import type { LayerSession } from '../core/session.js';
 import type { ParallelRunner } from '../core/runner.js';
@@ -126,6 +126,15 @@ function withoutArrays(l: QuantizedLinear): QuantizedLinear {
 /** The values a quantized layer holds: its codes on its grid, or its GGUF bytes decoded. */
 export function layerValues(kernel: Kernel, l: QuantizedLinear): Float32Array {
   return l.gguf ? dequantizeRows(kernel, l.gguf.type, l.gguf.bytes, l.rows, l.cols) : dequantize(kernel, l);
+}
+
+/** Puts a quantized layer's values into the runner's block, computed in the kernel where
+ * they stay (integer grids; a GGUF layer's are decoded through JS): the same bits as
+ * setLinear(layerValues(l)). */
+function putQuantized(kernel: Kernel, runner: LlamaRunner, block: number, l: QuantizedLinear): void {
+  const name = l.name as LinearName;
+  if (l.gguf) runner.setLinear(block, name, layerValues(kernel, l));
+  else runner.fillLinear(block, name, (ptr) => dequantizeInto(kernel, l, ptr));
 }
 
 /** Rows [r0, r1) of a quantized layer's values: the same bits as those rows of layerValues
@@ -338,7 +347,7 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
                   onProgress: (p) => onProgress?.({ ...base, rowsDone: p.rowsDone, stage: 'quantize' }),
                 });
                 const summary = ggufSummary(block, name, result, t0);
-                runner.setLinear(block, name, layerValues(kernel, summary));
+                putQuantized(kernel, runner, block, summary);
                 blockLayers.push(summary);
                 layers.push(keepLayers ? summary : withoutArrays(summary));
                 onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: summary.loss, rtnLoss: summary.rtnLoss, seconds: summary.seconds });
@@ -363,7 +372,8 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
                       : (await quantizeLayer(w, hessian!, { ...compareOptions(solver, method), threads: run.threads, pool, kernel, signal })).loss;
                 }
               }
-              runner.setLinear(block, name, res.dequantize());
+              // res.dequantize()'s values, computed where the next pass reads them
+              putQuantized(kernel, runner, block, summary);
               blockLayers.push(summary);
               layers.push(keepLayers ? summary : withoutArrays(summary));
               onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: res.loss, rtnLoss: res.rtnLoss, seconds: summary.seconds, compare: summary.compare });
@@ -375,8 +385,8 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
               acc.free();
             }
           }
-          // The released layers back, one at a time, with the very values setLinear gave them.
-          for (const l of blockLayers) if (!stage.includes(l.name as LinearName)) runner.setLinear(block, l.name as LinearName, layerValues(kernel, l));
+          // The released layers back, one at a time, computed again from their codes (same bits).
+          for (const l of blockLayers) if (!stage.includes(l.name as LinearName)) putQuantized(kernel, runner, block, l);
         }
         await onBlockDone?.(block, blockLayers);
       }
