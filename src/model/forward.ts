@@ -218,8 +218,12 @@ export class LlamaRunner {
 
   // ---------------------------------------------------------------- blocks
 
-  /** Copies the weights of block `layer` into the kernel (replacing any loaded ones). */
-  loadBlock(layer: number, block: LlamaBlock): void {
+  /** Copies the weights of block `layer` into the kernel (replacing any loaded ones). With
+   * `linears: 'released'`, the linear layers are not given (`block.linear` is ignored): they
+   * start released, and setLinear / fillLinear give them one at a time (a block read from a
+   * checkpoint tensor by tensor never sits whole in JS). */
+  loadBlock(layer: number, block: LlamaBlock | Omit<LlamaBlock, 'linear'>, options: { linears?: 'given' | 'released' } = {}): void {
+    const given = (options.linears ?? 'given') === 'given';
     this.live();
     this.checkLayer(layer);
     const a = this.arch;
@@ -236,7 +240,7 @@ export class LlamaRunner {
       check(block.kNorm, a.head, `${where}.kNorm`);
     }
     for (const spec of a.linears) {
-      check(block.linear?.[spec.name], spec.rows * spec.cols, `${where}.${spec.name}`);
+      if (given) check((block as LlamaBlock).linear?.[spec.name], spec.rows * spec.cols, `${where}.${spec.name}`);
       if (spec.bias) check(block.bias?.[spec.name], spec.rows, `${where}.bias.${spec.name}`);
     }
     this.unloadBlock(layer);
@@ -254,7 +258,7 @@ export class LlamaRunner {
         ptrs.kNorm = this.putNorm(block.kNorm!);
       }
       for (const spec of a.linears) {
-        ptrs.linear.set(spec.name, this.kernel.put(block.linear[spec.name]));
+        if (given) ptrs.linear.set(spec.name, this.kernel.put((block as LlamaBlock).linear[spec.name]));
         if (spec.bias) ptrs.bias.set(spec.name, this.kernel.put(block.bias![spec.name]));
       }
     } catch (e) {

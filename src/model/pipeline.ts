@@ -24,6 +24,7 @@ import { mixTypes, type GgufMix, type MixTensor } from './gguf-mix.js';
 import { dequantizeRows, quantizeRows, type GgufBlockTypeName } from '../formats/gguf-blocks.js';
 import { runLayerGguf, type GgufLayerResult, type GgufSolver } from '../quantize-gguf.js';
 import { linearShape, quantStages, resolveArch } from './arch.js';
+import { hfTensors } from './checkpoint/hf.js';
 
 /** A quantized layer of a model, as the exporters and the report need it. Layers quantized to
  * a GGUF block type carry their bytes (`gguf`) instead of integer codes (empty arrays). */
@@ -272,12 +273,21 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
       }
     });
     table = null;
-    /** Reads block `block` into the kernel. A function of its own, so that the float32 copy
-     * read from the checkpoint is unreachable once it returns: a value awaited in the loop
-     * below stays reachable from its frame while the block is solved (0.8 GB for a 7B block). */
+    /** Reads block `block` into the kernel one tensor at a time (a 7B block is 0.8 GB as
+     * float32: never whole in JS), a finished block with its quantized layers. */
     const loadBlock = async (block: number, done: QuantizedLinear[] | undefined) => {
-      const weights = await source.block(block);
-      runner.loadBlock(block, done ? withQuantized(kernel, weights, done) : weights);
+      const small: Omit<LlamaBlock, 'linear'> = { attnNorm: new Float32Array(0), ffnNorm: new Float32Array(0) };
+      for (const t of hfTensors(config)) {
+        const s = t.slot;
+        if (s.kind === 'norm' && s.layer === block) small[s.field] = await source.tensor(s);
+        else if (s.kind === 'bias' && s.layer === block) (small.bias ??= {})[s.name] = await source.tensor(s);
+      }
+      runner.loadBlock(block, small, { linears: 'released' });
+      for (const spec of resolveArch(config).linears) {
+        const q = done?.find((l) => l.name === spec.name);
+        if (q) putQuantized(kernel, runner, block, q);
+        else runner.setLinear(block, spec.name, await source.tensor({ kind: 'linear', layer: block, name: spec.name }));
+      }
     };
     /** Runs block `block` on every sample; with `stopAfter`, for its captures only. */
     const pass = (block: number, opts: RunBlockOptions) => {
