@@ -57,6 +57,13 @@ test('releaseLinear: a block with a released layer refuses to run; setLinear giv
     throwsType(() => runner.fillLinear(3, 'down_proj', () => { throw new ShapeError('fill failed'); }), ShapeError, /fill failed/);
     throwsType(() => runner.logits(tokens), OptionError, /down_proj was released/);
     runner.setLinear(3, 'down_proj', down);
+    // setLinearRows: a released layer loaded a few rows at a time
+    runner.releaseLinear(3, 'down_proj');
+    const cols = down.length / 64;
+    for (const [r0, r1] of [[0, 5], [5, 6], [6, 64]]) runner.setLinearRows(3, 'down_proj', r0, down.slice(r0 * cols, r1 * cols));
+    sameArray(runner.logits(tokens), want, 'logits after setLinearRows');
+    throwsType(() => runner.setLinearRows(3, 'down_proj', 60, down.slice(0, 5 * cols)), ShapeError, /not whole rows within it/);
+    throwsType(() => runner.setLinearRows(3, 'down_proj', 0, down.slice(0, cols + 1)), ShapeError, /whole rows/);
     // unloadBlock after a release frees only what is held (no double free: the kernel still allocates)
     runner.releaseLinear(1, 'q_proj');
     runner.unloadBlock(1);

@@ -525,6 +525,24 @@ export class LlamaRunner {
     else this.blocks[layer]!.linear.set(name, this.kernel.put(weights));
   }
 
+  /** Writes rows [r0, r0 + rows) of one linear layer (`values`: whole rows, [out, in] row-major);
+   * a released layer gets its memory back first, its other rows unset until written. Loading a
+   * layer a chunk of rows at a time keeps only the chunk in JS. */
+  setLinearRows(layer: number, name: LinearName, r0: number, values: Float32Array): void {
+    this.live();
+    this.checkLayer(layer);
+    const { ptr, spec } = this.linearPtr(layer, name, true);
+    if (!(values instanceof Float32Array)) throw new ShapeError(`weights for ${name} must be a Float32Array`);
+    const rows = values.length / spec.cols;
+    if (!Number.isInteger(rows) || !Number.isSafeInteger(r0) || r0 < 0 || r0 + rows > spec.rows) {
+      throw new ShapeError(`${name} of layer ${layer} has ${spec.rows} rows of ${spec.cols}: ${values.length} values at row ${r0} are not whole rows within it`);
+    }
+    assertFinite(values, `weights for layer ${layer} ${name} rows [${r0}, ${r0 + rows})`);
+    const at = ptr || this.kernel.alloc(spec.rows * spec.cols * 4);
+    this.blocks[layer]!.linear.set(name, at);
+    this.kernel.f32(at + r0 * spec.cols * 4, values.length).set(values);
+  }
+
   /** Writes one linear layer's weights in place: `fill` writes rows x cols float32 at the
    * kernel address it is given (a released layer gets its memory back first). Weights computed
    * in the kernel (dequantized codes) then never pass through JS. If `fill` throws, the layer

@@ -286,7 +286,13 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
       for (const spec of resolveArch(config).linears) {
         const q = done?.find((l) => l.name === spec.name);
         if (q) putQuantized(kernel, runner, block, q);
-        else runner.setLinear(block, spec.name, await source.tensor({ kind: 'linear', layer: block, name: spec.name }));
+        else {
+          // a chunk of rows at a time (16 MB of float32)
+          const step = Math.max(1, Math.floor((1 << 22) / spec.cols));
+          for (let r0 = 0; r0 < spec.rows; r0 += step) {
+            runner.setLinearRows(block, spec.name, r0, await source.tensor({ kind: 'linear', layer: block, name: spec.name }, [r0, Math.min(spec.rows, r0 + step)]));
+          }
+        }
       }
     };
     /** Runs block `block` on every sample; with `stopAfter`, for its captures only. */
