@@ -140,7 +140,7 @@ test('writeHfCheckpoint: an embedding larger than a chunk is written by rows, th
     const want = parseSafetensors(ref.safetensors);
     assert.equal([...got.tensors.keys()], [...want.tensors.keys()]);
     for (const name of want.tensors.keys()) {
-      const x = readTensorRaw(got, gotBytes, name), y = readTensorRaw(want, ref.safetensors, name);
+      const x = readTensorRaw(got, gotBytes, name) as Uint16Array | Float32Array, y = readTensorRaw(want, ref.safetensors, name) as Uint16Array | Float32Array;
       sameArray(x, y, `${dtype} ${name}`);
     }
   }
