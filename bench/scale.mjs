@@ -336,13 +336,14 @@ WebAssembly.instantiate = async function (...args) {
   const instance = r instanceof WebAssembly.Instance ? r : r.instance;
   const ex = instance.exports;
   if (!(ex.memory instanceof WebAssembly.Memory) || typeof ex.alloc !== 'function' || typeof ex.free !== 'function') return r;
-  const k = { memory: ex.memory, live: 0, sizes: new Map() };
+  const k = { memory: ex.memory, live: 0, top: 0, sizes: new Map() };
   kernels.push(k);
   const wrapped = Object.assign(Object.create(null), ex);
   wrapped.alloc = (bytes) => {
     const ptr = ex.alloc(bytes);
     k.sizes.set(ptr, bytes);
     k.live += bytes;
+    k.top = Math.max(k.top, ptr + bytes);
     // a new high of live kernel bytes is always sampled; other allocations at most every 5 ms
     const live = liveBytes();
     if (live > (liveMax[stage] ?? 0)) {
@@ -366,6 +367,9 @@ WebAssembly.instantiate = async function (...args) {
 };
 const wasmBytes = () => kernels.reduce((n, k) => n + k.memory.buffer.byteLength, 0);
 const liveBytes = () => kernels.reduce((n, k) => n + k.live, 0);
+// The highest address an allocation reached: the kernel's pages that can have been touched
+// (the allocator grows memory by doubling it, so most of a grown memory may never be).
+const topBytes = () => kernels.reduce((n, k) => n + k.top, 0);
 const status = (key) => {
   const m = new RegExp('^' + key + ':\\s+(\\d+) kB', 'm').exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) * 1024 : null;
@@ -391,7 +395,7 @@ let stage = 0;
 const liveMax = {}; // stage -> largest live kernel bytes (exact: updated on every allocation)
 let lastT = -1;
 let lastSample = 0;
-const max = { rss: 0, heapUsed: 0, external: 0, arrayBuffers: 0, wasm: 0, live: 0 };
+const max = { rss: 0, heapUsed: 0, external: 0, arrayBuffers: 0, wasm: 0, top: 0, live: 0 };
 const peak = { rss: 0 };
 const phases = {};
 const timeline = [];
@@ -405,7 +409,7 @@ function sample() {
   }
   const now = performance.now();
   lastSample = now;
-  const s = { t: (now - t0) / 1000, rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, wasm: wasmBytes(), live: liveBytes(), stage };
+  const s = { t: (now - t0) / 1000, rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, wasm: wasmBytes(), top: topBytes(), live: liveBytes(), stage };
   for (const k of Object.keys(max)) max[k] = Math.max(max[k], s[k]);
   if (s.rss > peak.rss) Object.assign(peak, s);
   const ph = phases[stage];
@@ -649,15 +653,15 @@ function printTables(results, forward, meta) {
     for (const r of results) {
       console.log(`| ${SHAPES[r.shape].label} | ${r.blocks} | ${r.method.toUpperCase()} | ${r.threads} | ${fmtGB(r.peakRss)} | ${fmtS(r.wall)} | ${fmtS(median(r.blockWall))} | ${fmtS(median(r.solve))} | ${fmtS(r.outputsSeconds)} | ${fmtGB(r.checkpointBytes)} |`);
     }
-    console.log('\nWhere the peak sits. "Peak stage": the stage of the largest RSS the bench polled (every 100 ms); a stage "block B NAME" is the work that ends when that layer is reported (its capture pass, Hessian and solve; for q_proj also the previous block\'s output pass and reading block B), "outputs" the last block\'s output pass and writing the checkpoints. The rest is the child\'s own sample of largest RSS (taken between its synchronous kernel calls, at allocations and timers): wasm = linear memory of the main thread\'s kernel (it never shrinks; pages it touched stay resident), live wasm = bytes its allocations hold, wasm workers = the workers\' largest memories, JS buffers = arrayBuffers (ArrayBuffers outside wasm, garbage not yet collected included; process.memoryUsage() counts wasm memory in "external", not here), JS heap = heapUsed; the last column is exact (every allocation is counted).');
-    console.log('\n| shape | blocks | method | threads | peak stage | sampled RSS GB | its stage | wasm GB | live wasm GB | wasm workers GB | JS buffers GB | JS heap GB | largest live wasm GB, its stage |');
-    console.log('|---|---:|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|');
+    console.log('\nWhere the peak sits. "Peak stage": the stage of the largest RSS the bench polled (every 100 ms); a stage "block B NAME" is the work that ends when that layer is reported (its capture pass, Hessian and solve; for q_proj also the previous block\'s output pass and reading block B), "outputs" the last block\'s output pass and writing the checkpoints. The rest is the child\'s own sample of largest RSS (taken between its synchronous kernel calls, at allocations and timers): wasm = linear memory of the main thread\'s kernel (it never shrinks; the allocator grows it by doubling), wasm reached = the highest address any of its allocations reached (the pages that can have been touched, and stay resident), live wasm = bytes its allocations hold, wasm workers = the workers\' largest memories, JS buffers = arrayBuffers (ArrayBuffers outside wasm, garbage not yet collected included; process.memoryUsage() counts wasm memory in "external", not here), JS heap = heapUsed; the last column is exact (every allocation is counted).');
+    console.log('\n| shape | blocks | method | threads | peak stage | sampled RSS GB | its stage | wasm GB | wasm reached GB | live wasm GB | wasm workers GB | JS buffers GB | JS heap GB | largest live wasm GB, its stage |');
+    console.log('|---|---:|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|');
     for (const r of results) {
       const p = r.probe?.peak;
       if (!p) continue;
       const w = r.workers.reduce((n, x) => n + x.max.wasm, 0);
       const [liveStage, live] = Object.entries(r.probe.phases).reduce((best, [k, v]) => (v.liveMax > best[1] ? [k, v.liveMax] : best), ['-', 0]);
-      console.log(`| ${SHAPES[r.shape].label} | ${r.blocks} | ${r.method.toUpperCase()} | ${r.threads} | ${r.polledPeakStage} | ${fmtGB(p.rss)} | ${p.stage} | ${fmtGB(p.wasm)} | ${fmtGB(p.live)} | ${fmtGB(w)} | ${fmtGB(p.arrayBuffers)} | ${fmtGB(p.heapUsed)} | ${fmtGB(live)}, ${liveStage} |`);
+      console.log(`| ${SHAPES[r.shape].label} | ${r.blocks} | ${r.method.toUpperCase()} | ${r.threads} | ${r.polledPeakStage} | ${fmtGB(p.rss)} | ${p.stage} | ${fmtGB(p.wasm)} | ${fmtGB(p.top ?? 0)} | ${fmtGB(p.live)} | ${fmtGB(w)} | ${fmtGB(p.arrayBuffers)} | ${fmtGB(p.heapUsed)} | ${fmtGB(live)}, ${liveStage} |`);
     }
   }
   if (forward.length) {

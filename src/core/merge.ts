@@ -7,15 +7,21 @@ import type { BandResult, LayerResult, PreparedLayer, QuantizedWeights } from '.
 /** scale * (code - zero) for every weight, computed in WASM with the solvers' own arithmetic,
  * so the values are the ones the solver optimised, bit for bit. */
 export function dequantize(kernel: Kernel, q: QuantizedWeights): Float32Array {
+  return kernel.scoped((alloc) => {
+    const out = alloc(q.rows * q.cols * 4);
+    dequantizeInto(kernel, q, out);
+    return kernel.f32(out, q.rows * q.cols).slice();
+  });
+}
+
+/** dequantize, written to `out` in the kernel (rows x cols float32): values that stay in the
+ * kernel (a model's weights for the next forward pass) never pass through JS. */
+export function dequantizeInto(kernel: Kernel, q: QuantizedWeights, out: number): void {
   const { rows, cols, groups } = q;
   if (q.codes.length !== rows * cols || q.scales.length !== rows * groups || q.zeros.length !== rows * groups || q.gIdx.length !== cols) {
     throw new ShapeError(`quantized weights of ${rows} x ${cols} with ${groups} groups have arrays of the wrong length`);
   }
-  return kernel.scoped((alloc, put) => {
-    const out = alloc(rows * cols * 4);
-    kernel.exports.dequantizeCodes(put(q.codes), rows, cols, put(q.scales), put(q.zeros), groups, put(q.gIdx), out);
-    return kernel.f32(out, rows * cols).slice();
-  });
+  kernel.scoped((_alloc, put) => kernel.exports.dequantizeCodes(put(q.codes), rows, cols, put(q.scales), put(q.zeros), groups, put(q.gIdx), out));
 }
 
 /** A band's arrays fit its rows and the layer, and hold what a solved band can hold (bands

@@ -243,8 +243,12 @@ export class LlamaRunner {
 
   // ---------------------------------------------------------------- blocks
 
-  /** Copies the weights of block `layer` into the kernel (replacing any loaded ones). */
-  loadBlock(layer: number, block: LlamaBlock): void {
+  /** Copies the weights of block `layer` into the kernel (replacing any loaded ones). With
+   * `linears: 'released'`, the linear layers are not given (`block.linear` is ignored): they
+   * start released, and setLinear / fillLinear give them one at a time (a block read from a
+   * checkpoint tensor by tensor never sits whole in JS). */
+  loadBlock(layer: number, block: LlamaBlock | Omit<LlamaBlock, 'linear'>, options: { linears?: 'given' | 'released' } = {}): void {
+    const given = (options.linears ?? 'given') === 'given';
     this.live();
     this.checkLayer(layer);
     const a = this.arch;
@@ -261,7 +265,7 @@ export class LlamaRunner {
       check(block.kNorm, a.head, `${where}.kNorm`);
     }
     for (const spec of a.linears) {
-      check(block.linear?.[spec.name], spec.rows * spec.cols, `${where}.${spec.name}`);
+      if (given) check((block as LlamaBlock).linear?.[spec.name], spec.rows * spec.cols, `${where}.${spec.name}`);
       if (spec.bias) check(block.bias?.[spec.name], spec.rows, `${where}.bias.${spec.name}`);
     }
     this.unloadBlock(layer);
@@ -279,7 +283,7 @@ export class LlamaRunner {
         ptrs.kNorm = this.putNorm(block.kNorm!);
       }
       for (const spec of a.linears) {
-        ptrs.linear.set(spec.name, this.kernel.put(block.linear[spec.name]));
+        if (given) ptrs.linear.set(spec.name, this.kernel.put((block as LlamaBlock).linear[spec.name]));
         if (spec.bias) ptrs.bias.set(spec.name, this.kernel.put(block.bias![spec.name]));
       }
     } catch (e) {
@@ -346,6 +350,8 @@ export class LlamaRunner {
     const w = this.blocks[layer];
     if (!w) throw new OptionError(`block ${layer} is not loaded (loadBlock first)`);
     const a = this.arch;
+    const released = a.linears.find((l) => !w.linear.has(l.name));
+    if (released) throw new OptionError(`block ${layer}'s ${released.name} was released (releaseLinear): setLinear gives it back before the block runs`);
     const { capture, captureResident, stopAfter, threads } = options;
     let stopAt: StagePoint | null = null;
     if (stopAfter !== undefined) {
@@ -561,16 +567,69 @@ export class LlamaRunner {
 
   // ---------------------------------------------------------------- weights
 
-  /** Replaces the weights of one linear layer ([out, in] row-major, e.g. dequantized). */
+  /** Replaces the weights of one linear layer ([out, in] row-major, e.g. dequantized); a
+   * released layer gets its kernel memory back. */
   setLinear(layer: number, name: LinearName, weights: Float32Array): void {
     this.live();
     this.checkLayer(layer);
-    const { ptr, spec } = this.linearPtr(layer, name);
+    const { ptr, spec } = this.linearPtr(layer, name, true);
     const n = spec.rows * spec.cols;
     if (!(weights instanceof Float32Array)) throw new ShapeError(`weights for ${name} must be a Float32Array`);
     if (weights.length !== n) throw new ShapeError(`${name} of layer ${layer} takes ${spec.rows}x${spec.cols} = ${n} values, got ${weights.length}`);
     assertFinite(weights, `weights for layer ${layer} ${name}`);
-    this.kernel.f32(ptr, n).set(weights);
+    if (ptr) this.kernel.f32(ptr, n).set(weights);
+    else this.blocks[layer]!.linear.set(name, this.kernel.put(weights));
+  }
+
+  /** Writes rows [r0, r0 + rows) of one linear layer (`values`: whole rows, [out, in] row-major);
+   * a released layer gets its memory back first, its other rows unset until written. Loading a
+   * layer a chunk of rows at a time keeps only the chunk in JS. */
+  setLinearRows(layer: number, name: LinearName, r0: number, values: Float32Array): void {
+    this.live();
+    this.checkLayer(layer);
+    const { ptr, spec } = this.linearPtr(layer, name, true);
+    if (!(values instanceof Float32Array)) throw new ShapeError(`weights for ${name} must be a Float32Array`);
+    const rows = values.length / spec.cols;
+    if (!Number.isInteger(rows) || !Number.isSafeInteger(r0) || r0 < 0 || r0 + rows > spec.rows) {
+      throw new ShapeError(`${name} of layer ${layer} has ${spec.rows} rows of ${spec.cols}: ${values.length} values at row ${r0} are not whole rows within it`);
+    }
+    assertFinite(values, `weights for layer ${layer} ${name} rows [${r0}, ${r0 + rows})`);
+    const at = ptr || this.kernel.alloc(spec.rows * spec.cols * 4);
+    this.blocks[layer]!.linear.set(name, at);
+    this.kernel.f32(at + r0 * spec.cols * 4, values.length).set(values);
+  }
+
+  /** Writes one linear layer's weights in place: `fill` writes rows x cols float32 at the
+   * kernel address it is given (a released layer gets its memory back first). Weights computed
+   * in the kernel (dequantized codes) then never pass through JS. If `fill` throws, the layer
+   * is left released (the block refuses to run) rather than half written. */
+  fillLinear(layer: number, name: LinearName, fill: (ptr: number) => void): void {
+    this.live();
+    this.checkLayer(layer);
+    const { ptr, spec } = this.linearPtr(layer, name, true);
+    const at = ptr || this.kernel.alloc(spec.rows * spec.cols * 4);
+    this.blocks[layer]!.linear.set(name, at);
+    try {
+      fill(at);
+    } catch (e) {
+      this.releaseLinear(layer, name);
+      throw e;
+    }
+  }
+
+  /**
+   * Frees the kernel memory of one linear layer of a loaded block until setLinear gives it
+   * weights again; the block cannot run meanwhile. The pipeline releases a block's quantized
+   * layers while a later stage's H is factored and solved (their values are rebuilt exactly
+   * from the codes), so that the factor reuses their memory instead of growing the kernel's.
+   */
+  releaseLinear(layer: number, name: LinearName): void {
+    this.live();
+    this.checkLayer(layer);
+    const { ptr } = this.linearPtr(layer, name, true);
+    if (!ptr) return;
+    this.blocks[layer]!.linear.delete(name);
+    this.kernel.free(ptr);
   }
 
   /** A copy of the current weights of one linear layer. */
@@ -669,12 +728,15 @@ export class LlamaRunner {
   private needClassifier(): void {
     if (!this.classifier) throw new OptionError('this runner was made without a classifier (options.classifier: false): no logits');
   }
-  private linearPtr(layer: number, name: LinearName): { ptr: number; spec: LinearSpec } {
+  /** The kernel address of a loaded linear layer (0 for a released one, with `released`). */
+  private linearPtr(layer: number, name: LinearName, released = false): { ptr: number; spec: LinearSpec } {
     const spec = this.arch.linears.find((l) => l.name === name);
     if (!spec) throw new OptionError(`unknown linear layer ${String(name)}; expected one of ${this.arch.linears.map((l) => l.name).join(', ')}`);
     const b = this.blocks[layer];
     if (!b) throw new OptionError(`block ${layer} is not loaded (loadBlock first)`);
-    return { ptr: b.linear.get(name)!, spec };
+    const ptr = b.linear.get(name) ?? 0;
+    if (!ptr && !released) throw new OptionError(`block ${layer}'s ${name} was released (releaseLinear): setLinear gives it back first`);
+    return { ptr, spec };
   }
   private checkLayer(layer: number): void {
     if (!Number.isInteger(layer) || layer < 0 || layer >= this.arch.nLayers) throw new OptionError(`layer must be an integer in [0, ${this.arch.nLayers}), got ${layer}`);

@@ -273,10 +273,20 @@ export async function runJob(source: LazyModel, plan: JobPlan, job: JobOptions):
     },
   });
   const seconds = (performance.now() - t0) / 1000;
-  const layersOf = async (block: number) => {
-    const layers = await store.get(block);
-    if (!layers) throw new OptionError(`block ${block} is missing from the job's store`);
-    return layers;
+  // The writers go block by block, tensor by tensor: the current block's layers are read from
+  // the store once (a 7B block's codes are 0.2 GB), not once per tensor.
+  let current: { block: number; layers: Promise<QuantizedLinear[]> } | null = null;
+  const layersOf = (block: number): Promise<QuantizedLinear[]> => {
+    if (current?.block !== block) {
+      current = {
+        block,
+        layers: store.get(block).then((layers) => {
+          if (!layers) throw new OptionError(`block ${block} is missing from the job's store`);
+          return layers;
+        }),
+      };
+    }
+    return current.layers;
   };
   const quantized = quantizedView(source, layersOf, kernel);
 

@@ -1,6 +1,7 @@
 // Writing models as files, tensor by tensor. Every writer streams into an OutputSink (files in
-// a staging folder for the CLI, memory for the page), reading the model's blocks lazily, so
-// the memory a write needs is one block, whatever the model's size. Large checkpoints are
+// a staging folder for the CLI, memory for the page), reading the model one tensor at a time
+// (LazyModel.tensor; the embedding and the classifier a chunk of rows at a time), so the
+// memory a write needs is one tensor, whatever the model's size. Large checkpoints are
 // sharded as transformers' save_pretrained shards them (model-0000i-of-0000N.safetensors and
 // model.safetensors.index.json).
 import { OptionError } from '../core/errors.js';
@@ -11,7 +12,7 @@ import { packGptq, quantizeConfig, type GptqFormat } from '../formats/gptq.js';
 import { encodeTensor, planSafetensors, type TensorLayout, type TensorToWrite, type WritableDtype } from '../formats/safetensors.js';
 import { leBytes } from '../formats/bytes.js';
 import { resolveArch } from './arch.js';
-import { hfConfigJson, hfTensors, hfOrientedArray, permuteRopeRows, type HfDtype, type HfSlot } from './checkpoint/hf.js';
+import { hfConfigJson, hfTensors, hfOrientedArray, permuteRopeRows, type HfDtype, type HfSlot, type HfTensor } from './checkpoint/hf.js';
 import { writeLlama2c } from './checkpoint/llama2c.js';
 import { HEAD_BLOCK, type QuantizedLinear } from './pipeline.js';
 import { layoutGguf, type GgufSlot } from './gguf.js';
@@ -19,7 +20,7 @@ import { GGUF_MIXES, type GgufMix } from './gguf-mix.js';
 import { writeGguf, type GgmlType } from '../formats/gguf.js';
 import type { GgufMetadata } from '../formats/gguf-types.js';
 import type { LazyModel } from './source.js';
-import type { LinearName, LlamaBlock, LlamaModel } from './types.js';
+import type { LinearName, LlamaModel } from './types.js';
 
 export const VERSION = '0.1.0';
 
@@ -75,10 +76,9 @@ async function writeText(sink: OutputSink, path: string, text: string): Promise<
   await w.close();
 }
 
-/** A tensor to write: its layout, and its bytes when their turn comes. */
-export interface TensorEntry extends TensorLayout {
-  bytes(): Promise<Uint8Array>;
-}
+/** A tensor to write: its layout, and its bytes when their turn comes, whole (`bytes`) or as
+ * consecutive chunks (`chunks`: large tensors, never whole in memory). */
+export type TensorEntry = TensorLayout & ({ bytes(): Promise<Uint8Array> } | { chunks(): AsyncIterable<Uint8Array> });
 
 /** transformers' default max_shard_size. */
 export const DEFAULT_SHARD_BYTES = 5 * 10 ** 9;
@@ -114,11 +114,18 @@ export async function writeSafetensorsShards(
     await w.write(header);
     for (let j = 0; j < shards[i].length; j++) {
       const e = shards[i][j];
-      const bytes = await e.bytes();
-      if (bytes.length !== sizes[j]) throw new OptionError(`tensor "${e.name}" produced ${bytes.length} bytes, its layout says ${sizes[j]}`);
-      await w.write(bytes);
+      let written = 0;
+      const put = async (bytes: Uint8Array) => {
+        // checked before the bytes go out, so a file never holds more than its header says
+        if (written + bytes.length > sizes[j]) throw new OptionError(`tensor "${e.name}" produced more than the ${sizes[j]} bytes its layout says`);
+        await w.write(bytes);
+        written += bytes.length;
+      };
+      if ('chunks' in e) for await (const chunk of e.chunks()) await put(chunk);
+      else await put(await e.bytes());
+      if (written !== sizes[j]) throw new OptionError(`tensor "${e.name}" produced ${written} bytes, its layout says ${sizes[j]}`);
       weightMap[e.name] = names[i];
-      total += bytes.length;
+      total += written;
     }
     await w.close();
   }
@@ -126,39 +133,6 @@ export async function writeSafetensorsShards(
     await writeText(sink, `${dir}/model.safetensors.index.json`, JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
   }
   return names;
-}
-
-/** Reads `model`'s blocks in order, keeping the current one: writers walk tensors block by
- * block, so each block is read once. */
-function blockReader(model: LazyModel): (layer: number) => Promise<LlamaBlock> {
-  let current: { layer: number; block: Promise<LlamaBlock> } | null = null;
-  return (layer) => {
-    if (current?.layer !== layer) current = { layer, block: model.block(layer) };
-    return current.block;
-  };
-}
-
-/** The float32 array of a slot of the Hugging Face layout, read lazily from `model`. */
-function slotReader(model: LazyModel) {
-  const block = blockReader(model);
-  return async (slot: HfSlot): Promise<Float32Array> => {
-    switch (slot.kind) {
-      case 'embedding': return embeddingValues(model);
-      case 'finalNorm': return model.finalNorm();
-      case 'classifier': return model.classifier();
-      case 'norm': return (await block(slot.layer))[slot.field]!;
-      case 'linear': return (await block(slot.layer)).linear[slot.name];
-      case 'bias': return (await block(slot.layer)).bias![slot.name];
-    }
-  };
-}
-
-/** The embedding's float32 values (the classifier's when tied; else read on its own). */
-async function embeddingValues(model: LazyModel): Promise<Float32Array> {
-  const table = await model.embedding();
-  const out = new Float32Array(table.vocab * table.dim);
-  for (let id = 0; id < table.vocab; id++) table.row(id, out.subarray(id * table.dim, (id + 1) * table.dim));
-  return out;
 }
 
 const encodeAs = (name: string, dtype: WritableDtype, shape: number[], data: TensorToWrite['data']) => encodeTensor({ name, dtype, shape, data });
@@ -170,6 +144,31 @@ function orient(model: LazyModel, slot: HfSlot, values: Float32Array): Float32Ar
   return hfOrientedArray(stub, slot);
 }
 
+/** Values written a chunk at a time (16 MB of float32). */
+const CHUNK_VALUES = 1 << 22;
+
+/** The tensor `t` of `model` in `dtype`: a matrix a chunk of rows at a time (but the q/k rows
+ * of an interleaved-RoPE model, permuted whole: small llama2.c models), every other tensor
+ * whole. Encoding is value by value, so the chunks are the bytes of the whole tensor. */
+function floatEntry(model: LazyModel, t: HfTensor, dtype: WritableDtype): TensorEntry {
+  const { name, shape, slot } = t;
+  const permuted = slot.kind === 'linear' && model.config.ropeStyle === 'interleaved';
+  if (shape.length === 2 && !permuted) {
+    const [rows, cols] = shape;
+    const step = Math.max(1, Math.floor(CHUNK_VALUES / cols));
+    return {
+      name, dtype, shape,
+      async *chunks() {
+        for (let r0 = 0; r0 < rows; r0 += step) {
+          const r1 = Math.min(rows, r0 + step);
+          yield encodeAs(name, dtype, [r1 - r0, cols], await model.tensor(slot, [r0, r1]));
+        }
+      },
+    };
+  }
+  return { name, dtype, shape, bytes: async () => encodeAs(name, dtype, shape, orient(model, slot, await model.tensor(slot))) };
+}
+
 /**
  * Writes `model` as a Hugging Face checkpoint of its family under `dir`: config.json and its
  * safetensors (sharded past `maxShardBytes`), weights in `dtype`.
@@ -177,13 +176,7 @@ function orient(model: LazyModel, slot: HfSlot, values: Float32Array): Float32Ar
 export async function writeHfCheckpoint(
   sink: OutputSink, dir: string, model: LazyModel, dtype: HfDtype, metadata: Record<string, string> = {}, maxShardBytes?: number,
 ): Promise<void> {
-  const read = slotReader(model);
-  const entries: TensorEntry[] = hfTensors(model.config).map((t) => ({
-    name: t.name,
-    dtype,
-    shape: t.shape,
-    bytes: async () => encodeAs(t.name, dtype, t.shape, orient(model, t.slot, await read(t.slot))),
-  }));
+  const entries = hfTensors(model.config).map((t) => floatEntry(model, t, dtype));
   await writeText(sink, `${dir}/config.json`, hfConfigJson(model.config, dtype));
   await writeSafetensorsShards(sink, dir, entries, { format: 'pt', ...metadata }, maxShardBytes);
 }
@@ -284,7 +277,6 @@ export async function writeGptqCheckpoint(
   const c = source.config;
   const arch = resolveArch(c);
   const format = gptqFormatOf(provenance.sym);
-  const read = slotReader(source);
   const layerOf = async (block: number, name: LinearName) => {
     const layer = (await layersOf(block)).find((l) => l.name === name);
     if (!layer) throw new OptionError(`GPTQ checkpoint: layer ${block}.${name} was not quantized`);
@@ -318,8 +310,7 @@ export async function writeGptqCheckpoint(
       entries.push({ name: t.name, dtype: 'F32', shape: t.shape, bytes: async () => leBytes(dequantize(kernel, await layerOf(slot.layer, slot.name))) });
       continue;
     }
-    const dtype = source.dtype;
-    entries.push({ name: t.name, dtype, shape: t.shape, bytes: async () => encodeAs(t.name, dtype, t.shape, await read(slot)) });
+    entries.push(floatEntry(source, t, source.dtype));
   }
   // Layers kept dense, as module paths ("model.layers.0.mlp.down_proj"), for the exclusions.
   const denseModules = dense.map((n) => n.slice(0, -'.weight'.length));
@@ -426,7 +417,6 @@ export async function writeGgufFile(
     fileType: GGUF_MIXES[mix].fileType,
     metadata: vocab,
   });
-  const block = blockReader(source);
   const w = await sink.open(path);
   const summary: GgufSummary = { mix, types: {}, fileBytes: layout.plan.fileSize };
   await writeGguf(layout.plan, async (info, i) => {
@@ -445,12 +435,8 @@ export async function writeGgufFile(
       return out;
     }
     if (slot.kind === 'rope') return layout.encode(i);
-    const values = slot.kind === 'finalNorm' ? await source.finalNorm()
-      : slot.kind === 'norm' ? (await block(slot.layer))[slot.field]!
-      : slot.kind === 'bias' ? (await block(slot.layer)).bias![slot.name]
-      : undefined;
-    if (!values) throw new OptionError(`GGUF: no values for tensor ${t.name}`);
-    return layout.encode(i, values);
+    if (slot.kind !== 'finalNorm' && slot.kind !== 'norm' && slot.kind !== 'bias') throw new OptionError(`GGUF: no values for tensor ${t.name}`);
+    return layout.encode(i, await source.tensor(slot));
   }, (chunk) => w.write(chunk));
   await w.close();
   return summary;

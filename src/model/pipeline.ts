@@ -6,7 +6,7 @@
 import { AbortError, OptionError } from '../core/errors.js';
 import { Kernel, defaultKernel } from '../core/kernel.js';
 import { HessianAccumulator } from '../core/hessian.js';
-import { dequantize } from '../core/merge.js';
+import { dequantize, dequantizeInto } from '../core/merge.js';
 import { prepareResident } from '../core/prepare.js';
 import type { LayerSession } from '../core/session.js';
 import type { ParallelRunner } from '../core/runner.js';
@@ -18,12 +18,13 @@ import { workersAvailable } from '../core/runtime.js';
 import { quantizeLayer, quantizePrepared, splitOptions, type RunOptions } from '../quantize.js';
 import { LlamaRunner, type RunBlockOptions } from './forward.js';
 import type { LinearName, LlamaBlock, LlamaConfig, LlamaModel } from './types.js';
-import { f32Embedding, memoryModel, type EmbeddingTable, type LazyModel } from './source.js';
+import { checkRows, f32Embedding, memoryModel, type EmbeddingTable, type LazyModel } from './source.js';
 import { GGUF_LINEAR, ggufBlockName } from './gguf.js';
 import { mixTypes, type GgufMix, type MixTensor } from './gguf-mix.js';
 import { dequantizeRows, quantizeRows, type GgufBlockTypeName } from '../formats/gguf-blocks.js';
 import { runLayerGguf, type GgufLayerResult, type GgufSolver } from '../quantize-gguf.js';
 import { linearShape, quantStages, resolveArch } from './arch.js';
+import { hfTensors } from './checkpoint/hf.js';
 
 /** A quantized layer of a model, as the exporters and the report need it. Layers quantized to
  * a GGUF block type carry their bytes (`gguf`) instead of integer codes (empty arrays). */
@@ -128,6 +129,33 @@ export function layerValues(kernel: Kernel, l: QuantizedLinear): Float32Array {
   return l.gguf ? dequantizeRows(kernel, l.gguf.type, l.gguf.bytes, l.rows, l.cols) : dequantize(kernel, l);
 }
 
+/** Puts a quantized layer's values into the runner's block, computed in the kernel where
+ * they stay (integer grids; a GGUF layer's are decoded through JS): the same bits as
+ * setLinear(layerValues(l)). */
+function putQuantized(kernel: Kernel, runner: LlamaRunner, block: number, l: QuantizedLinear): void {
+  const name = l.name as LinearName;
+  if (l.gguf) runner.setLinear(block, name, layerValues(kernel, l));
+  else runner.fillLinear(block, name, (ptr) => dequantizeInto(kernel, l, ptr));
+}
+
+/** Rows [r0, r1) of a quantized layer's values: the same bits as those rows of layerValues
+ * (a value depends on its own row's codes and grid only; a GGUF row is whole blocks). */
+export function layerRows(kernel: Kernel, l: QuantizedLinear, r0: number, r1: number): Float32Array {
+  const n = r1 - r0;
+  if (l.gguf) {
+    const rowBytes = l.gguf.bytes.length / l.rows;
+    return dequantizeRows(kernel, l.gguf.type, l.gguf.bytes.subarray(r0 * rowBytes, r1 * rowBytes), n, l.cols);
+  }
+  const { cols, groups } = l;
+  return dequantize(kernel, {
+    ...l,
+    rows: n,
+    codes: l.codes.subarray(r0 * cols, r1 * cols),
+    scales: l.scales.subarray(r0 * groups, r1 * groups),
+    zeros: l.zeros.subarray(r0 * groups, r1 * groups),
+  });
+}
+
 /** Block `layer` of `block` with its linear layers replaced by the dequantized `layers`
  * (a new object: the source's arrays are not touched). */
 export function withQuantized(kernel: Kernel, block: LlamaBlock, layers: readonly QuantizedLinear[]): LlamaBlock {
@@ -155,6 +183,16 @@ export function quantizedView(source: LazyModel, layersOf: (block: number) => Pr
     embedding,
     classifier,
     block: async (layer) => withQuantized(kernel, await source.block(layer), await layersOf(layer)),
+    async tensor(slot, rows) {
+      // A quantized tensor from its codes alone: the source's values are not read.
+      const l = slot.kind === 'linear' ? (await layersOf(slot.layer)).find((x) => x.name === slot.name)
+        : slot.kind === 'classifier' ? await head('classifier')
+        : slot.kind === 'embedding' ? (await head('embedding')) ?? (config.tiedEmbeddings ? await head('classifier') : undefined)
+        : undefined;
+      if (!l) return source.tensor(slot, rows);
+      if (!rows) return layerValues(kernel, l);
+      return layerRows(kernel, l, ...checkRows(rows, l.rows, `quantized ${l.block}.${l.name}`));
+    },
     async load() {
       const base = await source.load();
       const blocks: LlamaBlock[] = [];
@@ -210,7 +248,18 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
     return body();
   };
   const { signal } = run;
-  const runner = new LlamaRunner(kernel, { config, embedding: await source.embedding(), finalNorm: await source.finalNorm() }, { blocks: 'none', classifier: false });
+  // The embedding is needed only to embed the samples, below: the runner reads it through
+  // `table`, dropped once they are embedded (a 7B vocabulary is 0.26-0.52 GB).
+  let table: EmbeddingTable | null = await source.embedding();
+  const embedding: EmbeddingTable = {
+    vocab: table.vocab,
+    dim: table.dim,
+    row: (id, out) => {
+      if (!table) throw new OptionError('quantizeModel: the embedding is released once the samples are embedded');
+      table.row(id, out);
+    },
+  };
+  const runner = new LlamaRunner(kernel, { config, embedding, finalNorm: await source.finalNorm() }, { blocks: 'none', classifier: false });
   const layers: QuantizedLinear[] = [];
   const total = config.nLayers * stages.flat().length;
   try {
@@ -223,12 +272,28 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
         runner.freeState(st);
       }
     });
-    /** Reads block `block` into the kernel. A function of its own, so that the float32 copy
-     * read from the checkpoint is unreachable once it returns: a value awaited in the loop
-     * below stays reachable from its frame while the block is solved (0.8 GB for a 7B block). */
+    table = null;
+    /** Reads block `block` into the kernel one tensor at a time (a 7B block is 0.8 GB as
+     * float32: never whole in JS), a finished block with its quantized layers. */
     const loadBlock = async (block: number, done: QuantizedLinear[] | undefined) => {
-      const weights = await source.block(block);
-      runner.loadBlock(block, done ? withQuantized(kernel, weights, done) : weights);
+      const small: Omit<LlamaBlock, 'linear'> = { attnNorm: new Float32Array(0), ffnNorm: new Float32Array(0) };
+      for (const t of hfTensors(config)) {
+        const s = t.slot;
+        if (s.kind === 'norm' && s.layer === block) small[s.field] = await source.tensor(s);
+        else if (s.kind === 'bias' && s.layer === block) (small.bias ??= {})[s.name] = await source.tensor(s);
+      }
+      runner.loadBlock(block, small, { linears: 'released' });
+      for (const spec of resolveArch(config).linears) {
+        const q = done?.find((l) => l.name === spec.name);
+        if (q) putQuantized(kernel, runner, block, q);
+        else {
+          // a chunk of rows at a time (16 MB of float32)
+          const step = Math.max(1, Math.floor((1 << 22) / spec.cols));
+          for (let r0 = 0; r0 < spec.rows; r0 += step) {
+            runner.setLinearRows(block, spec.name, r0, await source.tensor({ kind: 'linear', layer: block, name: spec.name }, [r0, Math.min(spec.rows, r0 + step)]));
+          }
+        }
+      }
     };
     /** Runs block `block` on every sample; with `stopAfter`, for its captures only (unless
      * `toMid` leaves the states at the block's midpoint). */
@@ -278,6 +343,19 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
               },
             }));
             if (toMid) atMid = true;
+            // The block's layers quantized in earlier stages are not needed again until the
+            // block's final pass: their kernel memory is given to this stage's preparation
+            // (GPTQ's factor of down_proj's 11008^2 H fits where gate/up/q/k/v/o were) and
+            // they are rebuilt from their codes after the stage. A layer being solved is a
+            // copy in JS (the solvers take W as an array): its kernel memory is released when
+            // the copy is made, before the preparation for a stage of one layer (o_proj,
+            // down_proj), else when its solve starts (one copy at a time).
+            for (const l of blockLayers) runner.releaseLinear(block, l.name as LinearName);
+            const copied = new Map<LinearName, Float32Array>();
+            if (stage.length === 1) {
+              copied.set(stage[0], runner.getLinear(block, stage[0]));
+              runner.releaseLinear(block, stage[0]);
+            }
             // Comparison solves start from H as accumulated (the preparation changes it).
             // ('rtn' is the baseline, solved with the layer's own bands: no H of its own.)
             const hessian = compareMethods?.some((m) => m !== 'rtn') ? acc.hessian() : null;
@@ -289,7 +367,8 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
             session = await region((runner) => prepareResident(kernel, taken.h, cols, solver, runner));
             for (const name of stage) {
               const [rows] = linearShape(config, name);
-              const w = { data: runner.getLinear(block, name), rows, cols };
+              const w = { data: copied.get(name) ?? runner.getLinear(block, name), rows, cols };
+              copied.delete(name);
               const base = { block, name, layersDone: layers.length, layers: total, rows };
               onProgress?.({ ...base, rowsDone: 0, stage: 'quantize' });
               const t0 = performance.now();
@@ -299,7 +378,7 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
                   onProgress: (p) => onProgress?.({ ...base, rowsDone: p.rowsDone, stage: 'quantize' }),
                 });
                 const summary = ggufSummary(block, name, result, t0);
-                runner.setLinear(block, name, layerValues(kernel, summary));
+                putQuantized(kernel, runner, block, summary);
                 blockLayers.push(summary);
                 layers.push(keepLayers ? summary : withoutArrays(summary));
                 onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: summary.loss, rtnLoss: summary.rtnLoss, seconds: summary.seconds });
@@ -324,7 +403,8 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
                       : (await quantizeLayer(w, hessian!, { ...compareOptions(solver, method), threads: run.threads, pool, kernel, signal })).loss;
                 }
               }
-              runner.setLinear(block, name, res.dequantize());
+              // res.dequantize()'s values, computed where the next pass reads them
+              putQuantized(kernel, runner, block, summary);
               blockLayers.push(summary);
               layers.push(keepLayers ? summary : withoutArrays(summary));
               onProgress?.({ ...base, layersDone: layers.length, rowsDone: rows, stage: 'done', loss: res.loss, rtnLoss: res.rtnLoss, seconds: summary.seconds, compare: summary.compare });
@@ -336,6 +416,8 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
               acc.free();
             }
           }
+          // The released layers back, one at a time, computed again from their codes (same bits).
+          for (const l of blockLayers) if (!stage.includes(l.name as LinearName)) putQuantized(kernel, runner, block, l);
         }
         await onBlockDone?.(block, blockLayers);
       }

@@ -11,7 +11,8 @@ import { bf16ArrayToF32, f16ArrayToF32 } from '../formats/half.js';
 import { readU16LE } from '../formats/bytes.js';
 import { readSafetensorsHeader, readTensorBytesFrom, readTensorF32From, type SafetensorsFile } from '../formats/safetensors.js';
 import { parseHfConfig, type HfDtype } from './checkpoint/hf-config.js';
-import { hfTensors, type HfSlot } from './checkpoint/hf.js';
+import { hfTensors, slotArray, type HfSlot } from './checkpoint/hf.js';
+import { linearShape } from './arch.js';
 import type { LlamaBlock, LlamaConfig, LlamaModel } from './types.js';
 
 /** Rows of the token embedding on demand: a vocabulary of 128k x 4096 need not be float32 in
@@ -39,12 +40,51 @@ export interface LazyModel {
   classifier(): Promise<Float32Array>;
   /** Block `layer`'s weights (float32), read now. */
   block(layer: number): Promise<LlamaBlock>;
+  /** One tensor of the Hugging Face layout (float32, in the model's own row order), read now;
+   * with `rows` [r0, r1), only those rows of a 2-D tensor. Writers go tensor by tensor, and
+   * through the embedding and the classifier by rows, so a write holds one tensor or a chunk
+   * of rows, never a whole block. */
+  tensor(slot: HfSlot, rows?: RowRange): Promise<Float32Array>;
   /** The whole model in memory (small models, writers of small formats). */
   load(): Promise<LlamaModel>;
   /** llama2.c's stored RoPE tables, written back unchanged. */
   readonly llama2cRope?: [Float32Array, Float32Array];
   /** A GGUF file's tokenizer.* entries: its tokenizer, carried into GGUF outputs. */
   readonly ggufVocabulary?: GgufMetadata;
+}
+
+/** Rows [r0, r1) of a 2-D tensor. */
+export type RowRange = readonly [number, number];
+
+/** Checks `rows` against a tensor of `count` rows; [0, count) when absent. */
+export function checkRows(rows: RowRange | undefined, count: number, what: string): RowRange {
+  if (!rows) return [0, count];
+  const [r0, r1] = rows;
+  if (!Number.isSafeInteger(r0) || !Number.isSafeInteger(r1) || r0 < 0 || r1 < r0 || r1 > count) {
+    throw new ShapeError(`${what}: rows [${r0}, ${r1}) are not within its ${count} rows`);
+  }
+  return rows;
+}
+
+/** Rows [r0, r1) of `values`, a [count, values.length / count] array (a view, no copy). */
+export function rowsOf(values: Float32Array, count: number, rows: RowRange | undefined, what: string): Float32Array {
+  if (!rows) return values;
+  const [r0, r1] = checkRows(rows, count, what);
+  const width = values.length / count;
+  return values.subarray(r0 * width, r1 * width);
+}
+
+/** Rows of a tensor: the first dimension of a 2-D one (a 1-D one is one row). */
+const rowCount = (config: LlamaConfig, slot: HfSlot): number =>
+  slot.kind === 'embedding' || slot.kind === 'classifier' ? config.vocabSize : slot.kind === 'linear' ? linearShape(config, slot.name)[0] : 1;
+
+/** Whether two slots name the same tensor. */
+export function sameSlot(a: HfSlot, b: HfSlot): boolean {
+  if (a.kind !== b.kind) return false;
+  if ('layer' in a && 'layer' in b && a.layer !== b.layer) return false;
+  if (a.kind === 'norm' && b.kind === 'norm') return a.field === b.field;
+  if ((a.kind === 'linear' || a.kind === 'bias') && (b.kind === 'linear' || b.kind === 'bias')) return a.name === b.name;
+  return true;
 }
 
 /** An EmbeddingTable over a float32 [vocab, dim] array. */
@@ -90,6 +130,11 @@ export function memoryModel(model: LlamaModel, kind: ModelKind, dtype: HfDtype, 
       return b;
     },
     load: async () => model,
+    tensor: async (slot, rows) => {
+      const values = slotArray(model, slot);
+      if (!values) throw new ShapeError(`the model has no tensor for ${JSON.stringify(slot)}`);
+      return rowsOf(values, rowCount(config, slot), rows, JSON.stringify(slot));
+    },
     ...(model.llama2cRope ? { llama2cRope: model.llama2cRope } : {}),
     ...(model.ggufVocabulary ? { ggufVocabulary: model.ggufVocabulary } : {}),
   };
@@ -187,6 +232,20 @@ export async function openHfModel(files: { config: string; shards: NamedSource[]
         else if (s.kind === 'bias') (block.bias ??= {})[s.name] = data;
       }
       return block;
+    },
+    async tensor(slot, rows) {
+      const t = tensors.find((x) => sameSlot(x.slot, slot.kind === 'classifier' && config.tiedEmbeddings ? { kind: 'embedding' } : slot));
+      if (!t) throw new ShapeError(`${where}: the checkpoint has no tensor for ${JSON.stringify(slot)}`);
+      if (!rows) return read(t.name);
+      const [r0, r1] = checkRows(rows, t.shape[0], `${where}: tensor "${t.name}"`);
+      const hit = located.get(t.name)!;
+      const info = hit.file.tensors.get(t.name)!;
+      // The rows' bytes alone, read as a tensor of their own (rows are contiguous).
+      const rowBytes = info.byteLength / info.shape[0];
+      const part = { ...info, shape: [r1 - r0, ...info.shape.slice(1)], byteOffset: info.byteOffset + r0 * rowBytes, byteLength: (r1 - r0) * rowBytes };
+      const values = await readTensorF32From({ ...hit.file, tensors: new Map([[t.name, part]]) }, hit.shard.source, t.name);
+      assertFinite(values, `${where}: tensor "${t.name}" rows [${r0}, ${r1})`);
+      return values;
     },
     async load() {
       const blocks: LlamaBlock[] = [];
