@@ -347,9 +347,10 @@ export async function quantizeModel(model: LazyModel | LlamaModel, samples: Int3
             // block's final pass: their kernel memory is given to this stage's preparation
             // (GPTQ's factor of down_proj's 11008^2 H fits where gate/up/q/k/v/o were) and
             // they are rebuilt from their codes after the stage. A layer being solved is a
-            // copy in JS (the solvers take W as an array): its kernel memory is released when
-            // the copy is made, before the preparation for a stage of one layer (o_proj,
-            // down_proj), else when its solve starts (one copy at a time).
+            // copy in JS (the solvers take W as an array): in a stage of one layer (o_proj,
+            // down_proj, the largest H) the layer's kernel memory is released once it is
+            // copied, before the preparation; in a stage of several layers (q/k/v, gate/up)
+            // each stays in the kernel while its copy is solved, one copy at a time.
             for (const l of blockLayers) runner.releaseLinear(block, l.name as LinearName);
             const copied = new Map<LinearName, Float32Array>();
             if (stage.length === 1) {
