@@ -8,46 +8,33 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Kernel, GRID_SEARCH } from '../src/core/kernel.js';
-import { mulberry32, gaussian } from './reference.js';
+import { mulberry32, gaussian, gridRange, roundHalfEven } from './reference.js';
 
 const f = Math.fround;
 const CANDIDATES = 80;
 
-function nearest(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r; // ties to even, as WebAssembly's nearest
-}
-
-/** assembly/grid.ts candidateGrid in f32. */
-function candidateGrid(i: number, xmin: number, xmax: number, maxq: number, sym: boolean): [number, number] {
-  if (sym) {
-    xmax = Math.max(Math.abs(xmin), xmax);
-    if (xmin < 0) xmin = -xmax;
-  }
-  if (xmin === 0 && xmax === 0) {
-    xmin = -1;
-    xmax = 1;
-  }
+/** assembly/grid.ts candidateGrid in f32, on gridRange's range (its zero, symmetric and
+ * all-zero rules); roundHalfEven is WebAssembly's nearest. */
+function candidateGrid(i: number, { xmin, xmax }: { xmin: number; xmax: number }, maxq: number, sym: boolean): [number, number] {
   const p = f(1 - i / 100);
   const lo = f(p * xmin), hi = f(p * xmax);
   const scale = f(f(hi - lo) / maxq);
-  return [scale, sym ? (maxq + 1) / 2 : Math.min(nearest(f(-lo / scale)), maxq)];
+  return [scale, sym ? (maxq + 1) / 2 : Math.min(roundHalfEven(f(-lo / scale)), maxq)];
 }
 
 function code(x: number, s: number, z: number, maxq: number): number {
-  return Math.min(Math.max(nearest(f(x / s)) + z, 0), maxq);
+  return Math.min(Math.max(roundHalfEven(f(x / s)) + z, 0), maxq);
 }
 
 /** The unscreened scan of one block (x: len values, hb: len x len), first minimum's index. */
 function unscreenedChoice(x: Float32Array, hb: Float64Array, maxq: number, sym: boolean): number {
   const len = x.length;
-  let xmin = 0, xmax = 0;
-  for (const v of x) { xmin = Math.min(xmin, v); xmax = Math.max(xmax, v); }
+  const range = gridRange(x, sym);
   const hx = new Float64Array(len), u = new Float64Array(len), vprev = new Float64Array(len);
   for (let j = 0; j < len; j++) if (x[j] !== 0) for (let i = 0; i < len; i++) hx[i] += x[j] * hb[j * len + i];
   let xHx = 0;
   for (let j = 0; j < len; j++) xHx += x[j] * hx[j];
-  let [s, z] = candidateGrid(0, xmin, xmax, maxq, sym);
+  let [s, z] = candidateGrid(0, range, maxq, sym);
   for (let j = 0; j < len; j++) {
     const v = code(x[j], s, z, maxq) - z;
     vprev[j] = v;
@@ -57,7 +44,7 @@ function unscreenedChoice(x: Float32Array, hb: Float64Array, maxq: number, sym: 
   for (let j = 0; j < len; j++) { vHv += vprev[j] * u[j]; vHx += vprev[j] * hx[j]; }
   let best = 0, bestScore = 0 + (xHx - 2 * s * vHx + s * s * vHv);
   for (let c = 1; c < CANDIDATES; c++) {
-    [s, z] = candidateGrid(c, xmin, xmax, maxq, sym);
+    [s, z] = candidateGrid(c, range, maxq, sym);
     for (let i = 0; i < len; i++) {
       const vi = code(x[i], s, z, maxq) - z;
       if (vi === vprev[i]) continue;
@@ -120,9 +107,7 @@ for (const [name, cols, n, mix] of [
         for (let i = 0; i < group; i++) for (let j = 0; j < group; j++) hb[i * group + j] = h[(c0 + i) * cols + c0 + j];
         for (let r = 0; r < rows; r++) {
           const xs = w.slice(r * cols + c0, r * cols + c0 + group);
-          let xmin = 0, xmax = 0;
-          for (const v of xs) { xmin = Math.min(xmin, v); xmax = Math.max(xmax, v); }
-          const [s, z] = candidateGrid(unscreenedChoice(xs, hb, maxq, sym), xmin, xmax, maxq, sym);
+          const [s, z] = candidateGrid(unscreenedChoice(xs, hb, maxq, sym), gridRange(xs, sym), maxq, sym);
           const at = r * groups + gi;
           assert.equal([got.scales[at], got.zeros[at]], [s, z], `${bits}-bit g${group}${sym ? ' sym' : ''}, row ${r}, group ${gi}`);
         }
