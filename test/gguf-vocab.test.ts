@@ -10,9 +10,9 @@ import { getLlama, LlamaLogLevel, type Llama } from 'node-llama-cpp';
 import { FormatError, OptionError } from '../src/core/errors.js';
 import { HfTokenizer } from '../src/formats/hf-tokenizer.js';
 import {
-  ggufVocabMetadata, preTokenizerHash, bpePreTokenizer, looksSpecial, KNOWN_PRE_TOKENIZERS, PRE_TOKENIZER_CHECK_TEXT, TOKEN_TYPE, LATE_PIECE_SCORE,
+  ggufVocabMetadata, preTokenizerHash, bpePreTokenizer, looksSpecial, KNOWN_PRE_TOKENIZERS, PRE_TOKENIZER_CHECK_TEXT, LATE_PIECE_SCORE,
 } from '../src/formats/gguf-vocab.js';
-import { GGUF_VALUE_TYPE, type GgufMetadata, type GgufValue } from '../src/formats/gguf-types.js';
+import { GGUF_TOKEN_TYPE, GGUF_VALUE_TYPE, type GgufMetadata, type GgufValue } from '../src/formats/gguf-types.js';
 import { readDataText } from './helpers/util.js';
 import { LLAMA_CPP, lenml, lenmlFiles, llama3WithTemplate, llama2TokenizerJson, llamaCppVocabGguf, llamaCppVocabTests, tinyByteLevelJson, LLAMA2_TOKENIZER_CONFIG } from './helpers/hf-tokenizers.js';
 
@@ -117,8 +117,8 @@ test("Qwen3: its 151646 first tokens and all merges equal ggml-vocab-qwen2.gguf'
   // ids up to config.json's vocab_size that no token has are "[PADn]", unused.
   assert.is(tokens.length, 151936);
   const at = (s: string) => tokens.indexOf(s);
-  assert.equal([types[at('<|im_start|>')], types[at('<tool_call>')], types[at('<think>')]], [TOKEN_TYPE.control, TOKEN_TYPE.userDefined, TOKEN_TYPE.userDefined]);
-  assert.equal([tokens[151669], types[151669], tokens[151935]], ['[PAD151669]', TOKEN_TYPE.unused, '[PAD151935]']);
+  assert.equal([types[at('<|im_start|>')], types[at('<tool_call>')], types[at('<think>')]], [GGUF_TOKEN_TYPE.control, GGUF_TOKEN_TYPE.userDefined, GGUF_TOKEN_TYPE.userDefined]);
+  assert.equal([tokens[151669], types[151669], tokens[151935]], ['[PAD151669]', GGUF_TOKEN_TYPE.unused, '[PAD151935]']);
   // EOS and PAD from tokenizer_config.json; BOS (which it leaves null) from config.json.
   assert.equal([value(md, 'tokenizer.ggml.eos_token_id'), value(md, 'tokenizer.ggml.padding_token_id'), value(md, 'tokenizer.ggml.bos_token_id')], [151645, 151643, 151643]);
   assert.is(value(md, 'tokenizer.ggml.add_bos_token'), false);
@@ -165,7 +165,7 @@ function assertScoresFollowMerges(tok: HfTokenizer, md: GgufMetadata, what: stri
   let previous = Infinity, checked = 0;
   model.merges.forEach((m, rank) => {
     const id = model.vocab[typeof m === 'string' ? m.replace(' ', '') : m.join('')];
-    if (id === undefined || seen.has(id) || types[id] !== TOKEN_TYPE.normal) return;
+    if (id === undefined || seen.has(id) || types[id] !== GGUF_TOKEN_TYPE.normal) return;
     seen.add(id);
     if (!(scores[id] <= previous)) assert.unreachable(`${what}: merge ${rank} makes ${id} scored ${scores[id]} after a piece scored ${previous}`);
     previous = scores[id];
@@ -199,7 +199,7 @@ test('Gemma 3: the SentencePiece-style vocabulary the converter writes (types, s
   const types = list(md, 'tokenizer.ggml.token_type') as number[];
   const scores = value(md, 'tokenizer.ggml.scores') as Float32Array;
   assert.is(tokens.length, 262208);
-  const T = TOKEN_TYPE;
+  const T = GGUF_TOKEN_TYPE;
   // pad/eos/bos/unk special; <mask> and <unusedN> look special; [multimodal], "\n", tabs and
   // HTML tags are user-defined added tokens, "▁▁" written with spaces; 256 byte pieces.
   assert.equal([0, 1, 2, 3, 4, 6, 105].map((i) => types[i]), [T.control, T.control, T.control, T.control, T.control, T.control, T.control]);

@@ -17,7 +17,8 @@ import {
   GGML_TYPES, type ByteSource, type GgufFile, type GgufTensorWithData,
 } from '../src/formats/gguf.js';
 import type { GgufMetadata, GgufValue } from '../src/formats/gguf-types.js';
-import { llama2cVocabMetadata, GGUF_TOKEN_TYPE } from '../src/formats/gguf-llama2c-vocab.js';
+import { llama2cVocabMetadata } from '../src/formats/gguf-llama2c-vocab.js';
+import { GGUF_TOKEN_TYPE } from '../src/formats/gguf-types.js';
 import { readTokenizer } from '../src/formats/tokenizer.js';
 import {
   writeLlamaGguf, writeLlamaGgufStream, planLlamaGguf, llamaFromGguf, readLlamaGguf, llamaConfigFromGguf,

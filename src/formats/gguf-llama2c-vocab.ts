@@ -5,13 +5,10 @@
 // control tokens, and spaces become SentencePiece's U+2581 (llama2.c's export turned them into
 // plain spaces; llama.cpp escapes spaces in the input before looking pieces up).
 import { FormatError, OptionError } from '../core/errors.js';
-import type { GgufMetadata } from './gguf-types.js';
+import { GGUF_TOKEN_TYPE, type GgufMetadata } from './gguf-types.js';
 import { BOS, EOS, type Tokenizer } from './tokenizer.js';
 
 export const UNK = 0;
-
-/** llama.cpp's llama_token_type (tokenizer.ggml.token_type values). */
-export const GGUF_TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
 const BYTE_PIECE = /^<0x[0-9A-Fa-f]{2}>$/;
 const utf8 = new TextDecoder('utf-8', { fatal: true });

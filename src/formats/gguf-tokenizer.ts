@@ -11,13 +11,10 @@
 //   pattern (the pattern of the tokenizer.json that llama.cpp's converter fingerprinted under
 //   that name).
 import { FormatError, OptionError } from '../core/errors.js';
-import type { GgufMetadata, GgufValue } from './gguf-types.js';
+import { GGUF_TOKEN_TYPE, type GgufMetadata, type GgufValue } from './gguf-types.js';
 import { HfTokenizer } from './hf-tokenizer.js';
 import { PairHeap } from './pair-heap.js';
 import type { EncodeOptions, TextTokenizer } from './text-tokenizer.js';
-
-/** llama.cpp's token types (tokenizer.ggml.token_type). */
-const TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
 /**
  * The split pattern of each byte-level BPE pre-tokenizer read here, by llama.cpp's name for it
@@ -58,7 +55,7 @@ export function readGgufTokenizer(md: GgufMetadata): GgufTokenizer {
   const model = stringKey(metadata, 'tokenizer.ggml.model');
   const tokens = stringArray(metadata, 'tokenizer.ggml.tokens');
   if (tokens.length === 0) throw new FormatError('GGUF: tokenizer.ggml.tokens is empty');
-  const types = numberArray(metadata, 'tokenizer.ggml.token_type', tokens.length, true) ?? new Float64Array(tokens.length).fill(TYPE.normal);
+  const types = numberArray(metadata, 'tokenizer.ggml.token_type', tokens.length, true) ?? new Float64Array(tokens.length).fill(GGUF_TOKEN_TYPE.normal);
   const flag = (key: string, fallback: boolean) => {
     const v = metadata.get(`tokenizer.ggml.${key}`);
     if (v === undefined) return fallback;
@@ -126,7 +123,7 @@ abstract class GgufTokenizerBase implements GgufTokenizer {
     this.eosId = special.eos;
     if (add.addBos && special.bos === null) throw new FormatError('GGUF: tokenizer.ggml.add_bos_token is true but tokenizer.ggml.bos_token_id is missing');
     if (add.addEos && special.eos === null) throw new FormatError('GGUF: tokenizer.ggml.add_eos_token is true but tokenizer.ggml.eos_token_id is missing');
-    this.userDefined = tokens.filter((t, id) => types[id] === TYPE.userDefined && t.length > 0).sort((a, b) => utf8Length(b) - utf8Length(a));
+    this.userDefined = tokens.filter((t, id) => types[id] === GGUF_TOKEN_TYPE.userDefined && t.length > 0).sort((a, b) => utf8Length(b) - utf8Length(a));
   }
 
   encode(text: string, { bos, eos }: EncodeOptions = {}): Int32Array {
@@ -265,10 +262,10 @@ class SpmTokenizer extends GgufTokenizerBase {
     const enc = new TextEncoder();
     for (const id of this.checkIds(ids)) {
       const type = this.types[id];
-      if (type === TYPE.control || type === TYPE.unknown || type === TYPE.unused) continue;
-      const byte = type === TYPE.byte ? /^<0x([0-9A-Fa-f]{2})>$/.exec(this.tokens[id]) : null;
+      if (type === GGUF_TOKEN_TYPE.control || type === GGUF_TOKEN_TYPE.unknown || type === GGUF_TOKEN_TYPE.unused) continue;
+      const byte = type === GGUF_TOKEN_TYPE.byte ? /^<0x([0-9A-Fa-f]{2})>$/.exec(this.tokens[id]) : null;
       if (byte) bytes.push(parseInt(byte[1], 16));
-      else bytes.push(...enc.encode(type === TYPE.userDefined ? this.tokens[id] : this.tokens[id].replaceAll('\u2581', ' ')));
+      else bytes.push(...enc.encode(type === GGUF_TOKEN_TYPE.userDefined ? this.tokens[id] : this.tokens[id].replaceAll('\u2581', ' ')));
     }
     const text = new TextDecoder().decode(Uint8Array.from(bytes));
     // The space the encoder put before the text.
@@ -314,7 +311,7 @@ class BpeTokenizer extends GgufTokenizerBase {
   }
 
   decode(ids: ArrayLike<number>): string {
-    const kept = this.checkIds(ids).filter((id) => this.types[id] !== TYPE.control && this.types[id] !== TYPE.unused);
+    const kept = this.checkIds(ids).filter((id) => this.types[id] !== GGUF_TOKEN_TYPE.control && this.types[id] !== GGUF_TOKEN_TYPE.unused);
     return this.hf.decode(kept);
   }
 }

@@ -22,3 +22,6 @@ export type GgufValue =
 
 /** Metadata in file order (a Map keeps insertion order). */
 export type GgufMetadata = Map<string, GgufValue>;
+
+/** llama.cpp's token types (gguf-py TokenType; tokenizer.ggml.token_type values). */
+export const GGUF_TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;

@@ -12,11 +12,8 @@
 //   from tokenizer.json (see sentencePieceScores for the one field that is inferred).
 import { FormatError, OptionError } from '../core/errors.js';
 import { sha256Hex } from './digest.js';
-import type { GgufMetadata, GgufValue } from './gguf-types.js';
+import { GGUF_TOKEN_TYPE, type GgufMetadata, type GgufValue } from './gguf-types.js';
 import { type HfTokenizer, type JsonObject, isJsonObject, tokenContent, configVocabSize } from './hf-tokenizer.js';
-
-/** llama.cpp's token types (gguf-py TokenType). */
-export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
 /** The text the converter tokenizes to fingerprint a BPE pre-tokenizer (get_vocab_base_pre's chktxt). */
 export const PRE_TOKENIZER_CHECK_TEXT =
@@ -192,7 +189,7 @@ function byteLevelVocab(tok: HfTokenizer): { tokens: string[]; types: Int32Array
     let token = tok.idToToken(i);
     if (token === null) {
       tokens[i] = `[PAD${i}]`;
-      types[i] = TOKEN_TYPE.unused;
+      types[i] = GGUF_TOKEN_TYPE.unused;
       continue;
     }
     if (addedContents.has(token)) {
@@ -201,13 +198,13 @@ function byteLevelVocab(tok: HfTokenizer): { tokens: string[]; types: Int32Array
       // llama.cpp takes control / user-defined tokens as already normalized; the converter
       // normalizes the ones the tokenizer does not by a round trip through it.
       if (!info.normalized) token = tok.decode(tok.encode(token, { bos: false, eos: false }));
-      if (info.special || looksSpecial(token)) types[i] = TOKEN_TYPE.control;
+      if (info.special || looksSpecial(token)) types[i] = GGUF_TOKEN_TYPE.control;
       else {
         token = token.replaceAll(SPIECE_SPACE, ' ');
-        types[i] = TOKEN_TYPE.userDefined;
+        types[i] = GGUF_TOKEN_TYPE.userDefined;
       }
     } else {
-      types[i] = TOKEN_TYPE.normal;
+      types[i] = GGUF_TOKEN_TYPE.normal;
     }
     tokens[i] = token;
   }
@@ -223,7 +220,7 @@ function sentencePieceVocab(tok: HfTokenizer): { tokens: string[]; scores: Float
   const n = vocabRows(tok, pieceCount);
   const tokens: string[] = Array.from({ length: n }, (_, i) => `[PAD${i}]`);
   const scores = new Float32Array(n).fill(-10000);
-  const types = new Int32Array(n).fill(TOKEN_TYPE.unused);
+  const types = new Int32Array(n).fill(GGUF_TOKEN_TYPE.unused);
   // tokenizer.json's added tokens inside the piece range are tokenizer.model's control
   // (special) and user-defined pieces; SentencePiece scores those, bytes and unk 0.
   const addedIn = new Map(tok.addedTokens.map((t) => [t.id, t]));
@@ -234,11 +231,11 @@ function sentencePieceVocab(tok: HfTokenizer): { tokens: string[]; scores: Float
     tokens[id] = piece;
     scores[id] = 0;
     const added = addedIn.get(id);
-    if (id === unk) types[id] = TOKEN_TYPE.unknown;
-    else if (added) types[id] = added.special ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
-    else if (BYTE_PIECE.test(piece)) types[id] = TOKEN_TYPE.byte;
+    if (id === unk) types[id] = GGUF_TOKEN_TYPE.unknown;
+    else if (added) types[id] = added.special ? GGUF_TOKEN_TYPE.control : GGUF_TOKEN_TYPE.userDefined;
+    else if (BYTE_PIECE.test(piece)) types[id] = GGUF_TOKEN_TYPE.byte;
     else {
-      types[id] = TOKEN_TYPE.normal;
+      types[id] = GGUF_TOKEN_TYPE.normal;
       normal.push(id);
     }
   }
@@ -248,10 +245,10 @@ function sentencePieceVocab(tok: HfTokenizer): { tokens: string[]; scores: Float
   for (const [id, info] of addedTokensDecoder(tok.tokenizerConfig) ?? []) {
     if (id >= n) continue;
     let token = info.content;
-    if (info.special || looksSpecial(token)) types[id] = TOKEN_TYPE.control;
+    if (info.special || looksSpecial(token)) types[id] = GGUF_TOKEN_TYPE.control;
     else {
       token = token.replaceAll(SPIECE_SPACE, ' ');
-      types[id] = TOKEN_TYPE.userDefined;
+      types[id] = GGUF_TOKEN_TYPE.userDefined;
     }
     scores[id] = -1000;
     tokens[id] = token;
