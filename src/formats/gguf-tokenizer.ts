@@ -123,7 +123,12 @@ abstract class GgufTokenizerBase implements GgufTokenizer {
     this.eosId = special.eos;
     if (add.addBos && special.bos === null) throw new FormatError('GGUF: tokenizer.ggml.add_bos_token is true but tokenizer.ggml.bos_token_id is missing');
     if (add.addEos && special.eos === null) throw new FormatError('GGUF: tokenizer.ggml.add_eos_token is true but tokenizer.ggml.eos_token_id is missing');
-    this.userDefined = tokens.filter((t, id) => types[id] === GGUF_TOKEN_TYPE.userDefined && t.length > 0).sort((a, b) => utf8Length(b) - utf8Length(a));
+    const utf8 = new TextEncoder();
+    this.userDefined = tokens
+      .filter((t, id) => types[id] === GGUF_TOKEN_TYPE.userDefined && t.length > 0)
+      .map((t) => ({ t, bytes: utf8.encode(t).length }))
+      .sort((a, b) => b.bytes - a.bytes)
+      .map((e) => e.t);
   }
 
   encode(text: string, { bos, eos }: EncodeOptions = {}): Int32Array {
@@ -321,9 +326,6 @@ function wellFormed(s: string): string {
   return new TextDecoder().decode(new TextEncoder().encode(s));
 }
 
-function utf8Length(s: string): number {
-  return new TextEncoder().encode(s).length;
-}
 
 function stringKey(md: GgufMetadata, key: string): string {
   const v = md.get(key);
