@@ -78,3 +78,76 @@ export function lossTolerance(w: usize, q: usize, rows: i32, cols: i32, hdiag: u
     store<f64>(out + (<usize>r << 3), t * ee + 2 * gamma * a * a);
   }
 }
+
+/** Edge of hessianFlawed's square tiles: a tile of H and its mirror tile (2 x 16 KB) stay in L1
+ * while their entries are compared, where a row-by-column walk would miss the cache per pair. */
+// @ts-ignore: decorator
+@inline const FLAW_TILE: i32 = 64;
+
+/**
+ * Whether the n x n float32 H at h breaks what a Hessian X^T X must satisfy, with exactly the
+ * float64 tests of src/core/validate.ts's validateHessian (which this replaces on the fast
+ * path: it walks H row by column in JavaScript): a non-finite entry, a negative diagonal, an
+ * off-diagonal pair with |a - b| > tolerance * (|a| + |b| + |d_i| + |d_j|), or, beside a zero
+ * diagonal d, an entry with max(a^2, b^2) > deadDiagonal * (the other diagonal). Tiles are
+ * visited in any order: only acceptance is decided here, and validateHessian, run on a flawed
+ * H, names the first flaw in its own order. Returns 1 if flawed, else 0.
+ */
+export function hessianFlawed(h: usize, n: i32, tolerance: f64, deadDiagonal: f64): i32 {
+  if (nonFiniteIndex(h, n * n) >= 0) return 1;
+  for (let i = 0; i < n; i++) if (load<f32>(h + ((<usize>i * <usize>n + <usize>i) << 2)) < 0) return 1;
+  const t = FLAW_TILE;
+  for (let i0 = 0; i0 < n; i0 += t) {
+    const i1 = min(i0 + t, n);
+    for (let j0 = i0; j0 < n; j0 += t) {
+      const j1 = min(j0 + t, n);
+      for (let i = i0; i < i1; i++) {
+        const d = <f64>load<f32>(h + ((<usize>i * <usize>n + <usize>i) << 2));
+        for (let j = max(j0, i + 1); j < j1; j++) {
+          const a = <f64>load<f32>(h + ((<usize>i * <usize>n + <usize>j) << 2));
+          const b = <f64>load<f32>(h + ((<usize>j * <usize>n + <usize>i) << 2));
+          const dj = <f64>load<f32>(h + ((<usize>j * <usize>n + <usize>j) << 2));
+          if (d == 0 || dj == 0) {
+            const other = d == 0 ? dj : d;
+            if (max(a * a, b * b) > deadDiagonal * other) return 1;
+          }
+          if (abs(a - b) > tolerance * (abs(a) + abs(b) + abs(d) + abs(dj))) return 1;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+/** Index of the first non-finite value among the `count` float32 at p, or -1: a SIMD pass with
+ * the test of assertFinite (v - v != 0 exactly for NaN and the infinities). */
+export function nonFiniteIndex(p: usize, count: i32): i32 {
+  let i = 0;
+  const zero = f32x4.splat(0);
+  for (; i + 16 <= count; i += 16) {
+    const o = p + (<usize>i << 2);
+    const a = v128.load(o), b = v128.load(o, 16), c = v128.load(o, 32), d = v128.load(o, 48);
+    const bad = v128.or(
+      v128.or(f32x4.ne(f32x4.sub(a, a), zero), f32x4.ne(f32x4.sub(b, b), zero)),
+      v128.or(f32x4.ne(f32x4.sub(c, c), zero), f32x4.ne(f32x4.sub(d, d), zero)),
+    );
+    if (v128.any_true(bad)) break;
+  }
+  for (; i < count; i++) {
+    const v = load<f32>(p + (<usize>i << 2));
+    if (v - v != 0) return i;
+  }
+  return -1;
+}
+
+/** out[j] = sum_i |H_ij| in float64, rows added in order (the column sums behind ||H||_1). */
+export function columnAbsSums(h: usize, n: i32, out: usize): void {
+  memory.fill(out, 0, <usize>n << 3);
+  for (let i = 0; i < n; i++) {
+    const row = h + ((<usize>i * <usize>n) << 2);
+    for (let j = 0; j < n; j++) {
+      const o = out + (<usize>j << 3);
+      store<f64>(o, load<f64>(o) + <f64>abs(load<f32>(row + (<usize>j << 2))));
+    }
+  }
+}

@@ -528,4 +528,69 @@ test('fuzz: tokenizer.json components the library cannot run are FormatErrors (w
   }
 });
 
+
+// The resident H check (WASM, tiled) must accept exactly the matrices validateHessian (the
+// JavaScript definition, which names the first flaw) accepts: random symmetric matrices, then
+// one flaw each, near and across every threshold, at sizes around the 64-wide tiles.
+test('the kernel check of H accepts exactly what validateHessian accepts', async () => {
+  const { validateHessian } = await import('../src/core/validate.js');
+  const k = await Kernel.create();
+  const x = k.exports;
+  const rnd = mulberry32(2026);
+  const jsAccepts = (h: Float32Array, n: number) => {
+    try { validateHessian(h, n); return 0; } catch (e) { assert.ok(e instanceof HessianError || e instanceof NonFiniteError); return 1; }
+  };
+  const counts = [0, 0];
+  for (let c = 0; c < 400; c++) {
+    const n = [1, 2, 5, 63, 64, 65, 100, 130][c % 8];
+    const h = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) {
+      h[i * n + i] = 1 + rnd();
+      for (let j = i + 1; j < n; j++) h[i * n + j] = h[j * n + i] = (rnd() - 0.5) * 0.1;
+    }
+    const i = Math.floor(rnd() * n), j = Math.floor(rnd() * n);
+    const kind = c % 7;
+    if (kind === 1) h[i * n + j] = [NaN, Infinity, -Infinity][c % 3];
+    if (kind === 2) h[i * n + i] = rnd() < 0.5 ? -1e-30 : -0;
+    if (kind === 3 && i !== j) {
+      // |a - b| at 1e-4 * scale, times a factor on either side of 1.
+      const a = h[i * n + j], scale = Math.abs(a) * 2 + h[i * n + i] + h[j * n + j];
+      h[j * n + i] = a + 1e-4 * scale * (0.999 + 0.002 * rnd());
+    }
+    if (kind === 4 || kind === 5) {
+      // A dead diagonal whose row holds entries around sqrt(2^-126 * other).
+      h[i * n + i] = 0;
+      const other = h[j * n + j];
+      const v = Math.sqrt(2 ** -126 * other) * (kind === 4 ? 0.99 + 0.02 * rnd() : 0);
+      for (let t = 0; t < n; t++) if (t !== i) { h[i * n + t] = v; h[t * n + i] = v; }
+    }
+    if (kind === 6) h[Math.floor(rnd() * n * n)] = 3e38 * (rnd() < 0.5 ? 1 : 10); // 3e39 rounds to Infinity
+    const p = k.put(h);
+    const wasm = x.hessianFlawed(p, n, 1e-4, 2 ** -126);
+    const expectedNonFinite = h.findIndex((v) => !Number.isFinite(v));
+    assert.is(x.nonFiniteIndex(p, n * n), expectedNonFinite, `case ${c}: first non-finite index`);
+    k.free(p);
+    const js = jsAccepts(h, n);
+    assert.is(wasm, js, `case ${c} (n ${n}, kind ${kind}): kernel says ${wasm ? 'flawed' : 'sound'}, validateHessian ${js ? 'refuses' : 'accepts'}`);
+    counts[js]++;
+  }
+  assert.ok(counts[0] > 100 && counts[1] > 100, `both outcomes exercised: ${counts}`);
+});
+
+test('||H||_1 column sums in the kernel equal the float64 sums in row order', async () => {
+  const k = await Kernel.create();
+  const rnd = mulberry32(7);
+  for (const n of [1, 3, 64, 77]) {
+    const h = Float32Array.from({ length: n * n }, () => (rnd() - 0.5) * 2 ** (rnd() * 40 - 20));
+    const sums = new Float64Array(n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) sums[j] += Math.abs(h[i * n + j]);
+    const got = k.scoped((alloc, put) => {
+      const out = alloc(n * 8);
+      k.exports.columnAbsSums(put(h), n, out);
+      return k.f64(out, n).slice();
+    });
+    assert.equal(Array.from(got), Array.from(sums));
+  }
+});
+
 test.run();

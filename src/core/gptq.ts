@@ -11,7 +11,8 @@
 //   7. g_idx of each original column; undo the permutation          (groupIndex, gptqSweep)
 import { upperCholeskyOfInverse } from './linalg.js';
 import type { ParallelRunner } from './runner.js';
-import { HessianError, assertFinite } from './errors.js';
+import { HessianError } from './errors.js';
+import { assertFiniteResident } from './validate.js';
 import type { Kernel } from './kernel.js';
 import type { LayerPlan } from './options.js';
 import { permuteColumns } from './permute.js';
@@ -67,7 +68,7 @@ export function gptqFactor(kernel: Kernel, h: number, cols: number, perm: Int32A
         percdamp = percdamp > 0 ? percdamp * 10 : 0.01;
       }
     });
-    assertFinite(kernel.f32(u, cols * cols), 'GPTQ factor chol(H^-1)');
+    assertFiniteResident(kernel, u, cols * cols, 'GPTQ factor chol(H^-1)');
     return { factor: u, dampUsed: percdamp };
   } catch (e) {
     kernel.free(u);

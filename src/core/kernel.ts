@@ -93,6 +93,9 @@ export interface KernelExports {
   psdCheckScratch(n: number): Bytes;
   psdScaled(h: Ptr, n: number, damping: number, work: Ptr): number;
   lossTolerance(w: Ptr, q: Ptr, rows: number, cols: number, hdiag: Ptr, damping: number, out: Ptr): void;
+  hessianFlawed(h: Ptr, n: number, tolerance: number, deadDiagonal: number): number;
+  nonFiniteIndex(p: Ptr, count: number): number;
+  columnAbsSums(h: Ptr, n: number, out: Ptr): void;
   // gguf/ (GGML block types; src/formats/gguf-blocks.ts documents the arrays)
   ggufBlockElems(type: number): number;
   ggufBlockBytes(type: number): number;

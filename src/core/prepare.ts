@@ -9,8 +9,7 @@ import { actOrder, deadColumns, gptqFactor, groupIndex } from './gptq.js';
 import { LayerSession } from './session.js';
 import type { PreparedLayer } from './types.js';
 import type { ParallelRunner } from './runner.js';
-import { PSD_DAMPING, checkPositiveSemidefinite, validateHessian, validateResidentHessian } from './validate.js';
-import { assertFinite } from './errors.js';
+import { PSD_DAMPING, assertFiniteResident, checkPositiveSemidefinite, validateHessianShape, validateResidentHessian } from './validate.js';
 
 /**
  * Prepares the layer whose H ([cols, cols], accumulated in `kernel`) is at `h`, taking
@@ -25,7 +24,7 @@ export function prepareResident(kernel: Kernel, h: number, cols: number, solver:
     validateResidentHessian(kernel, h, cols);
     // (H + H^T) / 2 in WASM, so row i of H is exactly its column i (CD reads columns as rows).
     kernel.exports.symmetrize(h, cols);
-    assertFinite(kernel.f32(h, cols * cols), 'hessian (symmetrized: (H + H^T) / 2 overflows float32)');
+    assertFiniteResident(kernel, h, cols * cols, 'hessian (symmetrized: (H + H^T) / 2 overflows float32)');
     const dead = deadColumns(kernel, h, cols);
     const { spec } = plan;
     const m = kernel.f32(h, cols * cols);
@@ -57,7 +56,7 @@ export async function prepareLayer(
   hessian: Float32Array, cols: number, solver: SolverOptions | SolverSpec = {}, kernel?: Kernel,
 ): Promise<PreparedLayer> {
   resolveSolver(solver); // option errors before shape errors, as callers expect
-  validateHessian(hessian, cols);
+  validateHessianShape(hessian, cols); // its values are checked in the kernel (prepareResident)
   const k = kernel ?? (await defaultKernel());
   const session = prepareResident(k, k.put(hessian), cols, solver);
   try {

@@ -149,7 +149,7 @@ export class LayerSession {
     this.factor = factor ? keep(factor) : 0;
     try {
       const n2 = cols * cols;
-      this.limits = weightLimits(this.plan, kernel.f32(hFix, n2), facts.dead, facts.gIdx);
+      this.limits = weightLimits(this.plan, kernel, hFix, facts.dead, facts.gIdx);
       if (facts.dead.length) {
         this.hLoss = keep(kernel.alloc(n2 * 4));
         kernel.u8(this.hLoss, n2 * 4).set(kernel.u8(hFix, n2 * 4));

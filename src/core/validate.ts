@@ -51,10 +51,7 @@ export function validateWeights(weights: WeightMatrix): void {
  * semidefinite: a column no input ever reached is zero throughout). Definiteness itself is
  * checkPositiveSemidefinite's. */
 export function validateHessian(hessian: Float32Array, cols: number): void {
-  if (!(hessian instanceof Float32Array)) throw new ShapeError('hessian must be a Float32Array');
-  if (hessian.length !== cols * cols) {
-    throw new ShapeError(`hessian has ${hessian.length} values, expected cols * cols = ${cols} * ${cols} = ${cols * cols} (H is [in, in])`);
-  }
+  validateHessianShape(hessian, cols);
   assertFinite(hessian, 'hessian');
   for (let i = 0; i < cols; i++) {
     const d = hessian[i * cols + i];
@@ -79,9 +76,27 @@ export function validateHessian(hessian: Float32Array, cols: number): void {
   }
 }
 
-/** validateHessian for an H resident in a kernel (read through a view: no copy). */
+/** validateHessian's shape tests alone (for an H about to be checked in a kernel). */
+export function validateHessianShape(hessian: Float32Array, cols: number): void {
+  if (!(hessian instanceof Float32Array)) throw new ShapeError('hessian must be a Float32Array');
+  if (hessian.length !== cols * cols) {
+    throw new ShapeError(`hessian has ${hessian.length} values, expected cols * cols = ${cols} * ${cols} = ${cols * cols} (H is [in, in])`);
+  }
+}
+
+/** validateHessian for an H resident in a kernel: the same tests in WASM (check.ts
+ * hessianFlawed, a tiled pass instead of JavaScript's row-by-column walk); only a flawed H is
+ * walked again here, so the error names its first flaw exactly as validateHessian does. */
 export function validateResidentHessian(kernel: Kernel, h: number, cols: number): void {
+  if (kernel.exports.hessianFlawed(h, cols, SYMMETRY_TOLERANCE, DEAD_DIAGONAL) === 0) return;
   validateHessian(kernel.f32(h, cols * cols), cols);
+  throw new KernelError('hessianFlawed refused an H that validateHessian accepts');
+}
+
+/** assertFinite for `count` float32 resident in a kernel at `p`, in WASM (SIMD). */
+export function assertFiniteResident(kernel: Kernel, p: number, count: number, what: string): void {
+  const i = kernel.exports.nonFiniteIndex(p, count);
+  if (i >= 0) throw new NonFiniteError(`${what} has a non-finite value (${kernel.f32(p, count)[i]}) at index ${i}`);
 }
 
 /** Throws HessianError unless the symmetric H resident at `h` (as the solvers see it) is
@@ -114,13 +129,13 @@ export interface WeightLimits {
   layouts: Int32Array[];
 }
 
-export function weightLimits(plan: LayerPlan, hessian: Float32Array, dead: Int32Array, gIdx: Int32Array): WeightLimits {
+export function weightLimits(plan: LayerPlan, kernel: Kernel, h: number, dead: Int32Array, gIdx: Int32Array): WeightLimits {
   const { cols } = plan;
-  const sums = new Float64Array(cols);
-  for (let i = 0; i < cols; i++) {
-    const row = i * cols;
-    for (let j = 0; j < cols; j++) sums[j] += Math.abs(hessian[row + j]);
-  }
+  const sums = kernel.scoped((alloc) => {
+    const out = alloc(cols * 8);
+    kernel.exports.columnAbsSums(h, cols, out);
+    return kernel.f64(out, cols).slice();
+  });
   let hNorm = 0;
   for (let j = 0; j < cols; j++) if (sums[j] > hNorm) hNorm = sums[j];
   const mask = new Uint8Array(cols);

@@ -15,7 +15,7 @@ import { Kernel, sharedKernelSupported, sharedWasmModule, wasmModule } from '../
 import { LayerSession, type BandBuffers, type SessionLayout } from '../core/session.js';
 import { prepareResident } from '../core/prepare.js';
 import { resolveSolver, type SolverOptions, type SolverSpec } from '../core/options.js';
-import { validateHessian } from '../core/validate.js';
+import { validateHessianShape } from '../core/validate.js';
 import type { ParallelRunner } from '../core/runner.js';
 import { AtomicsRunner, canBlock } from './threads.js';
 import type { BandResult, PreparedLayer, WeightMatrix } from '../core/types.js';
@@ -456,7 +456,7 @@ export class WorkerPool implements BandSolver {
    * caller frees the session. Null where the pool has no shared kernel (see parallel()). */
   async prepareShared(hessian: Float32Array, cols: number, solver: SolverOptions | SolverSpec = {}, signal?: AbortSignal): Promise<LayerSession | null> {
     const spec = resolveSolver(solver);
-    validateHessian(hessian, cols);
+    validateHessianShape(hessian, cols); // its values are checked in the kernel (prepareResident)
     let session: LayerSession | null = null;
     try {
       const done = await this.parallel((kernel, runner) => (session = prepareResident(kernel, kernel.put(hessian), cols, spec, runner)), signal);
