@@ -1,8 +1,14 @@
 // Layer-solver benchmark: `npm run bench` (= build, then this file).
 //   node bench/layer.mjs [--sizes 1024,2048,4096] [--repeat N] [--quick] [--only rtn,gptq,...]
+//                        [--inputs random|correlated] [--rows N] [--exact-max N]
 // For each square layer size: random W [n x n] and H = 2/n X^T X with X [2n x n] (as
 // /work/shared/bench/torch_gptq.py), both generated deterministically here, H accumulated
 // streaming by the kernel's own hessianUpdate. 4-bit, group 128 unless said otherwise.
+// --inputs correlated: X's rows are 0.3 noise + a rank n/16 component shared by all columns,
+// with per-column scales and an outlier column (x20) in 97, as activations are: an H far from
+// diagonal, where block-diagonal shortcuts (the fast per-channel OWC screen) are tested hardest.
+// --rows N: solve only the first N rows of W (the exact per-channel search at 4096 is slow);
+// --exact-max: widest layer the exact per-channel OWC search runs on (default 1024).
 // Every case runs on one thread (this one) through prepareLayer + LocalBandSolver in
 // bands of 128 rows, exactly as quantizeLayer does, with the kernel's exports wrapped to time
 // each kernel call, so the table can separate e.g. GPTQ itself from the loss products.
@@ -28,6 +34,28 @@ function fill(n, seed) {
   return normals(seed)(new Float32Array(n));
 }
 
+const inputs = arg('inputs', 'random');
+if (!['random', 'correlated'].includes(inputs)) throw new Error(`--inputs ${inputs}: random or correlated`);
+
+/** --inputs correlated: X = (0.3 noise + 2 z B) diag(colScale), B [cols/16 x cols] fixed. */
+function correlate(x, m, cols, fillX) {
+  const r = Math.max(4, cols >> 4);
+  const basis = correlated.basis ??= new Map();
+  if (!basis.has(cols)) basis.set(cols, fillX(new Float32Array(r * cols)));
+  const b = basis.get(cols);
+  const z = fillX(new Float32Array(m * r));
+  for (let i = 0; i < m; i++) {
+    const row = x.subarray(i * cols, (i + 1) * cols);
+    for (let j = 0; j < cols; j++) row[j] *= 0.3;
+    for (let t = 0; t < r; t++) {
+      const c = 2 * z[i * r + t];
+      for (let j = 0; j < cols; j++) row[j] += c * b[t * cols + j];
+    }
+    for (let j = 0; j < cols; j++) row[j] *= (j % 97 === 3 ? 20 : 1) * (0.2 + (j % 13) / 8);
+  }
+}
+const correlated = {};
+
 /** H = 2/n X^T X, X [2*cols x cols], streamed through the kernel in chunks of 512 rows. */
 function makeHessian(k, cols) {
   const x = k.exports;
@@ -43,6 +71,7 @@ function makeHessian(k, cols) {
   for (let r0 = 0; r0 < n; r0 += chunk) {
     const m = Math.min(chunk, n - r0);
     fillX(k.f32(xp, m * cols));
+    if (inputs === 'correlated') correlate(k.f32(xp, m * cols), m, cols, fillX);
     const t = performance.now();
     x.hessianUpdate(h, xp, m, cols, seen / (seen + m), 2 / (seen + m), scratch);
     gemmSeconds += (performance.now() - t) / 1000;
@@ -123,7 +152,8 @@ const k = instrument(await Kernel.create());
 const rowsOut = [];
 for (const n of sizes) {
   const tGen = performance.now();
-  const W = { data: fill(n * n, 42 + n), rows: n, cols: n };
+  const rows = Math.min(n, Number(arg('rows', String(n))));
+  const W = { data: fill(n * n, 42 + n).slice(0, rows * n), rows, cols: n };
   const { h: H, gflops: hGflops } = makeHessian(k, n);
   notePeak(k);
   console.error(`[bench] ${n}x${n}: data + H in ${((performance.now() - tGen) / 1000).toFixed(1)}s`);
