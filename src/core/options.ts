@@ -32,7 +32,7 @@ export interface SolverOptions {
   /** Alias of clip: 'mse' (the reference GPTQ flag). */
   mse?: boolean;
   /** OWC per-channel: exact search over all 80 candidates (true) or the fast search (false:
-   * block-diagonal screening, best candidates rescored exactly). Default: exact up to
+   * block-diagonal screening, its 32 best candidates rescored exactly). Default: exact up to
    * 512 columns, where it is cheap, fast above. */
   owcExact?: boolean;
   /** CD/BCD start: RTN on the OWC grid (default), GPTQ, or RTN on the clip grid. */
