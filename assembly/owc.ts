@@ -12,7 +12,7 @@ import { pairFirst, pairSecond } from './pairs';
 // Candidates rescored exactly by the fast per-channel search. Its screen (the block diagonal of
 // H) misses the cross-block terms that correlated inputs make large: on such an H the exact
 // best ranks up to about 30th by the screen, and 8 finalists left the search 0.2-1.7% above
-// the exact one's loss (README, Speed); 32 keep it within 0.03% on the same layers.
+// the exact one's loss (README, Speed); 32 keep it within 0.05% on the same layers.
 // @ts-ignore: decorator
 @inline const OWC_RESCORE: i32 = 32;
 // Error rows per exact rescoring batch (quadForms' rows): bounds the scratch to this many rows

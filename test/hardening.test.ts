@@ -528,12 +528,12 @@ test('fuzz: tokenizer.json components the library cannot run are FormatErrors (w
   }
 });
 
-
 // The resident H check (WASM, tiled) must accept exactly the matrices validateHessian (the
 // JavaScript definition, which names the first flaw) accepts: random symmetric matrices, then
 // one flaw each, near and across every threshold, at sizes around the 64-wide tiles.
 test('the kernel check of H accepts exactly what validateHessian accepts', async () => {
-  const { validateHessian } = await import('../src/core/validate.js');
+  const { validateHessian, validateResidentHessian } = await import('../src/core/validate.js');
+  const message = (f: () => void) => { try { f(); return null; } catch (e) { return `${(e as Error).name}: ${(e as Error).message}`; } };
   const k = await Kernel.create();
   const x = k.exports;
   const rnd = mulberry32(2026);
@@ -569,8 +569,10 @@ test('the kernel check of H accepts exactly what validateHessian accepts', async
     const wasm = x.hessianFlawed(p, n, 1e-4, 2 ** -126);
     const expectedNonFinite = h.findIndex((v) => !Number.isFinite(v));
     assert.is(x.nonFiniteIndex(p, n * n), expectedNonFinite, `case ${c}: first non-finite index`);
-    k.free(p);
     const js = jsAccepts(h, n);
+    // What callers see: the resident check throws validateHessian's own error, or nothing.
+    assert.is(message(() => validateResidentHessian(k, p, n)), message(() => validateHessian(h, n)), `case ${c}: error`);
+    k.free(p);
     assert.is(wasm, js, `case ${c} (n ${n}, kind ${kind}): kernel says ${wasm ? 'flawed' : 'sound'}, validateHessian ${js ? 'refuses' : 'accepts'}`);
     counts[js]++;
   }
