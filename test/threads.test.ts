@@ -24,6 +24,9 @@ const PROBLEMS: Problem[] = [
   { name: 'cd-owc-g128', rows: 70, cols: 272, seed: 32, options: { method: 'cd', bits: 4, groupSize: 128, clip: 'owc' } },
   { name: 'cd-gptqinit-act-refit', rows: 70, cols: 272, seed: 33, options: { method: 'cd', bits: 3, groupSize: 128, init: 'gptq', actOrder: true, refit: 1 } },
   { name: 'bcd-g128', rows: 70, cols: 272, seed: 34, options: { method: 'bcd', bits: 4, groupSize: 128 } },
+  // The fast per-channel OWC search (over 512 columns): its rescoring batches of 256 error rows
+  // split a band's rows differently from the bands themselves.
+  { name: 'rtn-owc-channel-fast', rows: 90, cols: 600, seed: 35, options: { method: 'rtn', bits: 3, groupSize: -1, clip: 'owc', owcExact: false } },
 ];
 const solved = PROBLEMS.map((p) => ({ p, ...makeProblem(p) }));
 const reference: Result[] = [];
