@@ -11,10 +11,12 @@ import { pairFirst, pairSecond } from './pairs';
 
 // Candidates rescored exactly by the fast per-channel search. Its screen (the block diagonal of
 // H) misses the cross-block terms that correlated inputs make large: on such an H the exact
-// best ranks up to about 30th by the screen, and 8 finalists left the search 0.2-1.7% above
-// the exact one's loss (README, Speed); 32 keep it within 0.05% on the same layers.
+// best ranks up to about 30th by the screen, and 8 finalists leave the RTN loss 0.2-1.7% above
+// the exact search's (32 finalists: within 0.05%, at 3x the time). Kept at 8 because CD, the
+// default method, descends from this grid and ends lower from it than from the exact grid on
+// 14 of 16 layers measured (README, Speed); owcExact gives the exact grid.
 // @ts-ignore: decorator
-@inline const OWC_RESCORE: i32 = 32;
+@inline const OWC_RESCORE: i32 = 8;
 // Error rows per exact rescoring batch (quadForms' rows): bounds the scratch to this many rows
 // of cols floats whatever the band's height; a row's forms do not depend on its batch.
 // @ts-ignore: decorator

@@ -8,7 +8,9 @@
 // with per-column scales and an outlier column (x20) in 97, as activations are: an H far from
 // diagonal, where block-diagonal shortcuts (the fast per-channel OWC screen) are tested hardest.
 // --rows N: solve only the first N rows of W (the exact per-channel search at 4096 is slow);
-// --exact-max: widest layer the exact per-channel OWC search runs on (default 1024).
+// --exact-max: widest layer the exact per-channel OWC search runs on (default 1024); where it
+// runs, "fast/exact loss" compares the two grids (RTN on them) and "CD from them" CD's final
+// losses descending from each (CD from per-channel OWC, to convergence).
 // Every case runs on one thread (this one) through prepareLayer + LocalBandSolver in
 // bands of 128 rows, exactly as quantizeLayer does, with the kernel's exports wrapped to time
 // each kernel call, so the table can separate e.g. GPTQ itself from the loss products.
@@ -208,6 +210,12 @@ for (const n of sizes) {
       row.owcExact = r.kernel('gridParams');
       row.owcExactLoss = r.result.loss;
       log('owc per-channel (exact)', r);
+      // CD descends from that grid: its final loss from the fast grid against from the exact one.
+      const cd = { bits: 4, groupSize: -1, method: 'cd', init: 'owc', iters: 100 * n };
+      const fromFast = await repeated(k, W, H, n, { ...cd, owcExact: false });
+      const fromExact = await repeated(k, W, H, n, { ...cd, owcExact: true });
+      row.cdChannelRatio = fromFast.result.loss / fromExact.result.loss;
+      log('cd from per-channel owc (fast, exact grids)', { seconds: fromFast.seconds + fromExact.seconds });
     }
     r = await repeated(k, W, H, n, { ...base, method: 'rtn', clip: 'owc' });
     row.owcGroup = r.kernel('gridParams');
@@ -252,6 +260,7 @@ const table = [
   ['OWC ch s', (r) => fmt(r.owcChannel)],
   ['OWC exact s', (r) => fmt(r.owcExact)],
   ['fast/exact loss', (r) => (r.owcExactLoss ? (r.owcChannelLoss / r.owcExactLoss).toFixed(5) : '-')],
+  ['CD from them', (r) => (r.cdChannelRatio ? r.cdChannelRatio.toFixed(5) : '-')],
   ['OWC g128 s', (r) => fmt(r.owcGroup)],
   ['CD(OWC) s', (r) => fmt(r.cdOwc)],
   ['CD(OWC) moves', (r) => (r.cdOwcMoves == null ? '-' : r.cdOwcMoves.toFixed(0))],
