@@ -390,6 +390,20 @@ export class LlamaRunner {
       const b = w.bias.get(spec.name);
       if (b) nn.nn_add_bias(y, b + from * 4, T, rows);
     };
+    // Projections that one layer computes as consecutive row blocks where the family fuses
+    // them (Phi-3's qkv_proj: q, k, v; gate_up_proj: gate, up) and as separate layers elsewhere.
+    const project = (x: number, outs: Array<[y: number, rows: number]>, fused: LinearName, split: LinearName[]) => {
+      if (a.fused) {
+        const spec = rowsOf(fused);
+        let from = 0;
+        for (const [y, rows] of outs) {
+          linear(x, y, spec, from, rows);
+          from += rows;
+        }
+      } else {
+        outs.forEach(([y], i) => linear(x, y, rowsOf(split[i])));
+      }
+    };
 
     k.scoped((alloc) => {
       const xb = alloc(T * dim * 4);
@@ -412,17 +426,7 @@ export class LlamaRunner {
         const q = alloc(T * qDim * 4);
         const kk = alloc(T * kvDim * 4);
         const v = alloc(T * kvDim * 4);
-        if (a.fused) {
-          // Phi-3: qkv_proj's rows are q, then k, then v (the fused product, one row block each)
-          const spec = rowsOf('qkv_proj');
-          linear(xb, q, spec, 0, qDim);
-          linear(xb, kk, spec, qDim, kvDim);
-          linear(xb, v, spec, qDim + kvDim, kvDim);
-        } else {
-          linear(xb, q, rowsOf('q_proj'));
-          linear(xb, kk, rowsOf('k_proj'));
-          linear(xb, v, rowsOf('v_proj'));
-        }
+        project(xb, [[q, qDim], [kk, kvDim], [v, kvDim]], 'qkv_proj', ['q_proj', 'k_proj', 'v_proj']);
         if (a.qkNorm) {
           // RMSNorm over each head's head_dim values: rows of `head` in [T * heads, head]
           nn.nn_rmsnorm(q, w.qNorm, q, T * nHeads, head, eps);
@@ -457,15 +461,8 @@ export class LlamaRunner {
       if (report('mlp_in', xb, dim)) return;
       const g = alloc(T * hidden * 4);
       const u = alloc(T * hidden * 4);
-      if (a.fused) {
-        // Phi-3: gate_up_proj's rows are gate, then up (transformers: gate, up = chunk(2))
-        const spec = rowsOf('gate_up_proj');
-        linear(xb, g, spec, 0, hidden);
-        linear(xb, u, spec, hidden, hidden);
-      } else {
-        linear(xb, g, rowsOf('gate_proj'));
-        linear(xb, u, rowsOf('up_proj'));
-      }
+      // transformers' Phi-3: gate, up = gate_up_proj(x).chunk(2)
+      project(xb, [[g, hidden], [u, hidden]], 'gate_up_proj', ['gate_proj', 'up_proj']);
       if (a.act === 'gelu_tanh') nn.nn_geglu(g, u, g, T * hidden);
       else nn.nn_swiglu(g, u, g, T * hidden);
       if (report('down_in', g, hidden)) return;
