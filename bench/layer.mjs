@@ -42,9 +42,8 @@ if (!['random', 'correlated'].includes(inputs)) throw new Error(`--inputs ${inpu
 /** --inputs correlated: X = (0.3 noise + 2 z B) diag(colScale), B [cols/16 x cols] fixed. */
 function correlate(x, m, cols, fillX) {
   const r = Math.max(4, cols >> 4);
-  const basis = correlated.basis ??= new Map();
-  if (!basis.has(cols)) basis.set(cols, fillX(new Float32Array(r * cols)));
-  const b = basis.get(cols);
+  if (!correlatedBasis.has(cols)) correlatedBasis.set(cols, fillX(new Float32Array(r * cols)));
+  const b = correlatedBasis.get(cols);
   const z = fillX(new Float32Array(m * r));
   for (let i = 0; i < m; i++) {
     const row = x.subarray(i * cols, (i + 1) * cols);
@@ -56,7 +55,7 @@ function correlate(x, m, cols, fillX) {
     for (let j = 0; j < cols; j++) row[j] *= (j % 97 === 3 ? 20 : 1) * (0.2 + (j % 13) / 8);
   }
 }
-const correlated = {};
+const correlatedBasis = new Map(); // cols -> B, drawn once per width
 
 /** H = 2/n X^T X, X [2*cols x cols], streamed through the kernel in chunks of 512 rows. */
 function makeHessian(k, cols) {
